@@ -1,0 +1,287 @@
+//! cove-cgroups: places containers in cgroups and applies
+//! `linux.resources` on pure cgroup v2, hybrid and pure v1 hosts, with
+//! runc's semantics (paths, file values, write order, fallbacks).
+//!
+//! - [`host_mode`] tells which kind of host this is (cached per process).
+//! - [`manager`] resolves a container's `linux.cgroupsPath` (see
+//!   [`CgroupSpec`]) and returns the [`CgroupManager`] for the host:
+//!   v2 (one leaf in the unified tree), v1 (one directory per hierarchy) or
+//!   hybrid (v1 hierarchies plus a leaf in the cgroup2 tree, as runc 1.1).
+//! - [`manager_from_paths`] rebuilds a manager from [`CgroupManager::paths`]
+//!   saved in a container's state, for `kill`, `pause`, `delete`, `update`.
+//!
+//! # Why the files are written directly, not through cgroups-rs
+//!
+//! cgroups-rs (0.5) would give us typed controllers, but not what decides
+//! whether cove behaves like runc: runc's cgroupsPath resolution against
+//! the caller's cgroup, the hybrid layout's extra v2 leaf, the cpuset
+//! inheritance walk, the order of dependent writes (memory before or after
+//! memory+swap, period/burst retried after quota), the v1-to-v2 value
+//! conversions, and freezer polling. Each of these is a few lines over
+//! plain files, and owning them keeps one small seam (`fs::CgroupDir`)
+//! that the unit tests point at a scratch directory to check every file and
+//! value without root. It also keeps the start path to plain syscalls.
+//!
+//! # Where cove differs from runc, on purpose
+//!
+//! - Hybrid hosts: `unified` keys are written into the v2 leaf, and
+//!   hugepage limits go there too when hugetlb is bound to the cgroup2
+//!   tree rather than to a v1 hierarchy (this machine); runc 1.1 refuses
+//!   both. Controllers on the v2 tree are enabled only when such a limit
+//!   needs them, so a hybrid host's v2 tree is otherwise left as it is.
+//! - A relative cgroupsPath that cleans to nothing ("." or "..") is an
+//!   error, not the caller's own cgroup, which `delete` would then remove.
+//! - Swap limits asked for without swap accounting are skipped when they
+//!   ask for nothing (no limit, or no swap beyond memory), on v1 as on v2.
+//!
+//! # Not there yet
+//!
+//! - The v2 device eBPF program: on a unified host device rules are
+//!   accepted and logged, not enforced.
+//! - The systemd driver: a systemd cgroupsPath is parsed, then refused with
+//!   [`Error::Unsupported`].
+
+mod error;
+mod fs;
+mod hybrid;
+mod mode;
+mod mounts;
+mod path;
+#[cfg(test)]
+mod scratch;
+mod signal;
+mod stats;
+mod v1;
+mod v1_resources;
+mod v2;
+mod v2_resources;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+pub use error::{Error, Result};
+pub use mode::{host_mode, HostMode};
+pub use path::{parse_systemd_path, CgroupSpec, SystemdPath};
+pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};
+pub use v2_resources::{blkio_weight_to_io_weight, shares_to_weight, swap_max};
+
+use hybrid::HybridManager;
+use mounts::Layout;
+use v1::V1Manager;
+use v2::V2Manager;
+
+/// One container's cgroup, on whatever kind of host this is.
+pub trait CgroupManager {
+    /// Creates the cgroup in every hierarchy used (`mkdir -p`); idempotent.
+    fn create(&self) -> Result<()>;
+    /// Writes the limits of `res`.
+    fn apply(&self, res: &oci_spec::runtime::LinuxResources) -> Result<()>;
+    /// Moves `pid` into the cgroup in every hierarchy.
+    fn add_task(&self, pid: i32) -> Result<()>;
+    /// On a unified host, an `O_DIRECTORY|O_CLOEXEC` fd of the leaf for
+    /// clone3's `CLONE_INTO_CGROUP`; `None` on hybrid and v1 hosts (and if
+    /// the directory cannot be opened), where `add_task` is the way in.
+    fn dir_fd(&self) -> Option<OwnedFd>;
+    /// Every pid in the cgroup and below it, sorted.
+    fn pids(&self) -> Result<Vec<i32>>;
+    /// Freezes every task and returns once the kernel says frozen.
+    fn freeze(&self) -> Result<()>;
+    fn thaw(&self) -> Result<()>;
+    fn is_frozen(&self) -> Result<bool>;
+    /// Signals every task: v2 `cgroup.kill` for SIGKILL where the kernel
+    /// has it, else each pid of `pids()` while the cgroup is frozen.
+    fn kill_all(&self, signal: i32) -> Result<()>;
+    /// Removes the leaf directories (never their parents, like runc),
+    /// retrying briefly while the kernel still counts exiting tasks. Fine
+    /// if they are already gone.
+    fn destroy(&self) -> Result<()>;
+    /// (controller, directory): a v1 controller name, `name=systemd`, or ""
+    /// for the cgroup2 leaf. Saved in state; used to mount /sys/fs/cgroup
+    /// inside the container.
+    fn paths(&self) -> Vec<(String, PathBuf)>;
+    /// Memory, pids and cpu usage.
+    fn stats(&self) -> Result<Stats>;
+}
+
+/// The manager for `spec` on this host.
+pub fn manager(spec: &CgroupSpec) -> Result<Box<dyn CgroupManager>> {
+    if spec.systemd {
+        return Err(systemd_unsupported(spec));
+    }
+    let mode = host_mode();
+    let layout = Layout::of_this_process()?;
+    manager_for(spec, mode, &layout)
+}
+
+fn systemd_unsupported(spec: &CgroupSpec) -> Error {
+    // Parse first, so a malformed path gets the more useful error.
+    if let Err(e) = parse_systemd_path(spec.path.as_deref(), &spec.id) {
+        return e;
+    }
+    let running = std::path::Path::new("/run/systemd/system").exists();
+    Error::Unsupported {
+        what: "the systemd cgroup driver".into(),
+        reason: if running {
+            "cove does not implement it yet; use the cgroupfs driver".into()
+        } else {
+            "no systemd manager is running on this host".into()
+        },
+    }
+}
+
+fn manager_for(
+    spec: &CgroupSpec,
+    mode: HostMode,
+    layout: &Layout,
+) -> Result<Box<dyn CgroupManager>> {
+    let inner = spec.inner_path()?;
+    let resolved = path::resolve(&inner, layout, mode)?;
+    let unified_mount = layout.unified.as_ref().map(|u| u.mount_point.clone());
+    Ok(match mode {
+        HostMode::Unified => {
+            let leaf = resolved.unified.ok_or_else(|| Error::Unsupported {
+                what: "cgroup v2".into(),
+                reason: "no cgroup2 mount in /proc/self/mountinfo".into(),
+            })?;
+            Box::new(V2Manager::new(leaf, unified_mount))
+        }
+        HostMode::Hybrid => Box::new(HybridManager::new(
+            V1Manager::new(resolved.v1),
+            resolved
+                .unified
+                .map(|leaf| V2Manager::new(leaf, unified_mount)),
+        )),
+        HostMode::Legacy => Box::new(V1Manager::new(resolved.v1)),
+    })
+}
+
+/// Rebuilds a manager from `paths()` saved earlier. The kind follows the
+/// keys: only "" is v2; v1 names with "" is hybrid; v1 names alone, v1.
+pub fn manager_from_paths(paths: &[(String, PathBuf)]) -> Box<dyn CgroupManager> {
+    let unified = paths
+        .iter()
+        .find(|(name, _)| name.is_empty())
+        .map(|(_, dir)| dir.clone());
+    let v1: Vec<(String, PathBuf)> = paths
+        .iter()
+        .filter(|(name, _)| !name.is_empty())
+        .cloned()
+        .collect();
+    // The mount point only matters to create and to hybrid limits; without
+    // readable mounts the manager still kills, freezes and removes.
+    let layout = Layout::of_this_process().ok();
+    let unified = unified.map(|leaf| {
+        let mount_point = v2::mount_point_of(&leaf, layout.as_ref());
+        V2Manager::new(leaf, mount_point)
+    });
+    match (v1.is_empty(), unified) {
+        (true, Some(unified)) => Box::new(unified),
+        (false, Some(unified)) => Box::new(HybridManager::new(V1Manager::new(v1), Some(unified))),
+        (_, None) => Box::new(V1Manager::new(v1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scratch::{resources, Scratch};
+
+    const MOUNTINFO: &str = "\
+32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+";
+    const PROC_CGROUP: &str = "3:name=systemd:/\n2:memory:/\n1:cpu:/\n0::/\n";
+
+    fn spec(path: &str) -> CgroupSpec {
+        CgroupSpec {
+            path: Some(path.into()),
+            id: "ct".into(),
+            systemd: false,
+        }
+    }
+
+    #[test]
+    fn hybrid_paths_hold_every_v1_hierarchy_and_the_unified_leaf() {
+        let layout = Layout::parse(MOUNTINFO, PROC_CGROUP);
+        let manager = manager_for(&spec("/cove/ct"), HostMode::Hybrid, &layout).unwrap();
+        assert_eq!(
+            manager.paths(),
+            [
+                (
+                    "memory".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/memory/cove/ct")
+                ),
+                (
+                    "cpu".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/cpu/cove/ct")
+                ),
+                (
+                    "name=systemd".to_string(),
+                    PathBuf::from("/sys/fs/cgroup/systemd/cove/ct")
+                ),
+                (
+                    String::new(),
+                    PathBuf::from("/sys/fs/cgroup/unified/cove/ct")
+                ),
+            ]
+        );
+        assert!(manager.dir_fd().is_none(), "no CLONE_INTO_CGROUP on hybrid");
+    }
+
+    #[test]
+    fn legacy_paths_have_no_unified_leaf() {
+        let layout = Layout::parse(MOUNTINFO, PROC_CGROUP);
+        let manager = manager_for(&spec("/cove/ct"), HostMode::Legacy, &layout).unwrap();
+        assert!(manager.paths().iter().all(|(name, _)| !name.is_empty()));
+    }
+
+    #[test]
+    fn saved_paths_rebuild_the_same_kind_of_manager() {
+        let layout = Layout::parse(MOUNTINFO, PROC_CGROUP);
+        for mode in [HostMode::Hybrid, HostMode::Legacy] {
+            let paths = manager_for(&spec("/cove/ct"), mode, &layout)
+                .unwrap()
+                .paths();
+            assert_eq!(manager_from_paths(&paths).paths(), paths, "{mode:?}");
+        }
+        let v2 = vec![(String::new(), PathBuf::from("/sys/fs/cgroup/cove/ct"))];
+        assert_eq!(manager_from_paths(&v2).paths(), v2);
+    }
+
+    #[test]
+    fn systemd_driver_is_refused_with_a_reason() {
+        let mut spec = spec("system.slice:cove:ct");
+        spec.systemd = true;
+        assert!(matches!(manager(&spec), Err(Error::Unsupported { .. })));
+        spec.path = Some("/not/slice/form".into());
+        assert!(matches!(manager(&spec), Err(Error::InvalidPath { .. })));
+    }
+
+    #[test]
+    fn hybrid_sends_hugetlb_and_unified_keys_to_the_v2_leaf() {
+        let v1_dir = Scratch::new(&[("memory.limit_in_bytes", "9223372036854771712\n")]);
+        let v2_dir = Scratch::new(&[
+            ("cgroup.controllers", "hugetlb\n"),
+            ("hugetlb.2MB.max", ""),
+            ("cgroup.max.depth", ""),
+        ]);
+        let manager = HybridManager::new(
+            V1Manager::new(vec![("memory".into(), v1_dir.path.clone())]),
+            Some(V2Manager::new(v2_dir.path.clone(), None)),
+        );
+        manager
+            .apply(&resources(
+                r#"{"memory": {"limit": 1048576},
+                    "hugepageLimits": [{"pageSize": "2MB", "limit": 2097152}],
+                    "unified": {"cgroup.max.depth": "3"}}"#,
+            ))
+            .unwrap();
+        let read =
+            |dir: &Scratch, file: &str| std::fs::read_to_string(dir.path.join(file)).unwrap();
+        assert_eq!(read(&v1_dir, "memory.limit_in_bytes"), "1048576");
+        assert_eq!(read(&v2_dir, "hugetlb.2MB.max"), "2097152");
+        assert_eq!(read(&v2_dir, "cgroup.max.depth"), "3");
+    }
+}

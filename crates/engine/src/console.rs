@@ -1,0 +1,85 @@
+//! The container's terminal: a pty from the container's own devpts, the
+//! master sent to the caller's --console-socket with SCM_RIGHTS (as runc
+//! does, so containerd and podman receive it unchanged), the slave made the
+//! process's controlling terminal and stdio.
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+use crate::error::{Error, Result};
+
+nix::ioctl_write_ptr_bad!(tiocsptlck, libc::TIOCSPTLCK, libc::c_int);
+nix::ioctl_read_bad!(tiocgptn, libc::TIOCGPTN, libc::c_uint);
+nix::ioctl_write_ptr_bad!(tiocswinsz, libc::TIOCSWINSZ, libc::winsize);
+
+pub fn connect(path: &Path) -> Result<OwnedFd> {
+    let s = UnixStream::connect(path).map_err(|e| Error::io("connect to console socket", path, e))?;
+    Ok(s.into())
+}
+
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+    pub number: u32,
+}
+
+/// Opens a new pty pair from /dev/ptmx of the current mount namespace.
+pub fn open_pty(size: Option<(u16, u16)>) -> Result<Pty> {
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open("/dev/ptmx")
+        .map_err(|e| Error::io("open", "/dev/ptmx", e))?
+        .into();
+    let unlock: libc::c_int = 0;
+    let mut number: libc::c_uint = 0;
+    // SAFETY: ioctls on a pty master with correctly typed arguments.
+    unsafe {
+        tiocsptlck(master.as_raw_fd(), &unlock).map_err(|e| Error::Sys("TIOCSPTLCK", e))?;
+        tiocgptn(master.as_raw_fd(), &mut number).map_err(|e| Error::Sys("TIOCGPTN", e))?;
+    }
+    // TIOCGPTPEER opens the slave through the master, with no path lookup a
+    // container could redirect.
+    // SAFETY: ioctl returning a new fd or -1.
+    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if slave < 0 {
+        return Err(Error::Sys("TIOCGPTPEER", nix::errno::Errno::last()));
+    }
+    // SAFETY: the kernel returned a new fd.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave as RawFd) };
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: valid winsize pointer.
+        unsafe { tiocswinsz(slave.as_raw_fd(), &ws) }.map_err(|e| Error::Sys("TIOCSWINSZ", e))?;
+    }
+    Ok(Pty { master, slave, number })
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Sends the master over the console socket, with "/dev/ptmx" as the data,
+/// the shape runc's shims read.
+pub fn send_master(sock: &OwnedFd, master: &OwnedFd) -> Result<()> {
+    let fds = [master.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(b"/dev/ptmx")];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).map_err(|e| Error::Sys("send console master", e))?;
+    Ok(())
+}
+
+/// Makes the slave our controlling terminal and our stdio.
+pub fn become_tty(slave: &OwnedFd) -> Result<()> {
+    // SAFETY: TIOCSCTTY on a tty fd; we are a session leader.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(Error::Sys("TIOCSCTTY", nix::errno::Errno::last()));
+    }
+    for fd in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(|e| Error::Sys("dup2 console", e))?;
+    }
+    Ok(())
+}

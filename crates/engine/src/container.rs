@@ -1,0 +1,420 @@
+//! The container lifecycle as the runtime-spec lists it: create, start,
+//! state, kill, delete. Each operation holds the container's lock.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cove_cgroups::{CgroupManager, CgroupSpec};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+use crate::init::{self, InitContext};
+use crate::namespaces::{self, Plan};
+use crate::rootfs::MountContext;
+use crate::state::{self, Saved, StateDir, Status};
+use crate::sync::{self, Msg};
+use crate::sys::{self, Forked};
+use crate::{hooks, spec as specmod};
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub root: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub systemd_cgroup: bool,
+}
+
+/// A container just created by this process: its init is our child.
+pub struct Created {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+/// Undoes a half-made container on drop: kills the child, removes the
+/// cgroup and the state directory.
+struct Cleanup {
+    child: Option<OwnedFd>,
+    cgroup: Option<Box<dyn CgroupManager>>,
+    state_dir: Option<PathBuf>,
+}
+
+impl Cleanup {
+    fn commit(mut self) {
+        self.child = None;
+        self.cgroup = None;
+        self.state_dir = None;
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(pidfd) = self.child.take() {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = sys::pidfd_wait(pidfd.as_fd());
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.kill_all(libc::SIGKILL);
+            if let Err(e) = destroy_cgroup(cg.as_ref()) {
+                tracing::warn!("cleanup: {e}");
+            }
+        }
+        if let Some(dir) = self.state_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn cgroup_spec(spec: &Spec, id: &str, systemd: bool) -> CgroupSpec {
+    let path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty());
+    CgroupSpec { path, id: id.to_string(), systemd }
+}
+
+/// The resources to apply: the spec's, with the device rules every
+/// container needs added.
+fn resources_of(spec: &Spec) -> oci_spec::runtime::LinuxResources {
+    let linux = spec.linux().as_ref();
+    let mut res = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+    let devs = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+    let rules = crate::devices::cgroup_rules(res.devices().as_deref().unwrap_or(&[]), &devs);
+    res.set_devices(Some(rules));
+    res
+}
+
+pub fn hook_state(saved: &Saved, pid: i32, status: &str) -> Vec<u8> {
+    let mut st = saved.oci(Status::Created);
+    st.pid = pid;
+    st.status = status;
+    serde_json::to_vec(&st).unwrap_or_default()
+}
+
+pub fn create(opts: &CreateOptions) -> Result<Created> {
+    specmod::validate_id(&opts.id)?;
+    let bundle = std::fs::canonicalize(&opts.bundle)
+        .map_err(|e| Error::InvalidConfig(format!("bundle {}: {e}", opts.bundle.display())))?;
+    let spec = specmod::load(&bundle)?;
+    let rootfs = specmod::validate(&spec, &bundle)?;
+    let plan = Plan::from_spec(&spec)?;
+    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
+    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+        return Err(Error::InvalidConfig(
+            "cannot allocate tty if cove-oci will detach without setting console socket".into(),
+        ));
+    }
+    let dir = StateDir::create(&opts.root, &opts.id)?;
+    let mut cleanup = Cleanup { child: None, cgroup: None, state_dir: Some(dir.path.clone()) };
+    std::env::set_current_dir(&bundle).map_err(|e| Error::io("chdir", &bundle, e))?;
+
+    let cg = cove_cgroups::manager(&cgroup_spec(&spec, &opts.id, opts.systemd_cgroup))?;
+    cg.create()?;
+    let cg = cleanup.cgroup.insert(cg);
+    cg.apply(&resources_of(&spec))?;
+
+    let fifo_path = dir.fifo();
+    nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| Error::sys_at(format!("mkfifo {}", fifo_path.display()), e))?;
+    let uid_maps = spec.linux().as_ref().and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
+    let gid_maps = spec.linux().as_ref().and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+    if plan.has_new(LinuxNamespaceType::User) {
+        // The init opens the fifo as container root: let that user have it.
+        let uid = namespaces::host_id(Some(&uid_maps), 0);
+        let gid = namespaces::host_id(Some(&gid_maps), 0);
+        let _ = nix::unistd::chown(&fifo_path, Some(uid.into()), Some(gid.into()));
+    }
+    let exec_fifo: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(&fifo_path)
+        .map_err(|e| Error::io("open", &fifo_path, e))?
+        .into();
+    let console_socket = opts.console_socket.as_deref().map(crate::console::connect).transpose()?;
+
+    let mut saved = Saved {
+        oci_version: specmod::SPEC_VERSION.into(),
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        annotations: spec.annotations().clone(),
+        cgroup_paths: cg.paths(),
+        systemd_cgroup: opts.systemd_cgroup,
+        stopped: false,
+    };
+    // Later commands read the spec from here, never from the bundle again.
+    state::write_atomic(&dir.path.join(state::CONFIG_FILE), &serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?)?;
+
+    let (parent_end, child_end) = sync::pair()?;
+    let cgroup_fd = cg.dir_fd();
+    let saved_for_hooks = saved.clone();
+    let hook_state_fn = move |pid: i32, status: &str| hook_state(&saved_for_hooks, pid, status);
+    let forked = {
+        let _back = plan.enter_for_clone()?;
+        sys::clone3(plan.clone_flags().bits() as u64, cgroup_fd.as_ref().map(|f| f.as_raw_fd()))
+            .map_err(|e| Error::Sys("clone3", e))?
+    };
+    let (pid, pidfd) = match forked {
+        Forked::Child => {
+            drop(parent_end);
+            let new_cgroupns = plan.has_new(LinuxNamespaceType::Cgroup);
+            let ctx = InitContext {
+                spec: &spec,
+                rootfs: &rootfs,
+                plan: &plan,
+                sync: &child_end,
+                exec_fifo: &exec_fifo,
+                console_socket: console_socket.as_ref(),
+                mounts: MountContext {
+                    cgroup_paths: saved.cgroup_paths.clone(),
+                    new_cgroupns,
+                    in_userns: plan.is_private(LinuxNamespaceType::User),
+                },
+                no_pivot: opts.no_pivot,
+                preserve_fds: opts.preserve_fds,
+                hook_state: &hook_state_fn,
+                lock_fd: dir.lock_fd(),
+            };
+            init::child_main(&ctx)
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(child_end);
+    drop(console_socket);
+    cleanup.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup", "pidfd", e))?);
+    if plan.has_new(LinuxNamespaceType::User) && !plan.joins(LinuxNamespaceType::User) {
+        namespaces::write_id_maps(pid, &uid_maps, &gid_maps)?;
+    }
+    if cgroup_fd.is_none() {
+        cg.add_task(pid)?;
+    }
+    drop(cgroup_fd);
+    parent_end.send(&Msg::Go)?;
+    match parent_end.recv()? {
+        Msg::MountsReady => {
+            let st = hook_state(&saved, pid, "creating");
+            let hooks = spec.hooks().as_ref();
+            hooks::run(hooks.and_then(|h| h.prestart().as_ref()), &st)?;
+            hooks::run(hooks.and_then(|h| h.create_runtime().as_ref()), &st)?;
+            parent_end.send(&Msg::HooksDone)?;
+            parent_end.expect(Msg::Ready)?;
+        }
+        Msg::Ready => {}
+        Msg::Failed(s) => return Err(Error::Init(s)),
+        m => return Err(Error::Init(format!("unexpected message {m:?}"))),
+    }
+    saved.pid = pid;
+    saved.pid_start = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
+    dir.save(&saved)?;
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    cleanup.commit();
+    Ok(Created { pid, pidfd })
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
+    state::write_atomic(&abs, pid.to_string().as_bytes())
+}
+
+/// The status of a saved container, as runc computes it.
+pub fn status_of(saved: &Saved, dir: &Path) -> Status {
+    if !state::init_alive(saved) {
+        return Status::Stopped;
+    }
+    if dir.join(state::EXEC_FIFO).exists() {
+        return Status::Created;
+    }
+    if !saved.cgroup_paths.is_empty() {
+        let cg = cove_cgroups::manager_from_paths(&saved.cgroup_paths);
+        if cg.is_frozen().unwrap_or(false) {
+            return Status::Paused;
+        }
+    }
+    Status::Running
+}
+
+pub struct Loaded {
+    pub dir: StateDir,
+    pub saved: Saved,
+    pub status: Status,
+}
+
+pub fn load(root: &Path, id: &str) -> Result<Loaded> {
+    specmod::validate_id(id).map_err(|_| Error::NotExist(id.into()))?;
+    let dir = StateDir::open(root, id)?;
+    let saved = dir.load()?;
+    let status = status_of(&saved, &dir.path);
+    Ok(Loaded { dir, saved, status })
+}
+
+pub fn saved_spec(dir: &StateDir) -> Result<Spec> {
+    let p = dir.path.join(state::CONFIG_FILE);
+    let b = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
+    serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
+}
+
+/// Releases the init parked on the exec fifo, then runs poststart hooks.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let c = load(root, id)?;
+    match c.status {
+        Status::Created => {}
+        Status::Stopped => return Err(Error::WrongState { id: id.into(), status: "stopped".into(), what: "cannot start a container that has stopped" }),
+        s => return Err(Error::WrongState { id: id.into(), status: s.to_string(), what: "cannot start an already running container" }),
+    }
+    let pidfd = open_init(&c.saved)?;
+    let fifo_path = c.dir.fifo();
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo_path)
+        .map_err(|e| Error::io("open", &fifo_path, e))?;
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::Sys("poll exec fifo", e)),
+            Ok(_) => {}
+        }
+        let fifo_ready = fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let died = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if fifo_ready {
+            let mut b = [0u8; 1];
+            if matches!(nix::unistd::read(fifo.as_raw_fd(), &mut b), Ok(1)) {
+                break;
+            }
+        }
+        if died {
+            let _ = std::fs::remove_file(&fifo_path);
+            return Err(Error::Other(format!("container {id}: its init exited before start")));
+        }
+    }
+    let _ = std::fs::remove_file(&fifo_path);
+    let spec = saved_spec(&c.dir)?;
+    let st = hook_state(&c.saved, c.saved.pid, "running");
+    if let Err(e) = hooks::run(spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &st) {
+        tracing::warn!("poststart hook failed: {e}");
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// A pidfd for the container's init, checked against the saved start time
+/// after opening, so a recycled pid is never signalled.
+pub fn open_init(saved: &Saved) -> Result<OwnedFd> {
+    let fd = sys::pidfd_open(saved.pid).map_err(|_| Error::NotRunning)?;
+    if !state::init_alive(saved) {
+        return Err(Error::NotRunning);
+    }
+    Ok(fd)
+}
+
+pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
+    let c = load(root, id)?;
+    if all {
+        let cg = cove_cgroups::manager_from_paths(&c.saved.cgroup_paths);
+        if c.status == Status::Paused && signal == libc::SIGKILL {
+            cg.kill_all(signal)?;
+            return cg.thaw().map_err(Error::from);
+        }
+        return cg.kill_all(signal).map_err(Error::from);
+    }
+    if c.status == Status::Stopped {
+        return Err(Error::NotRunning);
+    }
+    let pidfd = open_init(&c.saved)?;
+    sys::pidfd_send_signal(pidfd.as_fd(), signal).map_err(|e| Error::Sys("kill", e))
+}
+
+fn destroy_cgroup(cg: &dyn CgroupManager) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match cg.destroy() {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => {
+                let _ = cg.kill_all(libc::SIGKILL);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Kills what is left, removes the cgroup, runs poststop hooks, removes the state.
+fn destroy(c: Loaded) -> Result<()> {
+    let cg = cove_cgroups::manager_from_paths(&c.saved.cgroup_paths);
+    if c.status != Status::Stopped {
+        if let Ok(pidfd) = open_init(&c.saved) {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.thaw();
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(5000u16));
+        }
+    }
+    let _ = cg.kill_all(libc::SIGKILL);
+    destroy_cgroup(cg.as_ref())?;
+    if let Ok(spec) = saved_spec(&c.dir) {
+        let st = hook_state(&c.saved, 0, "stopped");
+        if let Err(e) = hooks::run(spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st) {
+            tracing::warn!("poststop hook failed: {e}");
+        }
+    }
+    c.dir.remove()
+}
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let c = match load(root, id) {
+        Ok(c) => c,
+        Err(Error::NotExist(_)) if force => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match c.status {
+        Status::Stopped | Status::Created => destroy(c),
+        _ if force => destroy(c),
+        s => Err(Error::WrongState { id: id.into(), status: s.to_string(), what: "cannot delete a container that is not stopped (use --force)" }),
+    }
+}
+
+pub struct Listed {
+    pub saved: Saved,
+    pub status: Status,
+}
+
+/// Every container under `root`; unreadable ones are skipped.
+pub fn list(root: &Path) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    for id in state::list_ids(root)? {
+        let dir = root.join(&id);
+        if let Ok(saved) = state::read_saved(&dir) {
+            let status = status_of(&saved, &dir);
+            out.push(Listed { saved, status });
+        }
+    }
+    Ok(out)
+}
+
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let c = load(root, id)?;
+    Ok(cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).pids()?)
+}
+
+pub fn annotations_of(saved: &Saved) -> HashMap<String, String> {
+    saved.annotations.clone().unwrap_or_default()
+}

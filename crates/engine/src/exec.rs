@@ -1,0 +1,152 @@
+//! A new process in a running container: it joins the init's namespaces
+//! and cgroup, then becomes the spec'd process just as the init did.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use crate::container::{self, Created};
+use crate::error::{Error, Result};
+use crate::init;
+use crate::namespaces::{clone_flag, proc_name};
+use crate::state::Status;
+use crate::sync::{self, Msg};
+use crate::sys::{self, Forked};
+
+pub struct ExecOptions {
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// The order of setns: user first (it grants the rights for the rest),
+/// mount last among those the child joins.
+const CHILD_JOINS: [LinuxNamespaceType; 2] = [LinuxNamespaceType::User, LinuxNamespaceType::Mount];
+const PARENT_JOINS: [LinuxNamespaceType; 6] = [
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Time,
+];
+
+fn differs_from_ours(pid: i32, name: &str) -> bool {
+    let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{name}"));
+    let ours = std::fs::metadata(format!("/proc/self/ns/{name}"));
+    use std::os::unix::fs::MetadataExt;
+    match (theirs, ours) {
+        (Ok(a), Ok(b)) => a.ino() != b.ino() || a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Created> {
+    let c = container::load(root, id)?;
+    if !matches!(c.status, Status::Running | Status::Created) {
+        return Err(Error::WrongState { id: id.into(), status: c.status.to_string(), what: "cannot exec in it" });
+    }
+    let mut spec = container::saved_spec(&c.dir)?;
+    spec.set_process(Some(opts.process.clone()));
+    if opts.process.args().as_ref().map_or(true, |a| a.is_empty()) {
+        return Err(Error::InvalidConfig("exec: no command given (args are empty)".into()));
+    }
+    if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+        return Err(Error::InvalidConfig("cannot allocate tty if cove-oci will detach without setting console socket".into()));
+    }
+    let pid = c.saved.pid;
+    let init_pidfd = container::open_init(&c.saved)?;
+    let open_ns = |t: LinuxNamespaceType| -> Result<Option<(LinuxNamespaceType, OwnedFd)>> {
+        let name = proc_name(t);
+        if !differs_from_ours(pid, name) {
+            return Ok(None);
+        }
+        let p = format!("/proc/{pid}/ns/{name}");
+        let f = std::fs::File::open(&p).map_err(|e| Error::io("open", p, e))?;
+        Ok(Some((t, f.into())))
+    };
+    let child_ns: Vec<_> = CHILD_JOINS.iter().map(|t| open_ns(*t)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    let parent_ns: Vec<_> = PARENT_JOINS.iter().map(|t| open_ns(*t)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    // The namespace fds must belong to our init, not to a process that took its pid.
+    if !crate::state::init_alive(&c.saved) {
+        return Err(Error::NotRunning);
+    }
+    drop(init_pidfd);
+    let in_userns = child_ns.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+    let cg = cove_cgroups::manager_from_paths(&c.saved.cgroup_paths);
+    let console_socket = opts.console_socket.as_deref().map(crate::console::connect).transpose()?;
+    let (parent_end, child_end) = sync::pair()?;
+    let cgroup_fd = cg.dir_fd();
+    let forked = {
+        let mut back = Vec::new();
+        for (t, fd) in &parent_ns {
+            let own = match t {
+                LinuxNamespaceType::Pid => "pid_for_children",
+                LinuxNamespaceType::Time => "time_for_children",
+                t => proc_name(*t),
+            };
+            let p = format!("/proc/self/ns/{own}");
+            let mine: OwnedFd = std::fs::File::open(&p).map_err(|e| Error::io("open", p, e))?.into();
+            nix::sched::setns(fd.as_fd(), clone_flag(*t)).map_err(|e| Error::sys_at(format!("setns {}", proc_name(*t)), e))?;
+            back.push((clone_flag(*t), mine));
+        }
+        let r = sys::clone3(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd()));
+        if !matches!(r, Ok(Forked::Child)) {
+            for (flag, fd) in back.iter().rev() {
+                let _ = nix::sched::setns(fd.as_fd(), *flag);
+            }
+        }
+        r.map_err(|e| Error::Sys("clone3", e))?
+    };
+    match forked {
+        Forked::Child => {
+            drop(parent_end);
+            // SAFETY: our copy of the state lock's fd; closing it keeps the
+            // lock from living as long as this process.
+            unsafe { libc::close(c.dir.lock_fd()) };
+            let r = (|| -> Result<std::convert::Infallible> {
+                sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
+                for (t, fd) in &child_ns {
+                    nix::sched::setns(fd.as_fd(), clone_flag(*t)).map_err(|e| Error::sys_at(format!("setns {}", proc_name(*t)), e))?;
+                }
+                child_end.expect(Msg::Go)?;
+                if in_userns {
+                    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| Error::Sys("setuid 0", e))?;
+                }
+                let p = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process missing".into()))?;
+                let exe = init::become_process(p, &spec, console_socket.as_ref(), false, in_userns)?;
+                child_end.send(&Msg::Ready)?;
+                Err(init::final_exec(p, &exe, opts.preserve_fds))
+            })();
+            let e = match r {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            // After Ready the runtime may be gone: say it on stderr too.
+            if child_end.send(&Msg::Failed(e.to_string())).is_err() {
+                eprintln!("cove-oci exec: {e}");
+            }
+            sys::exit_now(255)
+        }
+        Forked::Parent { pid, pidfd } => {
+            drop(child_end);
+            drop(console_socket);
+            let kill = |e: Error| {
+                let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                let _ = sys::pidfd_wait(pidfd.as_fd());
+                e
+            };
+            if cgroup_fd.is_none() {
+                cg.add_task(pid).map_err(|e| kill(e.into()))?;
+            }
+            parent_end.send(&Msg::Go).map_err(kill)?;
+            parent_end.expect(Msg::Ready).map_err(kill)?;
+            if let Some(pf) = &opts.pid_file {
+                container::write_pid_file(pf, pid).map_err(kill)?;
+            }
+            Ok(Created { pid, pidfd })
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Runs OCI hooks: the state JSON on stdin, the spec's args and env, and a
+//! timeout after which the hook is killed.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+
+use crate::error::{Error, Result};
+
+pub fn run(hooks: Option<&Vec<Hook>>, state_json: &[u8]) -> Result<()> {
+    for h in hooks.into_iter().flatten() {
+        run_one(h, state_json)?;
+    }
+    Ok(())
+}
+
+fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
+    let err = |msg: String| Error::Hook { path: h.path().clone(), msg };
+    let args = h.args().clone().unwrap_or_default();
+    let mut cmd = Command::new(h.path());
+    if let Some((arg0, rest)) = args.split_first() {
+        cmd.arg0(arg0).args(rest);
+    }
+    cmd.env_clear();
+    for kv in h.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| err(format!("cannot run: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook may exit without reading its stdin: EPIPE is not an error.
+        let _ = stdin.write_all(state_json);
+    }
+    let deadline = h.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
+                if status.success() {
+                    return Ok(());
+                }
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                return Err(err(format!("{status}, stderr: {}", stderr.trim())));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(err(e.to_string())),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err(format!("timed out after {} s", h.timeout().unwrap_or(0))));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

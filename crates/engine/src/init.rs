@@ -1,0 +1,159 @@
+//! The container's first process, from clone3 to execve. Runs in the child
+//! only; reports the first error to the runtime over the sync channel and
+//! exits. Nothing here may panic or return into the runtime's code.
+
+use std::convert::Infallible;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use crate::error::{Error, Result};
+use crate::namespaces::Plan;
+use crate::rootfs::{self, MountContext};
+use crate::sync::{Channel, Msg};
+use crate::{capabilities, console, hooks, process, sys};
+
+pub struct InitContext<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub plan: &'a Plan,
+    pub sync: &'a Channel,
+    pub exec_fifo: &'a OwnedFd,
+    pub console_socket: Option<&'a OwnedFd>,
+    pub mounts: MountContext,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    /// The container state as hooks receive it, with pid and status to fill.
+    pub hook_state: &'a dyn Fn(i32, &str) -> Vec<u8>,
+    /// The state directory's lock fd, closed first thing in the child.
+    pub lock_fd: std::os::fd::RawFd,
+}
+
+pub fn child_main(ctx: &InitContext) -> ! {
+    // SAFETY: the fd is the parent's lock; we own our copy and never use it.
+    unsafe { libc::close(ctx.lock_fd) };
+    let err = match run(ctx) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = ctx.sync.send(&Msg::Failed(err.to_string()));
+    sys::exit_now(1)
+}
+
+fn run(ctx: &InitContext) -> Result<Infallible> {
+    // Until execve, /proc/self/exe is the runtime binary on the host: nobody
+    // in the container may open it (CVE-2019-5736).
+    sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
+    ctx.plan.enter_in_child()?;
+    ctx.sync.expect(Msg::Go)?;
+    let spec = ctx.spec;
+    let in_userns = ctx.plan.is_private(LinuxNamespaceType::User);
+    if in_userns {
+        let root = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| Error::Sys("setgid 0 in user namespace", e))?;
+        nix::unistd::setresuid(root, root, root).map_err(|e| Error::Sys("setuid 0 in user namespace", e))?;
+    }
+    if ctx.plan.is_private(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            nix::unistd::sethostname(h).map_err(|e| Error::Sys("sethostname", e))?;
+        }
+        if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            // SAFETY: valid pointer and length.
+            if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+                return Err(Error::Sys("setdomainname", nix::errno::Errno::last()));
+            }
+        }
+    }
+    let linux = spec.linux().as_ref();
+    let proc_ = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
+    if ctx.plan.is_private(LinuxNamespaceType::Mount) {
+        let root = rootfs::enter(ctx.rootfs, linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
+        rootfs::mount_all(root.as_fd(), spec, &ctx.mounts)?;
+        crate::mounts::ensure_in_root(root.as_fd(), &crate::mounts::relative_dest(proc_.cwd()), true)?;
+        ctx.sync.send(&Msg::MountsReady)?;
+        ctx.sync.expect(Msg::HooksDone)?;
+        hooks::run(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &(ctx.hook_state)(1, "created"))?;
+        rootfs::write_sysctls(root.as_fd(), spec)?;
+        rootfs::readonly_paths(root.as_fd(), linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or(&[]))?;
+        rootfs::masked_paths(root.as_fd(), linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or(&[]))?;
+        rootfs::pivot(root, ctx.no_pivot)?;
+        rootfs::finalize(spec)?;
+    } else {
+        return Err(Error::InvalidConfig("a container needs a mount namespace: add {\"type\":\"mount\"} to linux.namespaces".into()));
+    }
+    let mount_console = true;
+    let exe = become_process(proc_, spec, ctx.console_socket, mount_console, in_userns)?;
+    ctx.sync.send(&Msg::Ready)?;
+    // Blocks until `start` opens the other end.
+    let fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(sys::fd_path(ctx.exec_fifo))
+        .map_err(|e| Error::io("open exec fifo", sys::fd_path(ctx.exec_fifo), e))?;
+    nix::unistd::write(&fifo, b"0").map_err(|e| Error::Sys("write exec fifo", e))?;
+    drop(fifo);
+    hooks::run(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &(ctx.hook_state)(1, "created"))?;
+    Err(final_exec(proc_, &exe, ctx.preserve_fds))
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Everything between "inside the container's namespaces and root" and
+/// execve, shared by init and exec: terminal, limits, identity,
+/// capabilities, cwd. Returns the resolved executable.
+pub fn become_process(
+    p: &Process,
+    spec: &Spec,
+    console_socket: Option<&OwnedFd>,
+    mount_console: bool,
+    in_userns: bool,
+) -> Result<std::path::PathBuf> {
+    nix::unistd::setsid().map_err(|e| Error::Sys("setsid", e))?;
+    if p.terminal().unwrap_or(false) {
+        let sock = console_socket.ok_or_else(|| {
+            Error::InvalidConfig("process.terminal is set but no --console-socket was given".into())
+        })?;
+        let size = p.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        let pty = console::open_pty(size)?;
+        if mount_console {
+            let root = std::fs::File::open("/").map_err(|e| Error::io("open", "/", e))?;
+            crate::mounts::bind_fd_in_root(root.as_fd(), &pty.slave, Path::new("dev/console"), false)?;
+        }
+        console::send_master(sock, &pty.master)?;
+        drop(pty.master);
+        console::become_tty(&pty.slave)?;
+    }
+    process::set_rlimits(p)?;
+    process::set_oom_score_adj(p)?;
+    process::set_io_priority(p)?;
+    process::set_scheduler(p)?;
+    process::set_personality(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
+    let env = process::environment(p);
+    let exe = process::find_executable(p.args().as_ref().and_then(|a| a.first()).map_or("", |s| s), &env)?;
+    process::enter_cwd(p.cwd())?;
+    capabilities::drop_bounding(p.capabilities().as_ref())?;
+    // Without a user namespace of our own, setgroups is always allowed for root.
+    process::set_identity(p, true)?;
+    let _ = in_userns;
+    capabilities::apply(p.capabilities().as_ref())?;
+    if p.no_new_privileges().unwrap_or(false) {
+        process::set_no_new_privs()?;
+    }
+    process::set_umask(p);
+    Ok(exe)
+}
+
+/// Closes everything that is not stdio or preserved, then execve.
+pub fn final_exec(p: &Process, exe: &Path, preserve_fds: u32) -> Error {
+    if let Err(e) = sys::cloexec_from(3 + preserve_fds) {
+        return Error::Sys("close_range", e);
+    }
+    let args = p.args().clone().unwrap_or_default();
+    let env = process::environment(p);
+    process::exec(exe, &args, &env)
+}
+
+pub fn raw(fd: &OwnedFd) -> i32 {
+    fd.as_raw_fd()
+}

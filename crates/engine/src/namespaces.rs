@@ -1,0 +1,177 @@
+//! Which namespaces a container gets, which it joins by path, and how.
+//!
+//! New namespaces come from the clone3 flags, so the init is born inside
+//! them (pid 1 of its pid namespace without a second fork). Namespaces
+//! joined by path are entered by the runtime itself around clone3 when that
+//! is harmless for it (net, ipc, uts, cgroup, and pid/time for children), and
+//! restored right after; user and mount namespaces are joined by the child.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sched::{setns, unshare, CloneFlags};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// The name of the namespace under /proc/PID/ns/.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+pub struct Joined {
+    pub typ: LinuxNamespaceType,
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+/// The namespace plan of one container.
+pub struct Plan {
+    /// Namespaces created by clone3.
+    pub new: CloneFlags,
+    /// Namespaces joined by path, opened before anything is created.
+    pub joined: Vec<Joined>,
+}
+
+impl Plan {
+    pub fn from_spec(spec: &Spec) -> Result<Plan> {
+        let mut new = CloneFlags::empty();
+        let mut joined = Vec::new();
+        for ns in spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+            match ns.path() {
+                None => new |= clone_flag(ns.typ()),
+                Some(p) => {
+                    let f = File::open(p).map_err(|e| Error::io("open namespace", p, e))?;
+                    joined.push(Joined { typ: ns.typ(), path: p.clone(), fd: f.into() });
+                }
+            }
+        }
+        let plan = Plan { new, joined };
+        if plan.has_new(LinuxNamespaceType::User) && plan.joins(LinuxNamespaceType::Mount) {
+            return Err(Error::InvalidConfig(
+                "joining a mount namespace by path together with a new user namespace is not supported".into(),
+            ));
+        }
+        if plan.joins(LinuxNamespaceType::User) && plan.has_new(LinuxNamespaceType::Pid) {
+            return Err(Error::InvalidConfig(
+                "joining a user namespace by path together with a new pid namespace is not supported yet".into(),
+            ));
+        }
+        Ok(plan)
+    }
+
+    pub fn has_new(&self, t: LinuxNamespaceType) -> bool {
+        self.new.contains(clone_flag(t))
+    }
+
+    pub fn joins(&self, t: LinuxNamespaceType) -> bool {
+        self.joined.iter().any(|j| j.typ == t)
+    }
+
+    pub fn is_private(&self, t: LinuxNamespaceType) -> bool {
+        self.has_new(t) || self.joins(t)
+    }
+
+    /// Flags for clone3. With a user namespace joined by path, the other new
+    /// namespaces are unshared by the child after it joined, so they belong
+    /// to that user namespace.
+    pub fn clone_flags(&self) -> CloneFlags {
+        if self.joins(LinuxNamespaceType::User) {
+            CloneFlags::empty()
+        } else {
+            self.new
+        }
+    }
+
+    fn parent_joins(t: LinuxNamespaceType) -> bool {
+        !matches!(t, LinuxNamespaceType::User | LinuxNamespaceType::Mount)
+    }
+
+    /// Runtime side, before clone3: enter the joined namespaces the child
+    /// inherits. The returned guard puts the runtime back where it was.
+    pub fn enter_for_clone(&self) -> Result<Restore> {
+        let mut saved = Vec::new();
+        for j in self.joined.iter().filter(|j| Self::parent_joins(j.typ)) {
+            let own = match j.typ {
+                LinuxNamespaceType::Pid => "pid_for_children",
+                LinuxNamespaceType::Time => "time_for_children",
+                t => proc_name(t),
+            };
+            let p = format!("/proc/self/ns/{own}");
+            let f = File::open(&p).map_err(|e| Error::io("open namespace", &p, e))?;
+            saved.push((clone_flag(j.typ), OwnedFd::from(f)));
+            setns(j.fd.as_fd(), clone_flag(j.typ))
+                .map_err(|e| Error::sys_at(format!("setns {}", j.path.display()), e))?;
+        }
+        Ok(Restore(saved))
+    }
+
+    /// Child side, right after clone3: join user and mount namespaces by
+    /// path, then unshare what must belong to a joined user namespace.
+    pub fn enter_in_child(&self) -> Result<()> {
+        for t in [LinuxNamespaceType::User, LinuxNamespaceType::Mount] {
+            if let Some(j) = self.joined.iter().find(|j| j.typ == t) {
+                setns(j.fd.as_fd(), clone_flag(t)).map_err(|e| Error::sys_at(format!("setns {}", j.path.display()), e))?;
+            }
+        }
+        if self.joins(LinuxNamespaceType::User) && !self.new.is_empty() {
+            unshare(self.new).map_err(|e| Error::Sys("unshare", e))?;
+        }
+        Ok(())
+    }
+}
+
+pub struct Restore(Vec<(CloneFlags, OwnedFd)>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        for (flag, fd) in self.0.drain(..).rev() {
+            if let Err(e) = setns(fd.as_fd(), flag) {
+                tracing::warn!("cannot return to the runtime's namespace {flag:?}: {e}");
+            }
+        }
+    }
+}
+
+/// Writes the id maps of a new user namespace from outside it (the child
+/// cannot map ids it does not own). Root needs no setgroups=deny.
+pub fn write_id_maps(pid: i32, uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<()> {
+    for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, crate::idmap::map_lines(maps)).map_err(|e| Error::io("write", p, e))?;
+    }
+    Ok(())
+}
+
+/// The host id that container id `id` maps to (identity without a map).
+pub fn host_id(maps: Option<&Vec<LinuxIdMapping>>, id: u32) -> u32 {
+    for m in maps.into_iter().flatten() {
+        if id >= m.container_id() && id - m.container_id() < m.size() {
+            return m.host_id() + (id - m.container_id());
+        }
+    }
+    id
+}

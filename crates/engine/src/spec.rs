@@ -1,0 +1,206 @@
+//! Loading and validating an OCI runtime spec before anything is created,
+//! so bad input fails with one clear line and leaves nothing behind.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+/// The runtime-spec versions this engine implements (major 1, minor 0..=3).
+pub const SPEC_VERSION: &str = "1.3.0";
+const MAX_MINOR: u64 = 3;
+
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path).map_err(|source| Error::ReadConfig { path: path.clone(), source })?;
+    let spec: Spec =
+        serde_json::from_slice(&bytes).map_err(|source| Error::ParseConfig { path: path.clone(), source })?;
+    Ok(spec)
+}
+
+/// runc's id rule: letters, digits and `_+-.`, not `.` or `..`.
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidId(id.into(), "the id is empty"));
+    }
+    if id == "." || id == ".." {
+        return Err(Error::InvalidId(id.into(), "the id cannot be . or .."));
+    }
+    if id.len() > 1024 {
+        return Err(Error::InvalidId(id.into(), "the id is longer than 1024 characters"));
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c)) {
+        return Err(Error::InvalidId(id.into(), "use only letters, digits and _ + - ."));
+    }
+    Ok(())
+}
+
+fn validate_version(v: &str) -> Result<()> {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    let nums: Option<Vec<u64>> = parts.iter().map(|p| p.parse().ok()).collect();
+    match nums.as_deref() {
+        Some([1, minor, _patch]) if *minor <= MAX_MINOR => Ok(()),
+        Some([_, _, _]) => Err(Error::InvalidConfig(format!(
+            "config.json: unsupported ociVersion {v:?}: cove implements runtime-spec 1.0 to {SPEC_VERSION}"
+        ))),
+        _ => Err(Error::InvalidConfig(format!(
+            "config.json: ociVersion {v:?} is not a version like \"{SPEC_VERSION}\""
+        ))),
+    }
+}
+
+/// Namespace kinds the sysctl key needs to be private for a container to set it
+/// (the same table runc validates against).
+fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: [&str; 6] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax"];
+    if IPC.contains(&key) || key == "kernel.shmmni" || key == "kernel.shm_rmid_forced" || key.starts_with("fs.mqueue.") {
+        return Some(LinuxNamespaceType::Ipc);
+    }
+    if key.starts_with("net.") {
+        return Some(LinuxNamespaceType::Network);
+    }
+    if key == "kernel.hostname" || key == "kernel.domainname" {
+        return Some(LinuxNamespaceType::Uts);
+    }
+    None
+}
+
+/// Checks everything that can be checked without touching the system.
+/// `bundle` is the absolute bundle path; returns the absolute rootfs path.
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    validate_version(spec.version())?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("config.json: root is missing: set root.path to the rootfs directory".into()))?;
+    let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+    match std::fs::metadata(&rootfs) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(Error::InvalidConfig(format!("rootfs {} is not a directory", rootfs.display()))),
+        Err(e) => {
+            return Err(Error::InvalidConfig(format!(
+                "rootfs {} does not exist ({e}): check root.path in config.json",
+                rootfs.display()
+            )))
+        }
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("config.json: process is missing".into()))?;
+    if process.args().as_ref().map_or(true, |a| a.is_empty()) {
+        return Err(Error::InvalidConfig("config.json: process.args must not be empty".into()));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::InvalidConfig(format!(
+            "config.json: process.cwd {:?} must be an absolute path",
+            process.cwd()
+        )));
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("config.json: linux section is missing".into()))?;
+    let mut seen = HashSet::new();
+    let mut private = HashSet::new();
+    for ns in linux.namespaces().iter().flatten() {
+        if !seen.insert(ns.typ()) {
+            return Err(Error::InvalidConfig(format!("config.json: namespace {:?} listed twice", ns.typ())));
+        }
+        if let Some(p) = ns.path() {
+            if !p.exists() {
+                return Err(Error::InvalidConfig(format!(
+                    "config.json: namespace path {} does not exist",
+                    p.display()
+                )));
+            }
+        }
+        private.insert(ns.typ());
+    }
+    if private.contains(&LinuxNamespaceType::User) {
+        let joins = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+        let has_maps = linux.uid_mappings().as_ref().map_or(false, |m| !m.is_empty())
+            && linux.gid_mappings().as_ref().map_or(false, |m| !m.is_empty());
+        if !joins && !has_maps {
+            return Err(Error::InvalidConfig(
+                "config.json: a user namespace needs linux.uidMappings and linux.gidMappings".into(),
+            ));
+        }
+    } else if linux.uid_mappings().as_ref().map_or(false, |m| !m.is_empty()) {
+        return Err(Error::InvalidConfig(
+            "config.json: uidMappings given without a user namespace: add {\"type\":\"user\"} to linux.namespaces".into(),
+        ));
+    }
+    if spec.hostname().as_ref().map_or(false, |h| !h.is_empty()) && !private.contains(&LinuxNamespaceType::Uts) {
+        return Err(Error::InvalidConfig("unable to set hostname without a private UTS namespace".into()));
+    }
+    if spec.domainname().as_ref().map_or(false, |h| !h.is_empty()) && !private.contains(&LinuxNamespaceType::Uts) {
+        return Err(Error::InvalidConfig("unable to set domainname without a private UTS namespace".into()));
+    }
+    if linux.time_offsets().is_some() && !private.contains(&LinuxNamespaceType::Time) {
+        return Err(Error::InvalidConfig("config.json: timeOffsets need a time namespace".into()));
+    }
+    for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
+        match sysctl_namespace(key) {
+            Some(ns) if !private.contains(&ns) => {
+                return Err(Error::InvalidConfig(format!(
+                    "sysctl {key:?} is not allowed: it needs a private {ns:?} namespace"
+                )))
+            }
+            Some(_) => {}
+            None => {
+                return Err(Error::InvalidConfig(format!(
+                    "sysctl {key:?} is not in a separate kernel namespace: it would change the host"
+                )))
+            }
+        }
+    }
+    for m in spec.mounts().iter().flatten() {
+        if m.destination().as_os_str().is_empty() {
+            return Err(Error::InvalidConfig("config.json: a mount has an empty destination".into()));
+        }
+        for opt in m.options().iter().flatten() {
+            if crate::mounts::parse_option(opt).is_none() && opt.contains('\n') {
+                return Err(Error::InvalidConfig(format!("config.json: bad mount option {opt:?}")));
+            }
+        }
+    }
+    if let Some(ps) = linux.personality() {
+        crate::process::personality_value(ps)?;
+    }
+    Ok(rootfs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_runc_rules() {
+        assert!(validate_id("abc-1.2_x+y").is_ok());
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "ä"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn versions_1_0_to_1_3_accepted() {
+        for v in ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.0", "1.3.0", "1.2.1+dev"] {
+            assert!(validate_version(v).is_ok(), "{v}");
+        }
+        for v in ["0.1.0", "2.0.0", "9.0.0", "1.4.0", "", "1.0", "x.y.z"] {
+            assert!(validate_version(v).is_err(), "{v}");
+        }
+    }
+
+    #[test]
+    fn sysctl_needs_its_namespace() {
+        assert_eq!(sysctl_namespace("net.ipv4.ip_forward"), Some(LinuxNamespaceType::Network));
+        assert_eq!(sysctl_namespace("fs.mqueue.msg_max"), Some(LinuxNamespaceType::Ipc));
+        assert_eq!(sysctl_namespace("kernel.shmmax"), Some(LinuxNamespaceType::Ipc));
+        assert_eq!(sysctl_namespace("vm.swappiness"), None);
+    }
+}

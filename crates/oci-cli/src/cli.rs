@@ -1,0 +1,187 @@
+//! runc's command line as clap structs: the same commands, flags and
+//! defaults, so shims and scripts written for runc drive cove-oci unchanged.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "cove-oci", about = "cove-oci: an OCI runtime with runc's command line", disable_version_flag = true)]
+pub struct Cli {
+    /// Print the version
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    /// Enable debug logging
+    #[arg(long)]
+    pub debug: bool,
+    /// Log file (default: stderr)
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Root directory for container state
+    #[arg(long, default_value = "/run/cove-oci")]
+    pub root: PathBuf,
+    /// Path to the criu binary (checkpoint/restore)
+    #[arg(long, hide = true, default_value = "criu")]
+    pub criu: String,
+    /// Use systemd cgroups ("slice:prefix:name" cgroupsPath)
+    #[arg(long = "systemd-cgroup")]
+    pub systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto
+    #[arg(long, default_value = "auto", num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: String,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CreateArgs {
+    /// Container id
+    pub id: String,
+    /// Path to the bundle directory
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is set
+    #[arg(long = "console-socket", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Write the container init's pid to this file
+    #[arg(long = "pid-file", value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// Do not use pivot_root (for a rootfs on a ramdisk)
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N extra fds (3 .. 3+N-1) to the container
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container
+    Create(CreateArgs),
+    /// Start a created container
+    Start { id: String },
+    /// Create and start a container
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Detach from the container's process
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Keep the container's state after it exits
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Output the state of a container
+    State { id: String },
+    /// List containers
+    #[command(alias = "ls")]
+    List {
+        /// table or json
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Print only the ids
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Send a signal to the container's init (default SIGTERM)
+    Kill {
+        id: String,
+        signal: Option<String>,
+        /// Signal every process in the container's cgroup
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+    /// Delete a container and its resources
+    #[command(alias = "rm")]
+    Delete {
+        id: String,
+        /// Kill a running container first
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Run a new process inside a container
+    Exec(ExecArgs),
+    /// List the processes of a container
+    Ps {
+        id: String,
+        /// table or json
+        #[arg(short = 'f', long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Arguments for ps(1)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// Write a default config.json into the bundle
+    Spec {
+        #[arg(short = 'b', long)]
+        bundle: Option<PathBuf>,
+        /// A config for running without root
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the features this runtime implements (runtime-spec features.json)
+    Features,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ExecArgs {
+    pub id: String,
+    /// Command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    #[arg(long = "console-socket", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory inside the container
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Environment variables to set (KEY=VALUE)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// UID[:GID]
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Additional gids
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// A process.json with the whole process to run
+    #[arg(short = 'p', long)]
+    pub process: Option<PathBuf>,
+    /// Detach from the process
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[arg(long = "pid-file", value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// SELinux label (accepted; SELinux is not supported)
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// AppArmor profile (accepted; AppArmor is not supported)
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Set no_new_privs
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Add a capability
+    #[arg(short = 'c', long = "cap")]
+    pub cap: Vec<String>,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Run in a sub-cgroup (accepted for compatibility)
+    #[arg(long)]
+    pub cgroup: Vec<String>,
+    /// Allow exec in a paused container
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+}

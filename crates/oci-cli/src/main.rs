@@ -1,0 +1,49 @@
+//! cove-oci: a drop-in for runc on cove's engine. This binary only parses
+//! the command line, prints, and maps errors to exit codes.
+
+mod cli;
+mod commands;
+mod default_spec;
+mod log;
+mod signals;
+
+use clap::Parser;
+
+fn main() {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            match e.kind() {
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    std::process::exit(0)
+                }
+                _ => {
+                    let first = e.to_string();
+                    let first = first.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
+                    eprintln!("{}", log::format_line("error", &format!("{first} (see cove-oci --help)"), false));
+                    std::process::exit(1)
+                }
+            }
+        }
+    };
+    let logger = match log::Logger::new(cli.log.as_deref(), cli.log_format == "json", cli.debug) {
+        Ok(l) => Box::leak(Box::new(l)),
+        Err(e) => {
+            eprintln!("{}", log::format_line("error", &format!("cannot open log file: {e}"), false));
+            std::process::exit(1)
+        }
+    };
+    let _ = tracing::subscriber::set_global_default(log::Layer(logger));
+    match commands::run(&cli) {
+        Ok(code) => std::process::exit(code),
+        Err(msg) => {
+            if logger.has_file() {
+                logger.write("error", &msg);
+            }
+            eprintln!("{}", log::format_line("error", &msg, cli.log_format == "json" && !logger.has_file()));
+            std::process::exit(1)
+        }
+    }
+}

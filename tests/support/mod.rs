@@ -1,0 +1,831 @@
+//! Shared helpers for the integration tests: prerequisites (root, runtime
+//! binary, runc, a busybox rootfs), per-test bundles and state roots, a
+//! runtime wrapper that drives the binary under test through its command
+//! line exactly as a shim drives runc, and a guard that leaves nothing behind.
+//!
+//! The binary under test is `$COVE_OCI_BIN`, else
+//! `<workspace>/target/debug/cove-oci`. Every test can be validated against
+//! runc itself with `COVE_OCI_BIN=/usr/sbin/runc`.
+#![allow(dead_code)]
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Parent of every container cgroup the tests create. Absolute, so that no
+/// runtime resolves it against the caller's own cgroup (the test process sits
+/// in the machine supervisor's memory cgroup, which must never be touched).
+pub const CGROUP_PARENT: &str = "cove-test";
+/// All per-test bundles and state roots live below this directory.
+pub const TEST_TMP: &str = "/tmp/cove-tests";
+/// How long one runtime command may take before the test gives up on it.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------- locations
+
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// The runtime under test.
+pub fn runtime_bin() -> PathBuf {
+    match std::env::var_os("COVE_OCI_BIN") {
+        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
+        _ => workspace_root().join("target/debug/cove-oci"),
+    }
+}
+
+/// The reference runtime, if installed.
+pub fn runc_bin() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("COVE_RUNC_BIN") {
+        let bin = PathBuf::from(bin);
+        return is_executable(&bin).then_some(bin);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("runc"))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// True when the binary under test is runc itself (validation runs): tests
+/// that prove cove is stricter than runc say so instead of failing silently.
+pub fn under_test_is_runc() -> bool {
+    runtime_bin().file_name().map(|n| n.to_string_lossy().contains("runc")).unwrap_or(false)
+}
+
+/// Says, when the runtime under test is runc, why a failure that follows is
+/// expected (cove is meant to be stricter or safer than runc 1.1.5 there).
+pub fn note_if_runc(why: &str) {
+    if under_test_is_runc() {
+        eprintln!("NOTE: expected to fail under runc 1.1.5: {why}");
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
+// ---------------------------------------------------------------- skipping
+
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIP {test}: {why}");
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// What a test needs from the machine, checked once per test.
+pub struct Env {
+    /// The runtime under test.
+    pub bin: PathBuf,
+    /// runc, when the test asked for it.
+    pub runc: Option<PathBuf>,
+    /// The shared busybox rootfs (mounted read-only by every container).
+    pub rootfs: PathBuf,
+}
+
+/// Checks root, the runtime under test and the rootfs; prints `SKIP` and
+/// returns None when one is missing, so a test never passes in silence.
+pub fn prerequisites(test: &str) -> Option<Env> {
+    if !is_root() {
+        skip(test, "needs root");
+        return None;
+    }
+    let bin = runtime_bin();
+    if !is_executable(&bin) {
+        skip(test, &format!("runtime under test {} is missing (set COVE_OCI_BIN)", bin.display()));
+        return None;
+    }
+    let rootfs = match shared_rootfs() {
+        Ok(rootfs) => rootfs.clone(),
+        Err(why) => {
+            skip(test, &format!("no busybox rootfs: {why}"));
+            return None;
+        }
+    };
+    Some(Env { bin, runc: runc_bin(), rootfs })
+}
+
+/// Like [`prerequisites`], and runc must be installed too.
+pub fn prerequisites_with_runc(test: &str) -> Option<Env> {
+    let env = prerequisites(test)?;
+    if env.runc.is_none() {
+        skip(test, "needs runc (apt-get install runc)");
+        return None;
+    }
+    Some(env)
+}
+
+// ---------------------------------------------------------------- rootfs
+
+/// The busybox rootfs shared (read-only) by all tests: `$COVE_TEST_ROOTFS`,
+/// else built once into `target/test-rootfs/busybox`.
+pub fn shared_rootfs() -> &'static Result<PathBuf, String> {
+    static ROOTFS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("COVE_TEST_ROOTFS") {
+            let dir = PathBuf::from(dir);
+            return if dir.join("bin/sh").exists() {
+                Ok(dir)
+            } else {
+                Err(format!("COVE_TEST_ROOTFS={} has no bin/sh", dir.display()))
+            };
+        }
+        let dir = workspace_root().join("target/test-rootfs/busybox");
+        if dir.join("bin/sh").exists() {
+            return Ok(dir);
+        }
+        build_shared_rootfs(&dir).map(|()| dir)
+    })
+}
+
+fn build_shared_rootfs(dir: &Path) -> Result<(), String> {
+    let parent = dir.parent().ok_or("rootfs path has no parent")?;
+    fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+    // Build beside the final place and rename: a concurrent test binary
+    // either sees no rootfs or a complete one.
+    let scratch = parent.join(format!(".busybox-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    let script = workspace_root().join("rootfs-templates/busybox/build");
+    let mut built = false;
+    if is_executable(&script) {
+        let status = Command::new(&script).arg(&scratch).stdin(Stdio::null()).status();
+        match status {
+            Ok(s) if s.success() && scratch.join("bin/sh").exists() => built = true,
+            other => {
+                eprintln!(
+                    "WARNING {} {} failed ({other:?}); using a minimal busybox rootfs",
+                    script.display(),
+                    scratch.display()
+                );
+                let _ = fs::remove_dir_all(&scratch);
+            }
+        }
+    }
+    if !built {
+        minimal_busybox_rootfs(&scratch)?;
+    }
+    match fs::rename(&scratch, dir) {
+        Ok(()) => Ok(()),
+        // Another test binary won the race; its rootfs is as good as ours.
+        Err(_) if dir.join("bin/sh").exists() => {
+            let _ = fs::remove_dir_all(&scratch);
+            Ok(())
+        }
+        Err(e) => Err(format!("rename {} -> {}: {e}", scratch.display(), dir.display())),
+    }
+}
+
+fn host_busybox() -> Result<PathBuf, String> {
+    ["/bin/busybox", "/usr/bin/busybox", "/usr/sbin/busybox"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| is_executable(p))
+        .ok_or_else(|| "no busybox on the host (apt-get install busybox-static)".to_string())
+}
+
+/// A small rootfs from the host's static busybox: the binary, one symlink
+/// per applet, the directories runtimes mount on, and passwd/group.
+pub fn minimal_busybox_rootfs(dir: &Path) -> Result<(), String> {
+    let busybox = host_busybox()?;
+    let mkdir = |rel: &str| {
+        let p = dir.join(rel);
+        fs::create_dir_all(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))
+    };
+    for rel in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home", "run", "var"] {
+        mkdir(rel)?;
+    }
+    let target = dir.join("bin/busybox");
+    fs::copy(&busybox, &target).map_err(|e| format!("copy {} -> {}: {e}", busybox.display(), target.display()))?;
+    let list = Command::new(&busybox)
+        .arg("--list-full")
+        .output()
+        .map_err(|e| format!("{} --list-full: {e}", busybox.display()))?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let link = dir.join(applet.trim_start_matches('/'));
+        if applet.is_empty() || link.symlink_metadata().is_ok() {
+            continue;
+        }
+        symlink("/bin/busybox", &link).map_err(|e| format!("symlink {}: {e}", link.display()))?;
+    }
+    write_file(
+        &dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )?;
+    write_file(&dir.join("etc/group"), "root:x:0:\nusers:x:100:\nuser:x:1000:\nnogroup:x:65534:\n")?;
+    // The runtime-spec lets tmp be a plain directory; make it sticky like a real one.
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dir.join("tmp");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
+    Ok(())
+}
+
+pub fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+// ---------------------------------------------------------------- names
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// `ct-<test>-<pid>-<n>`: unique across threads of this process and across
+/// concurrently running test binaries.
+pub fn unique_name(test: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let short: String = test.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(40).collect();
+    format!("ct-{short}-{}-{n}", std::process::id())
+}
+
+/// A directory removed (with its contents) when the guard drops.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    /// A fresh `/tmp/cove-tests/<unique name for test>`.
+    pub fn new(test: &str) -> TempDir {
+        TempDir { path: fresh_dir(&format!("{}.tmp", unique_name(test))) }
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A fresh, empty directory `/tmp/cove-tests/<name>`.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = Path::new(TEST_TMP).join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    dir
+}
+
+// ---------------------------------------------------------------- commands
+
+/// What one runtime command did.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub cmdline: String,
+    /// Exit code, 128+N when killed by signal N, -1 on timeout.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Panics with the whole command and its output unless it exited 0.
+    #[track_caller]
+    pub fn assert_ok(&self) -> &Self {
+        assert!(self.ok(), "command failed:\n{self}");
+        self
+    }
+
+    pub fn stdout_json(&self) -> Result<Value, String> {
+        serde_json::from_str(&self.stdout).map_err(|e| format!("stdout is not JSON ({e}):\n{self}"))
+    }
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "$ {}\nexit code: {}", self.cmdline, self.code)?;
+        writeln!(f, "--- stdout ---\n{}", self.stdout.trim_end())?;
+        write!(f, "--- stderr ---\n{}", self.stderr.trim_end())
+    }
+}
+
+/// Runs a command with stdin from /dev/null and stdout/stderr sent to files
+/// (never pipes: a detached container inherits the runtime's stdio, and a
+/// pipe would then stay open until the container exits).
+pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Duration) -> Out {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let out_path = io_dir.join(format!("cmd-{n}.out"));
+    let err_path = io_dir.join(format!("cmd-{n}.err"));
+    let cmdline = std::iter::once(program.display().to_string())
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let create = |p: &Path| File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(create(&out_path))
+        .stderr(create(&err_path))
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return Out { cmdline, code: -1, stdout: String::new(), stderr: format!("spawn failed: {e}") };
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break exit_code(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                // Our own child: kill it by pid.
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+            Err(e) => panic!("wait for {cmdline}: {e}"),
+        }
+    };
+    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
+    let mut stderr = read(&err_path);
+    if code == -1 {
+        stderr.push_str(&format!("\n[test harness: TIMEOUT after {timeout:?}, runtime killed]"));
+    }
+    let out = Out { cmdline, code, stdout: read(&out_path), stderr };
+    let _ = fs::remove_file(&out_path);
+    let _ = fs::remove_file(&err_path);
+    out
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
+}
+
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+// ---------------------------------------------------------------- container
+
+/// One container: its bundle, its runtime state root, its cgroup, and the
+/// guard that removes all three when the test ends (pass or fail).
+pub struct Ct {
+    pub test: String,
+    /// Container id, also the last element of the cgroup path.
+    pub id: String,
+    pub bin: PathBuf,
+    pub bundle: PathBuf,
+    pub state_root: PathBuf,
+    /// Absolute cgroupsPath written into config.json.
+    pub cgroups_path: String,
+    /// config.json as it will be written before create/run.
+    pub config: Value,
+    /// When set, config.json was written raw and must not be regenerated.
+    raw_config: bool,
+    owns_bundle: bool,
+    _cgroup_lock: CgroupParentLock,
+}
+
+impl Ct {
+    /// A container for `env.bin` with runc's default spec (`runc spec`),
+    /// edited so it runs `true` without a terminal from the shared rootfs.
+    pub fn new(env: &Env, test: &str) -> Ct {
+        Ct::with_bin(env, test, &env.bin)
+    }
+
+    pub fn with_bin(env: &Env, test: &str, bin: &Path) -> Ct {
+        let id = unique_name(test);
+        let bundle = fresh_dir(&id);
+        let state_root = fresh_dir(&format!("{id}.state"));
+        let cgroups_path = format!("/{CGROUP_PARENT}/{id}");
+        let config = default_spec(env, &bundle, &cgroups_path);
+        Ct {
+            test: test.to_string(),
+            id,
+            bin: bin.to_path_buf(),
+            bundle,
+            state_root,
+            cgroups_path,
+            config,
+            raw_config: false,
+            owns_bundle: true,
+            _cgroup_lock: CgroupParentLock::shared(),
+        }
+    }
+
+    /// The same bundle, id and cgroup path driven by another runtime with
+    /// its own state root: for running one config under runc and cove-oci.
+    /// Run the two one after the other, never at the same time.
+    pub fn twin(&self, bin: &Path) -> Ct {
+        let state_root = fresh_dir(&format!("{}.state-{}", self.id, COUNTER.fetch_add(1, Ordering::Relaxed)));
+        Ct {
+            test: self.test.clone(),
+            id: self.id.clone(),
+            bin: bin.to_path_buf(),
+            bundle: self.bundle.clone(),
+            state_root,
+            cgroups_path: self.cgroups_path.clone(),
+            config: self.config.clone(),
+            raw_config: self.raw_config,
+            owns_bundle: false,
+            _cgroup_lock: CgroupParentLock::shared(),
+        }
+    }
+
+    /// Sets process.args.
+    pub fn args(&mut self, args: &[&str]) -> &mut Self {
+        self.config["process"]["args"] = json!(args);
+        self
+    }
+
+    /// Sets process.args to `sh -c SCRIPT`.
+    pub fn sh(&mut self, script: &str) -> &mut Self {
+        self.args(&["sh", "-c", script])
+    }
+
+    /// Writes config.json from `self.config` (done by create/run too).
+    pub fn save_config(&self) {
+        if self.raw_config {
+            return;
+        }
+        let path = self.bundle.join("config.json");
+        let text = serde_json::to_string_pretty(&self.config).unwrap_or_else(|e| panic!("serialise config: {e}"));
+        fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
+    /// Writes config.json verbatim (for malformed input tests).
+    pub fn write_raw_config(&mut self, text: &str) {
+        let path = self.bundle.join("config.json");
+        fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        self.raw_config = true;
+    }
+
+    /// `<bin> --root <state root> ARGS...`
+    pub fn cmd(&self, args: &[&str]) -> Out {
+        self.cmd_timeout(args, COMMAND_TIMEOUT)
+    }
+
+    pub fn cmd_timeout(&self, args: &[&str], timeout: Duration) -> Out {
+        let mut full = vec!["--root".to_string(), self.state_root.display().to_string()];
+        full.extend(args.iter().map(|s| s.to_string()));
+        run_command(&self.bin, &full, &self.bundle, timeout)
+    }
+
+    fn bundle_arg(&self) -> String {
+        self.bundle.display().to_string()
+    }
+
+    pub fn create(&self) -> Out {
+        self.save_config();
+        let bundle = self.bundle_arg();
+        self.cmd(&["create", "--bundle", &bundle, &self.id])
+    }
+
+    pub fn start(&self) -> Out {
+        self.cmd(&["start", &self.id])
+    }
+
+    /// Foreground `run`: returns when the container exits.
+    pub fn run(&self) -> Out {
+        self.save_config();
+        let bundle = self.bundle_arg();
+        self.cmd(&["run", "--bundle", &bundle, &self.id])
+    }
+
+    pub fn run_detached(&self) -> Out {
+        self.save_config();
+        let bundle = self.bundle_arg();
+        self.cmd(&["run", "-d", "--bundle", &bundle, &self.id])
+    }
+
+    pub fn state(&self) -> Out {
+        self.cmd(&["state", &self.id])
+    }
+
+    /// `state` parsed; Err carries the whole command output.
+    pub fn state_json(&self) -> Result<Value, String> {
+        let out = self.state();
+        if !out.ok() {
+            return Err(out.to_string());
+        }
+        out.stdout_json()
+    }
+
+    pub fn status(&self) -> Option<String> {
+        self.state_json().ok().and_then(|s| s["status"].as_str().map(str::to_string))
+    }
+
+    /// Polls `state` until the status is `want`; false after `timeout`.
+    pub fn wait_status(&self, want: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.status().as_deref() == Some(want) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&self, signal: &str) -> Out {
+        self.cmd(&["kill", &self.id, signal])
+    }
+
+    pub fn delete(&self) -> Out {
+        self.cmd(&["delete", &self.id])
+    }
+
+    pub fn delete_force(&self) -> Out {
+        self.cmd(&["delete", "--force", &self.id])
+    }
+
+    /// `exec [FLAGS...] ID ARGS...`
+    pub fn exec(&self, flags: &[&str], args: &[&str]) -> Out {
+        let mut full = vec!["exec"];
+        full.extend_from_slice(flags);
+        full.push(&self.id);
+        full.extend_from_slice(args);
+        self.cmd(&full)
+    }
+
+    pub fn list(&self, flags: &[&str]) -> Out {
+        let mut full = vec!["list"];
+        full.extend_from_slice(flags);
+        self.cmd(&full)
+    }
+
+    pub fn ps(&self, flags: &[&str]) -> Out {
+        let mut full = vec!["ps"];
+        full.extend_from_slice(flags);
+        full.push(&self.id);
+        self.cmd(&full)
+    }
+
+    /// Entries left in the state root (a clean failure leaves none).
+    pub fn state_root_entries(&self) -> Vec<String> {
+        fs::read_dir(&self.state_root)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// This container's cgroup directories that exist on the host.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        cgroup_dirs_for(&self.cgroups_path)
+    }
+}
+
+impl Drop for Ct {
+    fn drop(&mut self) {
+        let _ = self.cmd_timeout(&["delete", "--force", &self.id], Duration::from_secs(10));
+        // Whatever a broken runtime left running in our cgroup was started
+        // by this test: kill it by pid so the cgroup can go.
+        remove_cgroup(&self.cgroups_path);
+        let _ = fs::remove_dir_all(&self.state_root);
+        if self.owns_bundle {
+            let _ = fs::remove_dir_all(&self.bundle);
+        }
+    }
+}
+
+/// runc's default spec (from `runc spec`, or the runtime under test's own
+/// `spec` when runc is absent), edited for tests.
+fn default_spec(env: &Env, bundle: &Path, cgroups_path: &str) -> Value {
+    let generator = env.runc.clone().unwrap_or_else(|| env.bin.clone());
+    let spec_dir = bundle.join(".spec");
+    fs::create_dir_all(&spec_dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", spec_dir.display()));
+    let out = run_command(
+        &generator,
+        &["spec".into(), "--bundle".into(), spec_dir.display().to_string()],
+        bundle,
+        COMMAND_TIMEOUT,
+    );
+    assert!(out.ok(), "cannot generate a default spec:\n{out}");
+    let path = spec_dir.join("config.json");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let _ = fs::remove_dir_all(&spec_dir);
+    let mut config: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(["true"]);
+    config["root"]["path"] = json!(env.rootfs.display().to_string());
+    config["root"]["readonly"] = json!(true);
+    config["linux"]["cgroupsPath"] = json!(cgroups_path);
+    config
+}
+
+// ---------------------------------------------------------------- cgroups
+
+/// Every cgroup hierarchy mounted under /sys/fs/cgroup (v1 controllers, the
+/// named systemd one, the unified v2 tree in hybrid mode, or the v2 root).
+pub fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.to_path_buf()];
+    }
+    fs::read_dir(root)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.join("cgroup.procs").exists() && !p.is_symlink())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn cgroup_dirs_for(cgroups_path: &str) -> Vec<PathBuf> {
+    let rel = cgroups_path.trim_start_matches('/');
+    cgroup_hierarchies().into_iter().map(|h| h.join(rel)).filter(|p| p.exists()).collect()
+}
+
+fn remove_cgroup(cgroups_path: &str) {
+    let dirs = cgroup_dirs_for(cgroups_path);
+    if dirs.is_empty() {
+        return;
+    }
+    for attempt in 0..100 {
+        let mut left = false;
+        for dir in cgroup_dirs_for(cgroups_path) {
+            for pid in cgroup_pids(&dir) {
+                // SAFETY: kill(2) on a pid read from our own test cgroup;
+                // a stale pid only yields ESRCH.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            remove_cgroup_tree(&dir);
+            left |= dir.exists();
+        }
+        if !left {
+            return;
+        }
+        if attempt == 99 {
+            eprintln!("WARNING: could not remove cgroup {cgroups_path}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cgroup_pids(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// rmdir children first (a runtime may have made sub-cgroups).
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for entry in rd.filter_map(|e| e.ok()) {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&entry.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// Every live container holds a shared flock; the last one to finish takes
+/// it exclusively and removes the common parent `/cove-test` from each
+/// hierarchy, so no test removes the parent while a runtime creates a
+/// child cgroup in it.
+struct CgroupParentLock {
+    file: Option<File>,
+}
+
+impl CgroupParentLock {
+    fn lock_path() -> PathBuf {
+        Path::new(TEST_TMP).join(".cgroup-parent.lock")
+    }
+
+    fn open() -> Option<File> {
+        let _ = fs::create_dir_all(TEST_TMP);
+        OpenOptions::new().create(true).truncate(false).write(true).open(Self::lock_path()).ok()
+    }
+
+    fn shared() -> Self {
+        let file = Self::open();
+        if let Some(f) = &file {
+            // SAFETY: flock on an fd we own; failure only means no locking.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) };
+        }
+        CgroupParentLock { file }
+    }
+}
+
+impl Drop for CgroupParentLock {
+    fn drop(&mut self) {
+        // Closing the file drops our shared lock.
+        drop(self.file.take());
+        let Some(f) = Self::open() else { return };
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            for hierarchy in cgroup_hierarchies() {
+                let _ = fs::remove_dir(hierarchy.join(CGROUP_PARENT));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- host view
+
+/// This process's mount table, one normalised line per mount:
+/// `mount-point fstype source root` (ids left out, they are per instance).
+pub fn host_mounts() -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            let dash = f.iter().position(|x| *x == "-").unwrap_or(f.len());
+            let fstype = f.get(dash + 1).copied().unwrap_or("?");
+            let source = f.get(dash + 2).copied().unwrap_or("?");
+            format!("{} {} {} {}", f.get(4).unwrap_or(&"?"), fstype, source, f.get(3).unwrap_or(&"?"))
+        })
+        .collect()
+}
+
+/// Mounts present in `after` but not in `before`.
+pub fn new_mounts(before: &[String], after: &[String]) -> Vec<String> {
+    let mut remaining = before.to_vec();
+    let mut added = Vec::new();
+    for m in after {
+        if let Some(i) = remaining.iter().position(|b| b == m) {
+            remaining.swap_remove(i);
+        } else {
+            added.push(m.clone());
+        }
+    }
+    added
+}
+
+pub fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string()
+        }
+        // No sha256sum: fall back to the bytes themselves.
+        _ => format!("{:?}", fs::read(path).ok().map(|b| (b.len(), b.iter().map(|x| *x as u64).sum::<u64>()))),
+    }
+}
+
+pub fn append_file(path: &Path, text: &str) {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    f.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+// ---------------------------------------------------------------- diffs
+
+/// A line diff (`-` only in `a`, `+` only in `b`), or None when equal.
+pub fn diff_lines(a_label: &str, a: &str, b_label: &str, b: &str) -> Option<String> {
+    if a == b {
+        return None;
+    }
+    let a: Vec<&str> = a.lines().collect();
+    let b: Vec<&str> = b.lines().collect();
+    // Longest common subsequence table; outputs here are a few hundred
+    // lines at most.
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let mut text = format!("--- {a_label}\n+++ {b_label}\n");
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            text.push_str(&format!("  {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            text.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
+        } else {
+            text.push_str(&format!("- {}\n", a[i]));
+            i += 1;
+        }
+    }
+    if a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x == y) {
+        text.push_str("(outputs differ only in a trailing newline)\n");
+    }
+    Some(text)
+}
