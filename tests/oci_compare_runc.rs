@@ -168,6 +168,17 @@ fn dev_listing_matches_runc() {
     compare("dev_listing_matches_runc", DEV_LISTING, 0, no_tweak, verbatim);
 }
 
+#[test]
+fn mount_point_modes_and_owners_match_runc() {
+    compare(
+        "mount_point_modes_and_owners_match_runc",
+        "stat -c '%n %A %U:%G' / /proc /dev /dev/pts /dev/shm /dev/mqueue /sys /sys/fs/cgroup /sys/fs/cgroup/* /tmp",
+        0,
+        no_tweak,
+        verbatim,
+    );
+}
+
 // ---------------------------------------------------------------- limits
 
 #[test]

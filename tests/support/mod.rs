@@ -28,7 +28,7 @@ pub const CGROUP_PARENT: &str = "cove-test";
 /// All per-test bundles and state roots live below this directory.
 pub const TEST_TMP: &str = "/tmp/cove-tests";
 /// How long one runtime command may take before the test gives up on it.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- locations
 

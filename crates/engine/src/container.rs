@@ -100,6 +100,37 @@ pub fn hook_state(saved: &Saved, pid: i32, status: &str) -> Vec<u8> {
     serde_json::to_vec(&st).unwrap_or_default()
 }
 
+/// Compiles linux.seccomp once, before anything exists, so a bad profile
+/// is refused with nothing to clean up.
+pub fn compile_seccomp(spec: &Spec) -> Result<Option<cove_seccomp::Filter>> {
+    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        None => Ok(None),
+        Some(s) => cove_seccomp::compile(s).map(Some).map_err(|e| Error::InvalidConfig(format!("seccomp: {e}"))),
+    }
+}
+
+/// Receives the next setup message; a seccomp notify fd that arrives on the
+/// way is handed to the spec's listener with the container's state.
+pub fn recv_handling_seccomp(ch: &sync::Channel, spec: &Spec, saved: &Saved, pid: i32) -> Result<Msg> {
+    loop {
+        let (msg, fd) = ch.recv_with_fd()?;
+        if msg != Msg::SeccompFd {
+            return Ok(msg);
+        }
+        let fd = fd.ok_or_else(|| Error::Init("seccomp notify message came without its fd".into()))?;
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let path = seccomp
+            .and_then(|s| s.listener_path().clone())
+            .ok_or_else(|| Error::InvalidConfig("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into()))?;
+        let state: oci_spec::runtime::State = serde_json::from_slice(&hook_state(saved, pid, "creating"))
+            .map_err(|e| Error::Other(format!("container state: {e}")))?;
+        let meta = seccomp.and_then(|s| s.listener_metadata().clone());
+        let msg = cove_seccomp::container_process_state(pid, meta.as_deref(), &state)
+            .map_err(|e| Error::Other(format!("seccomp: {e}")))?;
+        cove_seccomp::send_listener(&path, fd.as_fd(), &msg).map_err(|e| Error::Other(format!("seccomp: {e}")))?;
+    }
+}
+
 pub fn create(opts: &CreateOptions) -> Result<Created> {
     specmod::validate_id(&opts.id)?;
     let bundle = std::fs::canonicalize(&opts.bundle)
@@ -107,6 +138,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let spec = specmod::load(&bundle)?;
     let rootfs = specmod::validate(&spec, &bundle)?;
     let plan = Plan::from_spec(&spec)?;
+    let seccomp = compile_seccomp(&spec)?;
     let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
     if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
         return Err(Error::InvalidConfig(
@@ -187,6 +219,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 preserve_fds: opts.preserve_fds,
                 hook_state: &hook_state_fn,
                 lock_fd: dir.lock_fd(),
+                seccomp: seccomp.as_ref(),
             };
             init::child_main(&ctx)
         }
@@ -203,18 +236,19 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     }
     drop(cgroup_fd);
     parent_end.send(&Msg::Go)?;
-    match parent_end.recv()? {
-        Msg::MountsReady => {
-            let st = hook_state(&saved, pid, "creating");
-            let hooks = spec.hooks().as_ref();
-            hooks::run(hooks.and_then(|h| h.prestart().as_ref()), &st)?;
-            hooks::run(hooks.and_then(|h| h.create_runtime().as_ref()), &st)?;
-            parent_end.send(&Msg::HooksDone)?;
-            parent_end.expect(Msg::Ready)?;
+    loop {
+        match recv_handling_seccomp(&parent_end, &spec, &saved, pid)? {
+            Msg::MountsReady => {
+                let st = hook_state(&saved, pid, "creating");
+                let hooks = spec.hooks().as_ref();
+                hooks::run(hooks.and_then(|h| h.prestart().as_ref()), &st)?;
+                hooks::run(hooks.and_then(|h| h.create_runtime().as_ref()), &st)?;
+                parent_end.send(&Msg::HooksDone)?;
+            }
+            Msg::Ready => break,
+            Msg::Failed(s) => return Err(Error::Init(s)),
+            m => return Err(Error::Init(format!("unexpected message {m:?}"))),
         }
-        Msg::Ready => {}
-        Msg::Failed(s) => return Err(Error::Init(s)),
-        m => return Err(Error::Init(format!("unexpected message {m:?}"))),
     }
     saved.pid = pid;
     saved.pid_start = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);

@@ -74,6 +74,7 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
         return Err(Error::NotRunning);
     }
     drop(init_pidfd);
+    let seccomp = container::compile_seccomp(&spec)?;
     let in_userns = child_ns.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
     let cg = cove_cgroups::manager_from_paths(&c.saved.cgroup_paths);
     let console_socket = opts.console_socket.as_deref().map(crate::console::connect).transpose()?;
@@ -116,7 +117,7 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                     nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| Error::Sys("setuid 0", e))?;
                 }
                 let p = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process missing".into()))?;
-                let exe = init::become_process(p, &spec, console_socket.as_ref(), false, in_userns)?;
+                let exe = init::become_process(p, &spec, console_socket.as_ref(), false, seccomp.as_ref(), &child_end)?;
                 child_end.send(&Msg::Ready)?;
                 Err(init::final_exec(p, &exe, opts.preserve_fds))
             })();
@@ -142,7 +143,11 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                 cg.add_task(pid).map_err(|e| kill(e.into()))?;
             }
             parent_end.send(&Msg::Go).map_err(kill)?;
-            parent_end.expect(Msg::Ready).map_err(kill)?;
+            match container::recv_handling_seccomp(&parent_end, &spec, &c.saved, pid).map_err(kill)? {
+                Msg::Ready => {}
+                Msg::Failed(s) => return Err(kill(Error::Init(s))),
+                m => return Err(kill(Error::Init(format!("unexpected message {m:?}")))),
+            }
             if let Some(pf) = &opts.pid_file {
                 container::write_pid_file(pf, pid).map_err(kill)?;
             }

@@ -28,6 +28,17 @@ pub struct InitContext<'a> {
     pub hook_state: &'a dyn Fn(i32, &str) -> Vec<u8>,
     /// The state directory's lock fd, closed first thing in the child.
     pub lock_fd: std::os::fd::RawFd,
+    pub seccomp: Option<&'a cove_seccomp::Filter>,
+}
+
+/// Loads the filter; a notify fd goes to the runtime, which hands it to the
+/// spec's listener.
+fn load_seccomp(filter: Option<&cove_seccomp::Filter>, sync: &Channel) -> Result<()> {
+    let Some(f) = filter else { return Ok(()) };
+    if let Some(fd) = f.load().map_err(|e| Error::Other(format!("seccomp: {e}")))? {
+        sync.send_fd(&Msg::SeccompFd, &fd)?;
+    }
+    Ok(())
 }
 
 pub fn child_main(ctx: &InitContext) -> ! {
@@ -83,7 +94,7 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
         return Err(Error::InvalidConfig("a container needs a mount namespace: add {\"type\":\"mount\"} to linux.namespaces".into()));
     }
     let mount_console = true;
-    let exe = become_process(proc_, spec, ctx.console_socket, mount_console, in_userns)?;
+    let exe = become_process(proc_, spec, ctx.console_socket, mount_console, ctx.seccomp, ctx.sync)?;
     ctx.sync.send(&Msg::Ready)?;
     // Blocks until `start` opens the other end.
     let fifo = std::fs::OpenOptions::new()
@@ -107,7 +118,8 @@ pub fn become_process(
     spec: &Spec,
     console_socket: Option<&OwnedFd>,
     mount_console: bool,
-    in_userns: bool,
+    seccomp: Option<&cove_seccomp::Filter>,
+    sync: &Channel,
 ) -> Result<std::path::PathBuf> {
     nix::unistd::setsid().map_err(|e| Error::Sys("setsid", e))?;
     if p.terminal().unwrap_or(false) {
@@ -132,15 +144,22 @@ pub fn become_process(
     let env = process::environment(p);
     let exe = process::find_executable(p.args().as_ref().and_then(|a| a.first()).map_or("", |s| s), &env)?;
     process::enter_cwd(p.cwd())?;
-    capabilities::drop_bounding(p.capabilities().as_ref())?;
-    // Without a user namespace of our own, setgroups is always allowed for root.
-    process::set_identity(p, true)?;
-    let _ = in_userns;
-    capabilities::apply(p.capabilities().as_ref())?;
-    if p.no_new_privileges().unwrap_or(false) {
-        process::set_no_new_privs()?;
+    let nnp = p.no_new_privileges().unwrap_or(false);
+    // The kernel takes a filter from a process with no_new_privs or with
+    // CAP_SYS_ADMIN: without no_new_privs, load it while we still hold
+    // every capability; with it, as late as possible (as runc does).
+    if !nnp {
+        load_seccomp(seccomp, sync)?;
     }
+    capabilities::drop_bounding(p.capabilities().as_ref())?;
+    // We are root in our own namespaces (or the host): setgroups is allowed.
+    process::set_identity(p, true)?;
+    capabilities::apply(p.capabilities().as_ref())?;
     process::set_umask(p);
+    if nnp {
+        process::set_no_new_privs()?;
+        load_seccomp(seccomp, sync)?;
+    }
     Ok(exe)
 }
 

@@ -15,9 +15,21 @@ const MAX_MINOR: u64 = 3;
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path).map_err(|source| Error::ReadConfig { path: path.clone(), source })?;
-    let spec: Spec =
-        serde_json::from_slice(&bytes).map_err(|source| Error::ParseConfig { path: path.clone(), source })?;
-    Ok(spec)
+    match serde_json::from_slice::<Spec>(&bytes) {
+        Ok(spec) => Ok(spec),
+        Err(source) => {
+            // oci-spec's message for a bad seccomp name is generic; the
+            // seccomp compiler names the action, operator or architecture.
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                if let Some(sc) = v.pointer("/linux/seccomp") {
+                    if let Err(e) = cove_seccomp::from_value(sc) {
+                        return Err(Error::InvalidConfig(format!("{}: {e}", path.display())));
+                    }
+                }
+            }
+            Err(Error::ParseConfig { path, source })
+        }
+    }
 }
 
 /// runc's id rule: letters, digits and `_+-.`, not `.` or `..`.

@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
 
 use crate::error::{Error, Result};
 
@@ -20,6 +20,8 @@ pub enum Msg {
     Ready,
     /// child -> parent: setup failed with this message.
     Failed(String),
+    /// child -> parent: the seccomp notify fd rides along (SCM_RIGHTS).
+    SeccompFd,
 }
 
 impl Msg {
@@ -34,6 +36,7 @@ impl Msg {
                 v.extend_from_slice(s.as_bytes());
                 v
             }
+            Msg::SeccompFd => vec![6],
         }
     }
     fn decode(b: &[u8]) -> Option<Msg> {
@@ -43,6 +46,7 @@ impl Msg {
             3 => Msg::HooksDone,
             4 => Msg::Ready,
             5 => Msg::Failed(String::from_utf8_lossy(&b[1..]).into_owned()),
+            6 => Msg::SeccompFd,
             _ => return None,
         })
     }
@@ -63,16 +67,47 @@ impl Channel {
     }
 
     pub fn recv(&self) -> Result<Msg> {
+        self.recv_with_fd().map(|(m, _)| m)
+    }
+
+    /// Sends `msg` with `fd` attached.
+    pub fn send_fd(&self, msg: &Msg, fd: &OwnedFd) -> Result<()> {
+        let fds = [fd.as_raw_fd()];
+        let data = msg.encode();
+        let iov = [std::io::IoSlice::new(&data)];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        sendmsg::<()>(self.0.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(|e| Error::Sys("sync sendmsg", e))?;
+        Ok(())
+    }
+
+    /// Receives one message and the fd that came with it, if any.
+    pub fn recv_with_fd(&self) -> Result<(Msg, Option<OwnedFd>)> {
         let mut buf = [0u8; 4096];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         loop {
-            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(0) => return Err(Error::Init("the container process exited during setup".into())),
-                Ok(n) => {
-                    return Msg::decode(&buf[..n]).ok_or_else(|| Error::Init("bad message from container process".into()))
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let r = recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC);
+            let (n, fd) = match r {
+                Ok(m) => {
+                    let mut fd = None;
+                    if let Ok(cmsgs) = m.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(v) = c {
+                                // SAFETY: SCM_RIGHTS gave us new fds we now own.
+                                fd = v.first().map(|f| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(*f) });
+                            }
+                        }
+                    }
+                    (m.bytes, fd)
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::Sys("sync recv", e)),
+            };
+            if n == 0 {
+                return Err(Error::Init("the container process exited during setup".into()));
             }
+            let msg = Msg::decode(&buf[..n]).ok_or_else(|| Error::Init("bad message from container process".into()))?;
+            return Ok((msg, fd));
         }
     }
 
