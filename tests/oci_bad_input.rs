@@ -40,15 +40,37 @@ fn lasting_new_mounts(before: &[String]) -> Vec<String> {
 fn assert_clean_failure(ct: &Ct, out: &Out, mounts_before: &[String], allowed_state: &[&str]) {
     assert_eq!(out.code, 1, "expected exit code 1:\n{out}");
     let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
-    assert_eq!(lines.len(), 1, "expected exactly one line on stderr:\n{out}");
-    assert!(!lines[0].trim().is_empty(), "the error line is empty:\n{out}");
-    let left: Vec<String> = ct.state_root_entries().into_iter().filter(|e| !allowed_state.contains(&e.as_str())).collect();
-    assert!(left.is_empty(), "state left in {}: {left:?}\n{out}", ct.state_root.display());
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one line on stderr:\n{out}"
+    );
+    assert!(
+        !lines[0].trim().is_empty(),
+        "the error line is empty:\n{out}"
+    );
+    let left: Vec<String> = ct
+        .state_root_entries()
+        .into_iter()
+        .filter(|e| !allowed_state.contains(&e.as_str()))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "state left in {}: {left:?}\n{out}",
+        ct.state_root.display()
+    );
     if allowed_state.is_empty() {
-        assert!(ct.cgroup_dirs().is_empty(), "cgroups left behind: {:?}\n{out}", ct.cgroup_dirs());
+        assert!(
+            ct.cgroup_dirs().is_empty(),
+            "cgroups left behind: {:?}\n{out}",
+            ct.cgroup_dirs()
+        );
     }
     let added = lasting_new_mounts(mounts_before);
-    assert!(added.is_empty(), "host mounts left behind: {added:#?}\n{out}");
+    assert!(
+        added.is_empty(),
+        "host mounts left behind: {added:#?}\n{out}"
+    );
 }
 
 /// Runs `create` on a bundle prepared by `prepare`, and checks a clean failure.
@@ -77,7 +99,9 @@ fn truncated_config_json_fails_cleanly() {
 
 #[test]
 fn config_json_that_is_not_an_object_fails_cleanly() {
-    create_fails_cleanly("config_json_that_is_not_an_object_fails_cleanly", |ct| ct.write_raw_config("[1, 2, 3]\n"));
+    create_fails_cleanly("config_json_that_is_not_an_object_fails_cleanly", |ct| {
+        ct.write_raw_config("[1, 2, 3]\n")
+    });
 }
 
 #[test]
@@ -88,7 +112,10 @@ fn missing_config_json_fails_cleanly() {
         let _ = std::fs::remove_file(ct.bundle.join("config.json"));
     });
     if let Some(out) = out {
-        assert!(out.stderr.contains("config.json"), "the error does not name config.json:\n{out}");
+        assert!(
+            out.stderr.contains("config.json"),
+            "the error does not name config.json:\n{out}"
+        );
     }
 }
 
@@ -100,7 +127,10 @@ fn unsupported_oci_version_0_1_0_fails_cleanly() {
         ct.config["ociVersion"] = json!("0.1.0");
     });
     if let Some(out) = out {
-        assert!(out.stderr.contains("0.1.0"), "the error does not name the version:\n{out}");
+        assert!(
+            out.stderr.contains("0.1.0"),
+            "the error does not name the version:\n{out}"
+        );
     }
 }
 
@@ -112,7 +142,10 @@ fn unsupported_oci_version_9_0_0_fails_cleanly() {
         ct.config["ociVersion"] = json!("9.0.0");
     });
     if let Some(out) = out {
-        assert!(out.stderr.contains("9.0.0"), "the error does not name the version:\n{out}");
+        assert!(
+            out.stderr.contains("9.0.0"),
+            "the error does not name the version:\n{out}"
+        );
     }
 }
 
@@ -123,8 +156,14 @@ fn missing_rootfs_fails_cleanly_and_names_the_path() {
         ct.config["root"]["path"] = json!(missing);
     });
     if let Some(out) = out {
-        assert!(out.stderr.contains(&missing), "the error does not name the missing rootfs:\n{out}");
-        assert!(!Path::new(&missing).exists(), "the runtime created the missing rootfs {missing}");
+        assert!(
+            out.stderr.contains(&missing),
+            "the error does not name the missing rootfs:\n{out}"
+        );
+        assert!(
+            !Path::new(&missing).exists(),
+            "the runtime created the missing rootfs {missing}"
+        );
     }
 }
 
@@ -133,7 +172,9 @@ fn missing_rootfs_fails_cleanly_and_names_the_path() {
 #[test]
 fn id_already_in_use_fails_and_keeps_the_first_container() {
     let test = "id_already_in_use_fails_and_keeps_the_first_container";
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let _serial = serial();
     let mut ct = Ct::new(&env, test);
     ct.sh("sleep 100");
@@ -142,8 +183,13 @@ fn id_already_in_use_fails_and_keeps_the_first_container() {
     let before = host_mounts();
     let out = ct.create();
     assert_clean_failure(&ct, &out, &before, &[&ct.id]);
-    let after = ct.state_json().unwrap_or_else(|e| panic!("the first container is gone:\n{e}"));
-    assert_eq!(after["pid"], first["pid"], "the first container changed: {first:#} -> {after:#}");
+    let after = ct
+        .state_json()
+        .unwrap_or_else(|e| panic!("the first container is gone:\n{e}"));
+    assert_eq!(
+        after["pid"], first["pid"],
+        "the first container changed: {first:#} -> {after:#}"
+    );
     assert_eq!(after["status"], "created", "{after:#}");
     let procs: Vec<String> = ct
         .cgroup_dirs()
@@ -152,11 +198,16 @@ fn id_already_in_use_fails_and_keeps_the_first_container() {
         .flat_map(|s| s.lines().map(str::to_string).collect::<Vec<_>>())
         .collect();
     let pid = first["pid"].to_string();
-    assert!(procs.iter().all(|p| *p == pid), "the failed create put processes in the cgroup: {procs:?} (init {pid})");
+    assert!(
+        procs.iter().all(|p| *p == pid),
+        "the failed create put processes in the cgroup: {procs:?} (init {pid})"
+    );
 }
 
 fn bad_id_fails_cleanly(test: &str, id: &str) {
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let _serial = serial();
     let ct = Ct::new(&env, test);
     ct.save_config();
@@ -168,7 +219,11 @@ fn bad_id_fails_cleanly(test: &str, id: &str) {
     let out = ct.cmd(&["create", "--bundle", &bundle, id]);
     assert_clean_failure(&ct, &out, &before, &[]);
     if let Some(escape) = escape {
-        assert!(escape_existed || !escape.exists(), "the runtime created {} for id {id:?}", escape.display());
+        assert!(
+            escape_existed || !escape.exists(),
+            "the runtime created {} for id {id:?}",
+            escape.display()
+        );
     }
 }
 
@@ -192,7 +247,9 @@ fn empty_id_fails_cleanly() {
 #[test]
 fn unknown_signal_fails_and_leaves_the_container_alone() {
     let test = "unknown_signal_fails_and_leaves_the_container_alone";
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let _serial = serial();
     let mut ct = Ct::new(&env, test);
     ct.sh("sleep 100");
@@ -200,14 +257,23 @@ fn unknown_signal_fails_and_leaves_the_container_alone() {
     let before = host_mounts();
     let out = ct.kill("SIGFOO");
     assert_clean_failure(&ct, &out, &before, &[&ct.id]);
-    assert!(out.stderr.contains("SIGFOO"), "the error does not name the signal:\n{out}");
-    assert_eq!(ct.status().as_deref(), Some("running"), "the container did not survive an unknown signal");
+    assert!(
+        out.stderr.contains("SIGFOO"),
+        "the error does not name the signal:\n{out}"
+    );
+    assert_eq!(
+        ct.status().as_deref(),
+        Some("running"),
+        "the container did not survive an unknown signal"
+    );
 }
 
 #[test]
 fn unknown_flag_fails_cleanly() {
     let test = "unknown_flag_fails_cleanly";
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let _serial = serial();
     let ct = Ct::new(&env, test);
     ct.save_config();
@@ -215,13 +281,18 @@ fn unknown_flag_fails_cleanly() {
     let bundle = ct.bundle.display().to_string();
     let out = ct.cmd(&["create", "--nope", "--bundle", &bundle, &ct.id]);
     assert_clean_failure(&ct, &out, &before, &[]);
-    assert!(out.stderr.contains("nope"), "the error does not name the flag:\n{out}");
+    assert!(
+        out.stderr.contains("nope"),
+        "the error does not name the flag:\n{out}"
+    );
 }
 
 #[test]
 fn state_of_unknown_id_says_does_not_exist() {
     let test = "state_of_unknown_id_says_does_not_exist";
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let _serial = serial();
     let ct = Ct::new(&env, test);
     let before = host_mounts();
@@ -233,7 +304,9 @@ fn state_of_unknown_id_says_does_not_exist() {
 #[test]
 fn start_of_unknown_id_says_does_not_exist() {
     let test = "start_of_unknown_id_says_does_not_exist";
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let _serial = serial();
     let ct = Ct::new(&env, test);
     let before = host_mounts();

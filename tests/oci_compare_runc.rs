@@ -18,8 +18,16 @@ fn observe(ct: &Ct, normalise: fn(&str) -> String) -> (String, Out) {
 /// Runs `script` under runc, then the same bundle under the runtime under
 /// test, and panics with a diff unless both saw the same thing. runc's own
 /// exit code must be `runc_code`, which proves the probe itself works.
-fn compare(test: &str, script: &str, runc_code: i32, tweak: impl FnOnce(&mut Value), normalise: fn(&str) -> String) {
-    let Some(env) = prerequisites_with_runc(test) else { return };
+fn compare(
+    test: &str,
+    script: &str,
+    runc_code: i32,
+    tweak: impl FnOnce(&mut Value),
+    normalise: fn(&str) -> String,
+) {
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
     let Some(runc) = env.runc.clone() else { return };
     let mut reference = Ct::with_bin(&env, test, &runc);
     reference.sh(script);
@@ -28,12 +36,22 @@ fn compare(test: &str, script: &str, runc_code: i32, tweak: impl FnOnce(&mut Val
     let under_test = reference.twin(&env.bin);
 
     let (expected, runc_out) = observe(&reference, normalise);
-    assert_eq!(runc_out.code, runc_code, "the probe is broken: runc itself did not exit {runc_code}:\n{runc_out}");
+    assert_eq!(
+        runc_out.code, runc_code,
+        "the probe is broken: runc itself did not exit {runc_code}:\n{runc_out}"
+    );
     let (actual, cove_out) = observe(&under_test, normalise);
     if std::env::var_os("COVE_TEST_SHOW").is_some() {
-        eprintln!("===== {test}: runc saw =====\n{expected}===== {test}: under test saw =====\n{actual}");
+        eprintln!(
+            "===== {test}: runc saw =====\n{expected}===== {test}: under test saw =====\n{actual}"
+        );
     }
-    if let Some(diff) = diff_lines("runc", &expected, &under_test.bin.display().to_string(), &actual) {
+    if let Some(diff) = diff_lines(
+        "runc",
+        &expected,
+        &under_test.bin.display().to_string(),
+        &actual,
+    ) {
         panic!(
             "{test}: the container saw something else than under runc\n{diff}\n\
              ===== runc run =====\n{runc_out}\n===== run under test =====\n{cove_out}"
@@ -71,7 +89,13 @@ const STATUS_PRIVILEGES: &str = "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|N
 
 #[test]
 fn capabilities_nonewprivs_and_seccomp_match_runc() {
-    compare("capabilities_nonewprivs_and_seccomp_match_runc", STATUS_PRIVILEGES, 0, no_tweak, verbatim);
+    compare(
+        "capabilities_nonewprivs_and_seccomp_match_runc",
+        STATUS_PRIVILEGES,
+        0,
+        no_tweak,
+        verbatim,
+    );
 }
 
 #[test]
@@ -116,7 +140,14 @@ fn hostname_matches_runc() {
 fn mountinfo_fields(line: &str) -> Option<(&str, &str, &str, &str, &str, &str)> {
     let f: Vec<&str> = line.split(' ').collect();
     let dash = f.iter().position(|x| *x == "-")?;
-    Some((f.get(4)?, f.get(dash + 1)?, f.get(3)?, f.get(5)?, f.get(dash + 2)?, f.get(dash + 3)?))
+    Some((
+        f.get(4)?,
+        f.get(dash + 1)?,
+        f.get(3)?,
+        f.get(5)?,
+        f.get(dash + 2)?,
+        f.get(dash + 3)?,
+    ))
 }
 
 /// Mounts sorted by mount point; mounts stacked on one point keep their order.
@@ -139,18 +170,32 @@ fn mount_points_and_types(s: &str) -> String {
 fn mount_options(s: &str) -> String {
     sorted_mounts(s, |l| {
         let (point, fstype, root, opts, source, super_opts) = mountinfo_fields(l)?;
-        Some(format!("{point} {fstype} root={root} opts={opts} source={source} super={super_opts}"))
+        Some(format!(
+            "{point} {fstype} root={root} opts={opts} source={source} super={super_opts}"
+        ))
     })
 }
 
 #[test]
 fn mount_points_and_types_match_runc() {
-    compare("mount_points_and_types_match_runc", "cat /proc/self/mountinfo", 0, no_tweak, mount_points_and_types);
+    compare(
+        "mount_points_and_types_match_runc",
+        "cat /proc/self/mountinfo",
+        0,
+        no_tweak,
+        mount_points_and_types,
+    );
 }
 
 #[test]
 fn mount_options_match_runc() {
-    compare("mount_options_match_runc", "cat /proc/self/mountinfo", 0, no_tweak, mount_options);
+    compare(
+        "mount_options_match_runc",
+        "cat /proc/self/mountinfo",
+        0,
+        no_tweak,
+        mount_options,
+    );
 }
 
 // ---------------------------------------------------------------- /dev
@@ -165,7 +210,13 @@ done"#;
 
 #[test]
 fn dev_listing_matches_runc() {
-    compare("dev_listing_matches_runc", DEV_LISTING, 0, no_tweak, verbatim);
+    compare(
+        "dev_listing_matches_runc",
+        DEV_LISTING,
+        0,
+        no_tweak,
+        verbatim,
+    );
 }
 
 #[test]
@@ -183,7 +234,13 @@ fn mount_point_modes_and_owners_match_runc() {
 
 #[test]
 fn proc_self_limits_match_runc() {
-    compare("proc_self_limits_match_runc", "cat /proc/self/limits", 0, no_tweak, verbatim);
+    compare(
+        "proc_self_limits_match_runc",
+        "cat /proc/self/limits",
+        0,
+        no_tweak,
+        verbatim,
+    );
 }
 
 // ---------------------------------------------------------------- readonly and masked paths
@@ -210,7 +267,13 @@ cat /proc/sys/kernel/hostname > /proc/sys/kernel/hostname 2>/dev/null && echo "h
 
 #[test]
 fn readonly_paths_match_runc() {
-    compare("readonly_paths_match_runc", &format!("{WRITE_PROBE}{READONLY_PROBE}"), 0, no_tweak, verbatim);
+    compare(
+        "readonly_paths_match_runc",
+        &format!("{WRITE_PROBE}{READONLY_PROBE}"),
+        0,
+        no_tweak,
+        verbatim,
+    );
 }
 
 const MASKED_PROBE: &str = r#"
@@ -226,14 +289,26 @@ echo secret > /proc/keys 2>/dev/null; echo "after write /proc/keys size=$(wc -c 
 
 #[test]
 fn masked_paths_match_runc() {
-    compare("masked_paths_match_runc", &format!("{WRITE_PROBE}{MASKED_PROBE}"), 0, no_tweak, verbatim);
+    compare(
+        "masked_paths_match_runc",
+        &format!("{WRITE_PROBE}{MASKED_PROBE}"),
+        0,
+        no_tweak,
+        verbatim,
+    );
 }
 
 // ---------------------------------------------------------------- process
 
 #[test]
 fn environment_matches_runc() {
-    compare("environment_matches_runc", "env | sort", 0, no_tweak, verbatim);
+    compare(
+        "environment_matches_runc",
+        "env | sort",
+        0,
+        no_tweak,
+        verbatim,
+    );
 }
 
 #[test]
@@ -243,7 +318,8 @@ fn environment_with_home_and_extra_variables_matches_runc() {
         "env | sort",
         0,
         |c| {
-            c["process"]["env"] = json!(["PATH=/bin:/usr/bin", "HOME=/tmp", "FOO=bar baz", "EMPTY="]);
+            c["process"]["env"] =
+                json!(["PATH=/bin:/usr/bin", "HOME=/tmp", "FOO=bar baz", "EMPTY="]);
         },
         verbatim,
     );
@@ -262,7 +338,13 @@ fn environment_of_user_1000_matches_runc() {
 
 #[test]
 fn shell_is_pid_1_as_under_runc() {
-    compare("shell_is_pid_1_as_under_runc", "echo $$; cat /proc/1/comm; tr '\\0' ' ' < /proc/1/cmdline | cut -c1-30", 0, no_tweak, verbatim);
+    compare(
+        "shell_is_pid_1_as_under_runc",
+        "echo $$; cat /proc/1/comm; tr '\\0' ' ' < /proc/1/cmdline | cut -c1-30",
+        0,
+        no_tweak,
+        verbatim,
+    );
 }
 
 #[test]
@@ -283,7 +365,13 @@ fn cwd_matches_runc() {
 
 #[test]
 fn cwd_tmp_matches_runc() {
-    compare("cwd_tmp_matches_runc", "pwd", 0, |c| c["process"]["cwd"] = json!("/tmp"), verbatim);
+    compare(
+        "cwd_tmp_matches_runc",
+        "pwd",
+        0,
+        |c| c["process"]["cwd"] = json!("/tmp"),
+        verbatim,
+    );
 }
 
 #[test]
@@ -293,10 +381,22 @@ fn umask_default_matches_runc() {
 
 #[test]
 fn umask_0077_matches_runc() {
-    compare("umask_0077_matches_runc", "umask", 0, |c| c["process"]["user"]["umask"] = json!(0o077), verbatim);
+    compare(
+        "umask_0077_matches_runc",
+        "umask",
+        0,
+        |c| c["process"]["user"]["umask"] = json!(0o077),
+        verbatim,
+    );
 }
 
 #[test]
 fn exit_code_matches_runc() {
-    compare("exit_code_matches_runc", "echo bye; exit 3", 3, no_tweak, verbatim);
+    compare(
+        "exit_code_matches_runc",
+        "echo bye; exit 3",
+        3,
+        no_tweak,
+        verbatim,
+    );
 }

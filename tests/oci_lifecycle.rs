@@ -27,16 +27,23 @@ fn created(env: &Env, test: &str) -> Ct {
 fn running(env: &Env, test: &str) -> Ct {
     let ct = created(env, test);
     ct.start().assert_ok();
-    assert!(ct.wait_status("running", STOP_TIMEOUT), "container never became running: {:?}", ct.state_json());
+    assert!(
+        ct.wait_status("running", STOP_TIMEOUT),
+        "container never became running: {:?}",
+        ct.state_json()
+    );
     ct
 }
 
 fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn state_or_panic(ct: &Ct) -> Value {
-    ct.state_json().unwrap_or_else(|e| panic!("state failed:\n{e}"))
+    ct.state_json()
+        .unwrap_or_else(|e| panic!("state failed:\n{e}"))
 }
 
 /// stderr must say `needle`, in any case (runc writes `level=error msg="..."`).
@@ -52,22 +59,40 @@ fn assert_stderr_says(out: &Out, needle: &str) {
 
 #[test]
 fn state_after_create_says_created() {
-    let Some(env) = prerequisites("state_after_create_says_created") else { return };
+    let Some(env) = prerequisites("state_after_create_says_created") else {
+        return;
+    };
     let ct = created(&env, "state_after_create_says_created");
     let state = state_or_panic(&ct);
     assert_eq!(state["status"], "created", "{state:#}");
     assert_eq!(state["id"], json!(ct.id), "{state:#}");
-    assert_eq!(state["bundle"], json!(ct.bundle.display().to_string()), "{state:#}");
-    assert_eq!(state["rootfs"], json!(env.rootfs.display().to_string()), "{state:#}");
-    assert!(state["pid"].as_i64().unwrap_or(0) > 0, "no pid in state: {state:#}");
-    assert!(state["created"].as_str().is_some_and(|t| t.contains('T')), "created is not an RFC 3339 time: {state:#}");
+    assert_eq!(
+        state["bundle"],
+        json!(ct.bundle.display().to_string()),
+        "{state:#}"
+    );
+    assert_eq!(
+        state["rootfs"],
+        json!(env.rootfs.display().to_string()),
+        "{state:#}"
+    );
+    assert!(
+        state["pid"].as_i64().unwrap_or(0) > 0,
+        "no pid in state: {state:#}"
+    );
+    assert!(
+        state["created"].as_str().is_some_and(|t| t.contains('T')),
+        "created is not an RFC 3339 time: {state:#}"
+    );
     assert!(state["ociVersion"].as_str().is_some(), "{state:#}");
 }
 
 #[test]
 fn state_json_has_the_same_keys_as_runc() {
     let test = "state_json_has_the_same_keys_as_runc";
-    let Some(env) = prerequisites_with_runc(test) else { return };
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
     let Some(runc) = env.runc.clone() else { return };
     let mut reference = Ct::with_bin(&env, test, &runc);
     reference.sh(LONG_RUNNING);
@@ -82,42 +107,80 @@ fn state_json_has_the_same_keys_as_runc() {
     compare_keys("created");
     reference.start().assert_ok();
     under_test.start().assert_ok();
-    assert!(reference.wait_status("running", STOP_TIMEOUT), "runc: {:?}", reference.state_json());
-    assert!(under_test.wait_status("running", STOP_TIMEOUT), "{:?}", under_test.state_json());
+    assert!(
+        reference.wait_status("running", STOP_TIMEOUT),
+        "runc: {:?}",
+        reference.state_json()
+    );
+    assert!(
+        under_test.wait_status("running", STOP_TIMEOUT),
+        "{:?}",
+        under_test.state_json()
+    );
     compare_keys("running");
 }
 
 #[test]
 fn state_pid_after_create_is_alive_in_its_own_pid_namespace() {
-    let Some(env) = prerequisites("state_pid_after_create_is_alive_in_its_own_pid_namespace") else { return };
-    let ct = created(&env, "state_pid_after_create_is_alive_in_its_own_pid_namespace");
+    let Some(env) = prerequisites("state_pid_after_create_is_alive_in_its_own_pid_namespace")
+    else {
+        return;
+    };
+    let ct = created(
+        &env,
+        "state_pid_after_create_is_alive_in_its_own_pid_namespace",
+    );
     let state = state_or_panic(&ct);
     let pid = state["pid"].as_i64().unwrap_or(0);
     assert!(pid > 0, "no pid: {state:#}");
     let proc_dir = format!("/proc/{pid}");
-    let stat = fs::read_to_string(format!("{proc_dir}/stat")).unwrap_or_else(|e| panic!("pid {pid} is not alive: {e}"));
+    let stat = fs::read_to_string(format!("{proc_dir}/stat"))
+        .unwrap_or_else(|e| panic!("pid {pid} is not alive: {e}"));
     let after_comm = stat.rsplit(')').next().unwrap_or("");
-    assert!(!after_comm.trim_start().starts_with('Z'), "pid {pid} is a zombie: {stat}");
+    assert!(
+        !after_comm.trim_start().starts_with('Z'),
+        "pid {pid} is a zombie: {stat}"
+    );
     let ns = |p: &str| fs::read_link(p).unwrap_or_else(|e| panic!("readlink {p}: {e}"));
-    assert_ne!(ns(&format!("{proc_dir}/ns/pid")), ns("/proc/self/ns/pid"), "init shares the host pid namespace");
-    assert_ne!(ns(&format!("{proc_dir}/ns/mnt")), ns("/proc/self/ns/mnt"), "init shares the host mount namespace");
+    assert_ne!(
+        ns(&format!("{proc_dir}/ns/pid")),
+        ns("/proc/self/ns/pid"),
+        "init shares the host pid namespace"
+    );
+    assert_ne!(
+        ns(&format!("{proc_dir}/ns/mnt")),
+        ns("/proc/self/ns/mnt"),
+        "init shares the host mount namespace"
+    );
 }
 
 // ---------------------------------------------------------------- start / kill
 
 #[test]
 fn start_makes_state_running() {
-    let Some(env) = prerequisites("start_makes_state_running") else { return };
+    let Some(env) = prerequisites("start_makes_state_running") else {
+        return;
+    };
     let ct = created(&env, "start_makes_state_running");
     ct.start().assert_ok();
-    assert!(ct.wait_status("running", STOP_TIMEOUT), "state after start: {:?}", ct.state_json());
+    assert!(
+        ct.wait_status("running", STOP_TIMEOUT),
+        "state after start: {:?}",
+        ct.state_json()
+    );
 }
 
 fn kill_stops(test: &str, signal: &str) {
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let ct = running(&env, test);
     ct.kill(signal).assert_ok();
-    assert!(ct.wait_status("stopped", STOP_TIMEOUT), "state after kill {signal}: {:?}", ct.state_json());
+    assert!(
+        ct.wait_status("stopped", STOP_TIMEOUT),
+        "state after kill {signal}: {:?}",
+        ct.state_json()
+    );
 }
 
 #[test]
@@ -142,10 +205,16 @@ fn kill_sigterm_reaches_the_trapping_process() {
 
 #[test]
 fn kill_of_stopped_container_says_not_running() {
-    let Some(env) = prerequisites("kill_of_stopped_container_says_not_running") else { return };
+    let Some(env) = prerequisites("kill_of_stopped_container_says_not_running") else {
+        return;
+    };
     let ct = running(&env, "kill_of_stopped_container_says_not_running");
     ct.kill("KILL").assert_ok();
-    assert!(ct.wait_status("stopped", STOP_TIMEOUT), "{:?}", ct.state_json());
+    assert!(
+        ct.wait_status("stopped", STOP_TIMEOUT),
+        "{:?}",
+        ct.state_json()
+    );
     let out = ct.kill("KILL");
     assert_ne!(out.code, 0, "kill of a stopped container succeeded:\n{out}");
     assert_stderr_says(&out, "container not running");
@@ -155,61 +224,117 @@ fn kill_of_stopped_container_says_not_running() {
 
 #[test]
 fn delete_of_stopped_container_makes_state_say_does_not_exist() {
-    let Some(env) = prerequisites("delete_of_stopped_container_makes_state_say_does_not_exist") else { return };
-    let ct = running(&env, "delete_of_stopped_container_makes_state_say_does_not_exist");
+    let Some(env) = prerequisites("delete_of_stopped_container_makes_state_say_does_not_exist")
+    else {
+        return;
+    };
+    let ct = running(
+        &env,
+        "delete_of_stopped_container_makes_state_say_does_not_exist",
+    );
     ct.kill("KILL").assert_ok();
-    assert!(ct.wait_status("stopped", STOP_TIMEOUT), "{:?}", ct.state_json());
+    assert!(
+        ct.wait_status("stopped", STOP_TIMEOUT),
+        "{:?}",
+        ct.state_json()
+    );
     ct.delete().assert_ok();
     let out = ct.state();
     assert_ne!(out.code, 0, "state after delete succeeded:\n{out}");
     assert_stderr_says(&out, "does not exist");
-    assert!(ct.state_root_entries().is_empty(), "state left behind: {:?}", ct.state_root_entries());
+    assert!(
+        ct.state_root_entries().is_empty(),
+        "state left behind: {:?}",
+        ct.state_root_entries()
+    );
 }
 
 #[test]
 fn delete_removes_the_container_cgroup() {
-    let Some(env) = prerequisites("delete_removes_the_container_cgroup") else { return };
+    let Some(env) = prerequisites("delete_removes_the_container_cgroup") else {
+        return;
+    };
     let ct = running(&env, "delete_removes_the_container_cgroup");
-    assert!(!ct.cgroup_dirs().is_empty(), "the container has no cgroup {} on the host", ct.cgroups_path);
+    assert!(
+        !ct.cgroup_dirs().is_empty(),
+        "the container has no cgroup {} on the host",
+        ct.cgroups_path
+    );
     ct.kill("KILL").assert_ok();
-    assert!(ct.wait_status("stopped", STOP_TIMEOUT), "{:?}", ct.state_json());
+    assert!(
+        ct.wait_status("stopped", STOP_TIMEOUT),
+        "{:?}",
+        ct.state_json()
+    );
     ct.delete().assert_ok();
-    assert!(ct.cgroup_dirs().is_empty(), "cgroups left after delete: {:?}", ct.cgroup_dirs());
+    assert!(
+        ct.cgroup_dirs().is_empty(),
+        "cgroups left after delete: {:?}",
+        ct.cgroup_dirs()
+    );
 }
 
 #[test]
 fn delete_of_running_container_without_force_fails() {
-    let Some(env) = prerequisites("delete_of_running_container_without_force_fails") else { return };
+    let Some(env) = prerequisites("delete_of_running_container_without_force_fails") else {
+        return;
+    };
     let ct = running(&env, "delete_of_running_container_without_force_fails");
     let out = ct.delete();
-    assert_ne!(out.code, 0, "delete of a running container succeeded:\n{out}");
-    assert_eq!(ct.status().as_deref(), Some("running"), "failed delete changed the container");
+    assert_ne!(
+        out.code, 0,
+        "delete of a running container succeeded:\n{out}"
+    );
+    assert_eq!(
+        ct.status().as_deref(),
+        Some("running"),
+        "failed delete changed the container"
+    );
 }
 
 #[test]
 fn delete_force_removes_running_container() {
-    let Some(env) = prerequisites("delete_force_removes_running_container") else { return };
+    let Some(env) = prerequisites("delete_force_removes_running_container") else {
+        return;
+    };
     let ct = running(&env, "delete_force_removes_running_container");
     let pid = state_or_panic(&ct)["pid"].as_i64().unwrap_or(0);
     ct.delete_force().assert_ok();
     let out = ct.state();
     assert_stderr_says(&out, "does not exist");
-    assert!(ct.cgroup_dirs().is_empty(), "cgroups left after delete --force: {:?}", ct.cgroup_dirs());
+    assert!(
+        ct.cgroup_dirs().is_empty(),
+        "cgroups left after delete --force: {:?}",
+        ct.cgroup_dirs()
+    );
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let alive = !stat.is_empty() && !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z');
-    assert!(!alive, "init pid {pid} still alive after delete --force: {stat}");
+    let alive = !stat.is_empty()
+        && !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z');
+    assert!(
+        !alive,
+        "init pid {pid} still alive after delete --force: {stat}"
+    );
 }
 
 // ---------------------------------------------------------------- list
 
 #[test]
 fn list_json_contains_the_container_with_its_fields() {
-    let Some(env) = prerequisites("list_json_contains_the_container_with_its_fields") else { return };
+    let Some(env) = prerequisites("list_json_contains_the_container_with_its_fields") else {
+        return;
+    };
     let ct = running(&env, "list_json_contains_the_container_with_its_fields");
     let out = ct.list(&["--format", "json"]);
     out.assert_ok();
     let list = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
-    let entries = list.as_array().unwrap_or_else(|| panic!("list is not a JSON array:\n{out}"));
+    let entries = list
+        .as_array()
+        .unwrap_or_else(|| panic!("list is not a JSON array:\n{out}"));
     let entry = entries
         .iter()
         .find(|e| e["id"] == json!(ct.id))
@@ -217,21 +342,44 @@ fn list_json_contains_the_container_with_its_fields() {
     let state = state_or_panic(&ct);
     assert_eq!(entry["status"], "running", "{entry:#}");
     assert_eq!(entry["pid"], state["pid"], "{entry:#}");
-    assert_eq!(entry["bundle"], json!(ct.bundle.display().to_string()), "{entry:#}");
-    assert_eq!(entry["rootfs"], json!(env.rootfs.display().to_string()), "{entry:#}");
+    assert_eq!(
+        entry["bundle"],
+        json!(ct.bundle.display().to_string()),
+        "{entry:#}"
+    );
+    assert_eq!(
+        entry["rootfs"],
+        json!(env.rootfs.display().to_string()),
+        "{entry:#}"
+    );
     assert_eq!(entry["created"], state["created"], "{entry:#}");
     // runc's list names the owner ("root"), where state leaves it empty.
     assert_eq!(entry["owner"], "root", "{entry:#}");
-    let want: BTreeSet<String> =
-        ["ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"].map(String::from).into();
+    let want: BTreeSet<String> = [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "owner",
+    ]
+    .map(String::from)
+    .into();
     let have = keys(entry);
     let missing: Vec<_> = want.difference(&have).collect();
-    assert!(missing.is_empty(), "list entry lacks {missing:?}: {entry:#}");
+    assert!(
+        missing.is_empty(),
+        "list entry lacks {missing:?}: {entry:#}"
+    );
 }
 
 #[test]
 fn list_quiet_prints_only_ids() {
-    let Some(env) = prerequisites("list_quiet_prints_only_ids") else { return };
+    let Some(env) = prerequisites("list_quiet_prints_only_ids") else {
+        return;
+    };
     let ct = created(&env, "list_quiet_prints_only_ids");
     let out = ct.list(&["-q"]);
     out.assert_ok();
@@ -240,20 +388,40 @@ fn list_quiet_prints_only_ids() {
 
 #[test]
 fn list_table_has_runc_header() {
-    let Some(env) = prerequisites("list_table_has_runc_header") else { return };
+    let Some(env) = prerequisites("list_table_has_runc_header") else {
+        return;
+    };
     let ct = created(&env, "list_table_has_runc_header");
     let out = ct.list(&[]);
     out.assert_ok();
-    let header: Vec<&str> = out.stdout.lines().next().unwrap_or("").split_whitespace().collect();
-    assert_eq!(header, ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"], "{out}");
-    assert!(out.stdout.lines().skip(1).any(|l| l.split_whitespace().next() == Some(ct.id.as_str())), "{out}");
+    let header: Vec<&str> = out
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"],
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some(ct.id.as_str())),
+        "{out}"
+    );
 }
 
 // ---------------------------------------------------------------- run
 
 #[test]
 fn run_exits_with_the_container_exit_code() {
-    let Some(env) = prerequisites("run_exits_with_the_container_exit_code") else { return };
+    let Some(env) = prerequisites("run_exits_with_the_container_exit_code") else {
+        return;
+    };
     let mut ct = Ct::new(&env, "run_exits_with_the_container_exit_code");
     ct.sh("echo out; echo err >&2; exit 7");
     let out = ct.run();
@@ -266,11 +434,19 @@ fn run_exits_with_the_container_exit_code() {
 /// it (an init would ignore a SIGKILL sent from inside its namespace).
 #[test]
 fn run_exits_128_plus_signal_when_the_process_is_killed() {
-    let Some(env) = prerequisites("run_exits_128_plus_signal_when_the_process_is_killed") else { return };
+    let Some(env) = prerequisites("run_exits_128_plus_signal_when_the_process_is_killed") else {
+        return;
+    };
     let mut ct = Ct::new(&env, "run_exits_128_plus_signal_when_the_process_is_killed");
     ct.sh("kill -9 $$; echo survived");
-    let namespaces = ct.config["linux"]["namespaces"].as_array().cloned().unwrap_or_default();
-    ct.config["linux"]["namespaces"] = json!(namespaces.into_iter().filter(|n| n["type"] != "pid").collect::<Vec<_>>());
+    let namespaces = ct.config["linux"]["namespaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ct.config["linux"]["namespaces"] = json!(namespaces
+        .into_iter()
+        .filter(|n| n["type"] != "pid")
+        .collect::<Vec<_>>());
     let out = ct.run();
     assert_eq!(out.code, 137, "{out}");
     assert!(!out.stdout.contains("survived"), "{out}");
@@ -278,14 +454,18 @@ fn run_exits_128_plus_signal_when_the_process_is_killed() {
 
 #[test]
 fn run_exits_137_when_the_init_is_killed_from_outside() {
-    let Some(env) = prerequisites("run_exits_137_when_the_init_is_killed_from_outside") else { return };
+    let Some(env) = prerequisites("run_exits_137_when_the_init_is_killed_from_outside") else {
+        return;
+    };
     let mut ct = Ct::new(&env, "run_exits_137_when_the_init_is_killed_from_outside");
     ct.sh("sleep 1000 & wait");
     let out = std::thread::scope(|s| {
         let runner = s.spawn(|| ct.run());
         let up = ct.wait_status("running", STOP_TIMEOUT);
         let kill = ct.kill("KILL");
-        let out = runner.join().unwrap_or_else(|_| panic!("run thread panicked"));
+        let out = runner
+            .join()
+            .unwrap_or_else(|_| panic!("run thread panicked"));
         assert!(up, "container never became running:\n{out}");
         kill.assert_ok();
         out
@@ -295,11 +475,18 @@ fn run_exits_137_when_the_init_is_killed_from_outside() {
 
 #[test]
 fn run_detached_returns_while_the_container_runs() {
-    let Some(env) = prerequisites("run_detached_returns_while_the_container_runs") else { return };
+    let Some(env) = prerequisites("run_detached_returns_while_the_container_runs") else {
+        return;
+    };
     let mut ct = Ct::new(&env, "run_detached_returns_while_the_container_runs");
     ct.sh(LONG_RUNNING);
     ct.run_detached().assert_ok();
-    assert_eq!(ct.status().as_deref(), Some("running"), "{:?}", ct.state_json());
+    assert_eq!(
+        ct.status().as_deref(),
+        Some("running"),
+        "{:?}",
+        ct.state_json()
+    );
 }
 
 // ---------------------------------------------------------------- exec
@@ -313,7 +500,9 @@ fn detached(env: &Env, test: &str) -> Ct {
 
 #[test]
 fn exec_passes_stdout_and_exit_code_through() {
-    let Some(env) = prerequisites("exec_passes_stdout_and_exit_code_through") else { return };
+    let Some(env) = prerequisites("exec_passes_stdout_and_exit_code_through") else {
+        return;
+    };
     let ct = detached(&env, "exec_passes_stdout_and_exit_code_through");
     let out = ct.exec(&[], &["sh", "-c", "echo hello from exec; exit 5"]);
     assert_eq!(out.code, 5, "{out}");
@@ -322,31 +511,52 @@ fn exec_passes_stdout_and_exit_code_through() {
 
 #[test]
 fn exec_applies_env_cwd_and_user() {
-    let Some(env) = prerequisites("exec_applies_env_cwd_and_user") else { return };
+    let Some(env) = prerequisites("exec_applies_env_cwd_and_user") else {
+        return;
+    };
     let ct = detached(&env, "exec_applies_env_cwd_and_user");
     let out = ct.exec(
         &["--env", "FOO=bar", "--cwd", "/tmp", "--user", "1000:1000"],
-        &["sh", "-c", "echo FOO=$FOO; pwd; grep -E '^(Uid|Gid):' /proc/self/status"],
+        &[
+            "sh",
+            "-c",
+            "echo FOO=$FOO; pwd; grep -E '^(Uid|Gid):' /proc/self/status",
+        ],
     );
     out.assert_ok();
-    assert_eq!(out.stdout, "FOO=bar\n/tmp\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\n", "{out}");
+    assert_eq!(
+        out.stdout, "FOO=bar\n/tmp\nUid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\n",
+        "{out}"
+    );
 }
 
 #[test]
 fn exec_joins_the_container_pid_namespace() {
-    let Some(env) = prerequisites("exec_joins_the_container_pid_namespace") else { return };
+    let Some(env) = prerequisites("exec_joins_the_container_pid_namespace") else {
+        return;
+    };
     let ct = detached(&env, "exec_joins_the_container_pid_namespace");
     let out = ct.exec(&[], &["cat", "/proc/1/cmdline"]);
     out.assert_ok();
-    assert_eq!(out.stdout.replace('\0', " ").trim_end(), format!("sh -c {LONG_RUNNING}"), "{out}");
+    assert_eq!(
+        out.stdout.replace('\0', " ").trim_end(),
+        format!("sh -c {LONG_RUNNING}"),
+        "{out}"
+    );
 }
 
 #[test]
 fn exec_into_stopped_container_fails() {
-    let Some(env) = prerequisites("exec_into_stopped_container_fails") else { return };
+    let Some(env) = prerequisites("exec_into_stopped_container_fails") else {
+        return;
+    };
     let ct = detached(&env, "exec_into_stopped_container_fails");
     ct.kill("KILL").assert_ok();
-    assert!(ct.wait_status("stopped", STOP_TIMEOUT), "{:?}", ct.state_json());
+    assert!(
+        ct.wait_status("stopped", STOP_TIMEOUT),
+        "{:?}",
+        ct.state_json()
+    );
     let out = ct.exec(&[], &["true"]);
     assert_ne!(out.code, 0, "{out}");
 }
@@ -355,15 +565,22 @@ fn exec_into_stopped_container_fails() {
 
 #[test]
 fn ps_json_lists_the_container_pids() {
-    let Some(env) = prerequisites("ps_json_lists_the_container_pids") else { return };
+    let Some(env) = prerequisites("ps_json_lists_the_container_pids") else {
+        return;
+    };
     let ct = detached(&env, "ps_json_lists_the_container_pids");
     let init = state_or_panic(&ct)["pid"].clone();
     let out = ct.ps(&["--format", "json"]);
     out.assert_ok();
     let pids = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
-    let pids = pids.as_array().unwrap_or_else(|| panic!("ps output is not an array:\n{out}"));
+    let pids = pids
+        .as_array()
+        .unwrap_or_else(|| panic!("ps output is not an array:\n{out}"));
     assert!(pids.contains(&init), "init pid {init} not in ps:\n{out}");
     // The shell and its backgrounded sleep.
     assert!(pids.len() >= 2, "expected at least 2 pids:\n{out}");
-    assert!(pids.iter().all(|p| p.as_i64().is_some_and(|p| p > 0)), "{out}");
+    assert!(
+        pids.iter().all(|p| p.as_i64().is_some_and(|p| p > 0)),
+        "{out}"
+    );
 }

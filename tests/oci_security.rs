@@ -31,10 +31,16 @@ fn private_rootfs(dir: &TempDir) -> PathBuf {
 /// A copy of the runtime under test, so that a successful overwrite
 /// cannot break the workspace binary.
 fn runtime_copy(env: &Env, dir: &TempDir) -> PathBuf {
-    let name = env.bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "runtime".into());
+    let name = env
+        .bin
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "runtime".into());
     let copy = dir.join(&name);
-    fs::copy(&env.bin, &copy).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", env.bin.display(), copy.display()));
-    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("chmod {}: {e}", copy.display()));
+    fs::copy(&env.bin, &copy)
+        .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", env.bin.display(), copy.display()));
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", copy.display()));
     copy
 }
 
@@ -145,7 +151,8 @@ impl ExeAttack {
         // itself, for the runtime to execve while it is still its own image.
         let evil = rootfs.join("bin/evilsh");
         write_file(&evil, "#!/proc/self/exe\n").unwrap_or_else(|e| panic!("{e}"));
-        fs::set_permissions(&evil, fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("chmod: {e}"));
+        fs::set_permissions(&evil, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("chmod: {e}"));
         let report = dir.join("report");
         let mut attacker = Ct::with_bin(&env, test, &copy);
         use_rootfs(&mut attacker, &rootfs);
@@ -153,9 +160,22 @@ impl ExeAttack {
         attacker.sh(EXE_ATTACKER);
         attacker.run_detached().assert_ok();
         let scans = report.join("scans");
-        let alive = wait_until(Duration::from_secs(3), || read(&scans).trim().parse::<u32>().unwrap_or(0) > 2);
-        assert!(alive, "the attacker never started scanning: {}", read(&report.join("log")));
-        Some(ExeAttack { attacker, env, copy, hash_before, report, _dir: dir })
+        let alive = wait_until(Duration::from_secs(3), || {
+            read(&scans).trim().parse::<u32>().unwrap_or(0) > 2
+        });
+        assert!(
+            alive,
+            "the attacker never started scanning: {}",
+            read(&report.join("log"))
+        );
+        Some(ExeAttack {
+            attacker,
+            env,
+            copy,
+            hash_before,
+            report,
+            _dir: dir,
+        })
     }
 
     fn log(&self) -> String {
@@ -198,7 +218,9 @@ impl ExeAttack {
 #[test]
 fn exec_cannot_overwrite_the_runtime_binary() {
     let test = "exec_cannot_overwrite_the_runtime_binary";
-    let Some(attack) = ExeAttack::start(test) else { return };
+    let Some(attack) = ExeAttack::start(test) else {
+        return;
+    };
     let mut outcomes = Vec::new();
     for _ in 0..8 {
         outcomes.push(attack.attacker.exec(&[], &["true"]));
@@ -216,19 +238,30 @@ fn exec_cannot_overwrite_the_runtime_binary() {
 #[test]
 fn create_cannot_overwrite_the_runtime_binary() {
     let test = "create_cannot_overwrite_the_runtime_binary";
-    let Some(attack) = ExeAttack::start(test) else { return };
+    let Some(attack) = ExeAttack::start(test) else {
+        return;
+    };
     let attacker_pid = attack
         .attacker
         .state_json()
         .ok()
         .and_then(|s| s["pid"].as_i64())
-        .unwrap_or_else(|| panic!("no pid for the attacker: {:?}", attack.attacker.state_json()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no pid for the attacker: {:?}",
+                attack.attacker.state_json()
+            )
+        });
     let mut victim = Ct::with_bin(&attack.env, test, &attack.copy);
     // The attacker's own rootfs: its busybox is then no foreign executable
     // (and the shared test rootfs is never a target).
     victim.config["root"] = attack.attacker.config["root"].clone();
     victim.args(&["true"]);
-    for ns in victim.config["linux"]["namespaces"].as_array_mut().into_iter().flatten() {
+    for ns in victim.config["linux"]["namespaces"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
         if ns["type"] == "pid" {
             ns["path"] = json!(format!("/proc/{attacker_pid}/ns/pid"));
         }
@@ -272,7 +305,10 @@ fn marked_rootfs(dir: &TempDir) -> PathBuf {
 
 #[track_caller]
 fn assert_cwd_inside(out: &Out, what: &str) {
-    assert!(!out.stdout.contains("ESCAPED"), "ESCAPE ({what}): the process got a cwd outside the container:\n{out}");
+    assert!(
+        !out.stdout.contains("ESCAPED"),
+        "ESCAPE ({what}): the process got a cwd outside the container:\n{out}"
+    );
     assert!(
         !out.ok() || out.stdout.contains("INSIDE"),
         "({what}) the probe neither refused nor ran:\n{out}"
@@ -284,7 +320,9 @@ fn assert_cwd_inside(out: &Out, what: &str) {
 #[test]
 fn process_cwd_through_proc_self_fd_stays_inside() {
     let test = "process_cwd_through_proc_self_fd_stays_inside";
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let dir = TempDir::new(test);
     let rootfs = marked_rootfs(&dir);
     let mut refused = Vec::new();
@@ -306,7 +344,9 @@ fn process_cwd_through_proc_self_fd_stays_inside() {
 #[test]
 fn exec_cwd_through_proc_self_fd_stays_inside() {
     let test = "exec_cwd_through_proc_self_fd_stays_inside";
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let dir = TempDir::new(test);
     let rootfs = marked_rootfs(&dir);
     let mut ct = Ct::new(&env, test);
@@ -338,14 +378,20 @@ fn assert_only_stdio(out: &Out, what: &str) {
         .filter_map(|l| l.split(" -> ").next().filter(|_| l.contains(" -> ")))
         .filter_map(|l| l.split_whitespace().last())
         .collect();
-    assert_eq!(fds, ["0", "1", "2"], "{what}: descriptors beyond stdio reached the container:\n{out}");
+    assert_eq!(
+        fds,
+        ["0", "1", "2"],
+        "{what}: descriptors beyond stdio reached the container:\n{out}"
+    );
 }
 
 /// No host descriptor (a directory fd above all) survives into the
 /// container's first process.
 #[test]
 fn container_process_starts_with_only_stdio_open() {
-    let Some(env) = prerequisites("container_process_starts_with_only_stdio_open") else { return };
+    let Some(env) = prerequisites("container_process_starts_with_only_stdio_open") else {
+        return;
+    };
     let mut ct = Ct::new(&env, "container_process_starts_with_only_stdio_open");
     ct.sh(FD_PROBE);
     assert_only_stdio(&ct.run(), "run");
@@ -353,7 +399,9 @@ fn container_process_starts_with_only_stdio_open() {
 
 #[test]
 fn exec_process_starts_with_only_stdio_open() {
-    let Some(env) = prerequisites("exec_process_starts_with_only_stdio_open") else { return };
+    let Some(env) = prerequisites("exec_process_starts_with_only_stdio_open") else {
+        return;
+    };
     let mut ct = Ct::new(&env, "exec_process_starts_with_only_stdio_open");
     ct.sh("sleep 1000 & wait");
     ct.run_detached().assert_ok();
@@ -362,29 +410,44 @@ fn exec_process_starts_with_only_stdio_open() {
 
 // ---------------------------------------------------------------- c. symlinked mount targets
 
-/// Mount destinations that are symlinks out of the rootfs (absolute, and
-/// relative with `..`) must resolve inside the rootfs: no directory and no
-/// mount may appear on the host.
-#[test]
-fn mount_targets_symlinked_out_of_the_rootfs_stay_inside() {
-    let test = "mount_targets_symlinked_out_of_the_rootfs_stay_inside";
-    let Some(env) = prerequisites(test) else { return };
+/// Mount destinations that are symlinks pointing out of the rootfs, one
+/// absolute (`/evil -> /tmp/cove-escape-U`) and one relative with `..`
+/// (`/evil2 -> ../../../../tmp/cove-escape2-U`), with tmpfs mounted on
+/// `/evil` and `/evil2/sub`. On the host, the first target does not exist
+/// (a runtime following the link there would create it) and the second
+/// does (it would gain `sub`).
+fn symlinked_mount_targets(test: &str, targets_exist_inside: bool) {
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     let dir = TempDir::new(test);
     let rootfs = private_rootfs(&dir);
     let tag = unique_name("esc");
-    // The first target does not exist on the host (a runtime following the
-    // link would create it); the second exists (it would gain `sub`).
     let escape1 = PathBuf::from(format!("/tmp/cove-escape-{tag}"));
     let escape2 = PathBuf::from(format!("/tmp/cove-escape2-{tag}"));
     let _cleanup = EscapeDirs(vec![escape1.clone(), escape2.clone()]);
     fs::create_dir_all(&escape2).unwrap_or_else(|e| panic!("mkdir {}: {e}", escape2.display()));
     symlink(&escape1, rootfs.join("evil")).unwrap_or_else(|e| panic!("symlink evil: {e}"));
-    symlink(format!("../../../../tmp/cove-escape2-{tag}"), rootfs.join("evil2")).unwrap_or_else(|e| panic!("symlink evil2: {e}"));
+    symlink(
+        format!("../../../../tmp/cove-escape2-{tag}"),
+        rootfs.join("evil2"),
+    )
+    .unwrap_or_else(|e| panic!("symlink evil2: {e}"));
+    let inside1 = rootfs.join(format!("tmp/cove-escape-{tag}"));
+    let inside2 = rootfs.join(format!("tmp/cove-escape2-{tag}/sub"));
+    if targets_exist_inside {
+        for d in [&inside1, &inside2] {
+            fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        }
+    }
 
     let mut ct = Ct::new(&env, test);
     use_rootfs(&mut ct, &rootfs);
     for dest in ["/evil", "/evil2/sub"] {
-        add_mount(&mut ct, json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+        add_mount(
+            &mut ct,
+            json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+        );
     }
     ct.sh("grep -E 'cove-escape|evil' /proc/self/mountinfo | cut -d' ' -f5,9; echo done");
     let mounts_before = host_mounts();
@@ -392,8 +455,10 @@ fn mount_targets_symlinked_out_of_the_rootfs_stay_inside() {
 
     let dir_made = escape1.exists();
     let sub_made = escape2.join("sub").exists();
-    let host_added: Vec<String> =
-        new_mounts(&mounts_before, &host_mounts()).into_iter().filter(|m| m.contains("cove-escape")).collect();
+    let host_added: Vec<String> = new_mounts(&mounts_before, &host_mounts())
+        .into_iter()
+        .filter(|m| m.contains("cove-escape"))
+        .collect();
     assert!(
         !dir_made && !sub_made && host_added.is_empty(),
         "ESCAPE: mounting on symlinks reached the host: {} created: {dir_made}, {}/sub created: {sub_made}, \
@@ -401,16 +466,53 @@ fn mount_targets_symlinked_out_of_the_rootfs_stay_inside() {
         escape1.display(),
         escape2.display()
     );
+    if targets_exist_inside {
+        // runc follows links that resolve inside the rootfs (images have
+        // /var/run -> /run); refusing them would break such images.
+        out.assert_ok();
+    }
     if out.ok() {
         // Made, so made inside: the container sees its tmpfs mounts at the
         // paths the links resolve to within its own root.
-        let seen: Vec<&str> = out.stdout.lines().filter(|l| l.ends_with("tmpfs")).collect();
-        let want = [format!("/tmp/cove-escape-{tag} tmpfs"), format!("/tmp/cove-escape2-{tag}/sub tmpfs")];
-        assert_eq!(seen, want, "the tmpfs mounts are not where the links resolve inside the rootfs:\n{out}");
-        assert!(rootfs.join(format!("tmp/cove-escape-{tag}")).is_dir(), "the mount point was not made inside the rootfs");
+        let seen: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.ends_with("tmpfs"))
+            .collect();
+        let want = [
+            format!("/tmp/cove-escape-{tag} tmpfs"),
+            format!("/tmp/cove-escape2-{tag}/sub tmpfs"),
+        ];
+        assert_eq!(
+            seen, want,
+            "the tmpfs mounts are not where the links resolve inside the rootfs:\n{out}"
+        );
+        assert!(
+            inside1.is_dir() && inside2.is_dir(),
+            "the mount points were not made inside the rootfs:\n{out}"
+        );
     } else {
         eprintln!("the runtime refused the symlinked mount targets:\n{out}");
     }
+}
+
+/// The links point at nothing inside the rootfs: the runtime may create
+/// the targets inside the rootfs or refuse, never create them on the host.
+#[test]
+fn mount_targets_symlinked_out_of_the_rootfs_stay_inside() {
+    symlinked_mount_targets(
+        "mount_targets_symlinked_out_of_the_rootfs_stay_inside",
+        false,
+    );
+}
+
+/// The links' targets exist inside the rootfs: the mounts must land there.
+#[test]
+fn mount_targets_symlinked_to_dirs_in_the_rootfs_mount_inside() {
+    symlinked_mount_targets(
+        "mount_targets_symlinked_to_dirs_in_the_rootfs_mount_inside",
+        true,
+    );
 }
 
 /// Removes escape targets a vulnerable runtime may have created on the host.
@@ -456,11 +558,14 @@ impl Drop for CorePatternGuard {
 #[test]
 fn masked_path_never_becomes_a_host_procfs_file() {
     let test = "masked_path_never_becomes_a_host_procfs_file";
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     note_if_runc("runc 1.1.5 is vulnerable to CVE-2025-31133");
     let dir = TempDir::new(test);
     let rootfs = private_rootfs(&dir);
-    symlink(CORE_PATTERN, rootfs.join("dev/null")).unwrap_or_else(|e| panic!("symlink dev/null: {e}"));
+    symlink(CORE_PATTERN, rootfs.join("dev/null"))
+        .unwrap_or_else(|e| panic!("symlink dev/null: {e}"));
     let original = read(Path::new(CORE_PATTERN));
     let _restore = CorePatternGuard(original.clone());
     let attack_value = format!("cove-escape-core-{}", std::process::id());
@@ -493,7 +598,10 @@ echo done"#
     );
     assert!(procfs_masks.is_empty(), "ESCAPE: masked paths are procfs files, not /dev/null: {procfs_masks:?}\nthe container saw:\n{seen}\n{out}");
     if out.ok() {
-        assert!(seen.contains("done"), "the probe did not run to its end:\n{seen}\n{out}");
+        assert!(
+            seen.contains("done"),
+            "the probe did not run to its end:\n{seen}\n{out}"
+        );
     } else {
         eprintln!("the runtime refused a rootfs whose /dev/null is a symlink:\n{out}");
     }
@@ -522,12 +630,15 @@ fn own_dev_container(env: &Env, test: &str, rootfs: &Path, dir: &TempDir) -> Ct 
 #[test]
 fn masked_path_never_becomes_what_a_dev_null_symlink_names() {
     let test = "masked_path_never_becomes_what_a_dev_null_symlink_names";
-    let Some(env) = prerequisites(test) else { return };
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
     note_if_runc("runc 1.1.5 is vulnerable to CVE-2025-31133");
     let dir = TempDir::new(test);
     let rootfs = private_rootfs(&dir);
     write_file(&rootfs.join("hostfile"), "secret\n").unwrap_or_else(|e| panic!("{e}"));
-    symlink("/hostfile", rootfs.join("dev/null")).unwrap_or_else(|e| panic!("symlink dev/null: {e}"));
+    symlink("/hostfile", rootfs.join("dev/null"))
+        .unwrap_or_else(|e| panic!("symlink dev/null: {e}"));
 
     let mut ct = own_dev_container(&env, test, &rootfs, &dir);
     ct.config["root"]["readonly"] = json!(false);
@@ -541,9 +652,18 @@ fn masked_path_never_becomes_what_a_dev_null_symlink_names() {
     if std::env::var_os("COVE_TEST_SHOW").is_some() {
         eprintln!("{test}: the container saw:\n{seen}\n{out}");
     }
-    assert!(!seen.contains("secret"), "a masked path shows the file /dev/null links to:\n{seen}\n{out}");
-    assert!(!seen.contains("regular file"), "a masked path is a regular file:\n{seen}\n{out}");
+    assert!(
+        !seen.contains("secret"),
+        "a masked path shows the file /dev/null links to:\n{seen}\n{out}"
+    );
+    assert!(
+        !seen.contains("regular file"),
+        "a masked path is a regular file:\n{seen}\n{out}"
+    );
     if out.ok() {
-        assert!(seen.contains("done"), "the probe did not run to its end:\n{seen}\n{out}");
+        assert!(
+            seen.contains("done"),
+            "the probe did not run to its end:\n{seen}\n{out}"
+        );
     }
 }

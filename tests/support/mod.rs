@@ -37,10 +37,11 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
-/// The runtime under test.
+/// The runtime under test. A relative `COVE_OCI_BIN` is taken from the
+/// workspace root (cargo runs tests from the package directory).
 pub fn runtime_bin() -> PathBuf {
     match std::env::var_os("COVE_OCI_BIN") {
-        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
+        Some(bin) if !bin.is_empty() => workspace_root().join(bin),
         _ => workspace_root().join("target/debug/cove-oci"),
     }
 }
@@ -61,7 +62,10 @@ pub fn runc_bin() -> Option<PathBuf> {
 /// True when the binary under test is runc itself (validation runs): tests
 /// that prove cove is stricter than runc say so instead of failing silently.
 pub fn under_test_is_runc() -> bool {
-    runtime_bin().file_name().map(|n| n.to_string_lossy().contains("runc")).unwrap_or(false)
+    runtime_bin()
+        .file_name()
+        .map(|n| n.to_string_lossy().contains("runc"))
+        .unwrap_or(false)
 }
 
 /// Says, when the runtime under test is runc, why a failure that follows is
@@ -74,7 +78,9 @@ pub fn note_if_runc(why: &str) {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------- skipping
@@ -107,7 +113,13 @@ pub fn prerequisites(test: &str) -> Option<Env> {
     }
     let bin = runtime_bin();
     if !is_executable(&bin) {
-        skip(test, &format!("runtime under test {} is missing (set COVE_OCI_BIN)", bin.display()));
+        skip(
+            test,
+            &format!(
+                "runtime under test {} is missing (set COVE_OCI_BIN)",
+                bin.display()
+            ),
+        );
         return None;
     }
     let rootfs = match shared_rootfs() {
@@ -117,7 +129,11 @@ pub fn prerequisites(test: &str) -> Option<Env> {
             return None;
         }
     };
-    Some(Env { bin, runc: runc_bin(), rootfs })
+    Some(Env {
+        bin,
+        runc: runc_bin(),
+        rootfs,
+    })
 }
 
 /// Like [`prerequisites`], and runc must be installed too.
@@ -163,7 +179,10 @@ fn build_shared_rootfs(dir: &Path) -> Result<(), String> {
     let script = workspace_root().join("rootfs-templates/busybox/build");
     let mut built = false;
     if is_executable(&script) {
-        let status = Command::new(&script).arg(&scratch).stdin(Stdio::null()).status();
+        let status = Command::new(&script)
+            .arg(&scratch)
+            .stdin(Stdio::null())
+            .status();
         match status {
             Ok(s) if s.success() && scratch.join("bin/sh").exists() => built = true,
             other => {
@@ -186,7 +205,11 @@ fn build_shared_rootfs(dir: &Path) -> Result<(), String> {
             let _ = fs::remove_dir_all(&scratch);
             Ok(())
         }
-        Err(e) => Err(format!("rename {} -> {}: {e}", scratch.display(), dir.display())),
+        Err(e) => Err(format!(
+            "rename {} -> {}: {e}",
+            scratch.display(),
+            dir.display()
+        )),
     }
 }
 
@@ -206,11 +229,15 @@ pub fn minimal_busybox_rootfs(dir: &Path) -> Result<(), String> {
         let p = dir.join(rel);
         fs::create_dir_all(&p).map_err(|e| format!("mkdir {}: {e}", p.display()))
     };
-    for rel in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home", "run", "var"] {
+    for rel in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home",
+        "run", "var",
+    ] {
         mkdir(rel)?;
     }
     let target = dir.join("bin/busybox");
-    fs::copy(&busybox, &target).map_err(|e| format!("copy {} -> {}: {e}", busybox.display(), target.display()))?;
+    fs::copy(&busybox, &target)
+        .map_err(|e| format!("copy {} -> {}: {e}", busybox.display(), target.display()))?;
     let list = Command::new(&busybox)
         .arg("--list-full")
         .output()
@@ -226,11 +253,15 @@ pub fn minimal_busybox_rootfs(dir: &Path) -> Result<(), String> {
         &dir.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )?;
-    write_file(&dir.join("etc/group"), "root:x:0:\nusers:x:100:\nuser:x:1000:\nnogroup:x:65534:\n")?;
+    write_file(
+        &dir.join("etc/group"),
+        "root:x:0:\nusers:x:100:\nuser:x:1000:\nnogroup:x:65534:\n",
+    )?;
     // The runtime-spec lets tmp be a plain directory; make it sticky like a real one.
     use std::os::unix::fs::PermissionsExt;
     let tmp = dir.join("tmp");
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
+        .map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
     Ok(())
 }
 
@@ -246,7 +277,11 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// concurrently running test binaries.
 pub fn unique_name(test: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let short: String = test.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(40).collect();
+    let short: String = test
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
     format!("ct-{short}-{}-{n}", std::process::id())
 }
 
@@ -258,7 +293,9 @@ pub struct TempDir {
 impl TempDir {
     /// A fresh `/tmp/cove-tests/<unique name for test>`.
     pub fn new(test: &str) -> TempDir {
-        TempDir { path: fresh_dir(&format!("{}.tmp", unique_name(test))) }
+        TempDir {
+            path: fresh_dir(&format!("{}.tmp", unique_name(test))),
+        }
     }
 
     pub fn join(&self, rel: &str) -> PathBuf {
@@ -328,7 +365,8 @@ pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Dura
         .chain(args.iter().map(|a| shell_quote(a)))
         .collect::<Vec<_>>()
         .join(" ");
-    let create = |p: &Path| File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+    let create =
+        |p: &Path| File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
     let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -338,7 +376,12 @@ pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Dura
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            return Out { cmdline, code: -1, stdout: String::new(), stderr: format!("spawn failed: {e}") };
+            return Out {
+                cmdline,
+                code: -1,
+                stdout: String::new(),
+                stderr: format!("spawn failed: {e}"),
+            };
         }
     };
     let deadline = Instant::now() + timeout;
@@ -358,9 +401,16 @@ pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Dura
     let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
     let mut stderr = read(&err_path);
     if code == -1 {
-        stderr.push_str(&format!("\n[test harness: TIMEOUT after {timeout:?}, runtime killed]"));
+        stderr.push_str(&format!(
+            "\n[test harness: TIMEOUT after {timeout:?}, runtime killed]"
+        ));
     }
-    let out = Out { cmdline, code, stdout: read(&out_path), stderr };
+    let out = Out {
+        cmdline,
+        code,
+        stdout: read(&out_path),
+        stderr,
+    };
     let _ = fs::remove_file(&out_path);
     let _ = fs::remove_file(&err_path);
     out
@@ -368,11 +418,17 @@ pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Dura
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
 }
 
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -431,7 +487,11 @@ impl Ct {
     /// its own state root: for running one config under runc and cove-oci.
     /// Run the two one after the other, never at the same time.
     pub fn twin(&self, bin: &Path) -> Ct {
-        let state_root = fresh_dir(&format!("{}.state-{}", self.id, COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let state_root = fresh_dir(&format!(
+            "{}.state-{}",
+            self.id,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
         Ct {
             test: self.test.clone(),
             id: self.id.clone(),
@@ -463,7 +523,8 @@ impl Ct {
             return;
         }
         let path = self.bundle.join("config.json");
-        let text = serde_json::to_string_pretty(&self.config).unwrap_or_else(|e| panic!("serialise config: {e}"));
+        let text = serde_json::to_string_pretty(&self.config)
+            .unwrap_or_else(|e| panic!("serialise config: {e}"));
         fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 
@@ -526,7 +587,9 @@ impl Ct {
     }
 
     pub fn status(&self) -> Option<String> {
-        self.state_json().ok().and_then(|s| s["status"].as_str().map(str::to_string))
+        self.state_json()
+            .ok()
+            .and_then(|s| s["status"].as_str().map(str::to_string))
     }
 
     /// Polls `state` until the status is `want`; false after `timeout`.
@@ -580,7 +643,11 @@ impl Ct {
     /// Entries left in the state root (a clean failure leaves none).
     pub fn state_root_entries(&self) -> Vec<String> {
         fs::read_dir(&self.state_root)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -611,7 +678,11 @@ fn default_spec(env: &Env, bundle: &Path, cgroups_path: &str) -> Value {
     fs::create_dir_all(&spec_dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", spec_dir.display()));
     let out = run_command(
         &generator,
-        &["spec".into(), "--bundle".into(), spec_dir.display().to_string()],
+        &[
+            "spec".into(),
+            "--bundle".into(),
+            spec_dir.display().to_string(),
+        ],
         bundle,
         COMMAND_TIMEOUT,
     );
@@ -619,7 +690,8 @@ fn default_spec(env: &Env, bundle: &Path, cgroups_path: &str) -> Value {
     let path = spec_dir.join("config.json");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let _ = fs::remove_dir_all(&spec_dir);
-    let mut config: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
+    let mut config: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()));
     config["process"]["terminal"] = json!(false);
     config["process"]["args"] = json!(["true"]);
     config["root"]["path"] = json!(env.rootfs.display().to_string());
@@ -649,7 +721,11 @@ pub fn cgroup_hierarchies() -> Vec<PathBuf> {
 
 pub fn cgroup_dirs_for(cgroups_path: &str) -> Vec<PathBuf> {
     let rel = cgroups_path.trim_start_matches('/');
-    cgroup_hierarchies().into_iter().map(|h| h.join(rel)).filter(|p| p.exists()).collect()
+    cgroup_hierarchies()
+        .into_iter()
+        .map(|h| h.join(rel))
+        .filter(|p| p.exists())
+        .collect()
 }
 
 fn remove_cgroup(cgroups_path: &str) {
@@ -713,7 +789,12 @@ impl CgroupParentLock {
 
     fn open() -> Option<File> {
         let _ = fs::create_dir_all(TEST_TMP);
-        OpenOptions::new().create(true).truncate(false).write(true).open(Self::lock_path()).ok()
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(Self::lock_path())
+            .ok()
     }
 
     fn shared() -> Self {
@@ -753,7 +834,13 @@ pub fn host_mounts() -> Vec<String> {
             let dash = f.iter().position(|x| *x == "-").unwrap_or(f.len());
             let fstype = f.get(dash + 1).copied().unwrap_or("?");
             let source = f.get(dash + 2).copied().unwrap_or("?");
-            format!("{} {} {} {}", f.get(4).unwrap_or(&"?"), fstype, source, f.get(3).unwrap_or(&"?"))
+            format!(
+                "{} {} {} {}",
+                f.get(4).unwrap_or(&"?"),
+                fstype,
+                source,
+                f.get(3).unwrap_or(&"?")
+            )
         })
         .collect()
 }
@@ -775,11 +862,18 @@ pub fn new_mounts(before: &[String], after: &[String]) -> Vec<String> {
 pub fn sha256_of(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output();
     match out {
-        Ok(o) if o.status.success() => {
-            String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string()
-        }
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string(),
         // No sha256sum: fall back to the bytes themselves.
-        _ => format!("{:?}", fs::read(path).ok().map(|b| (b.len(), b.iter().map(|x| *x as u64).sum::<u64>()))),
+        _ => format!(
+            "{:?}",
+            fs::read(path)
+                .ok()
+                .map(|b| (b.len(), b.iter().map(|x| *x as u64).sum::<u64>()))
+        ),
     }
 }
 
@@ -789,7 +883,8 @@ pub fn append_file(path: &Path, text: &str) {
         .create(true)
         .open(path)
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    f.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    f.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 // ---------------------------------------------------------------- diffs
@@ -806,7 +901,11 @@ pub fn diff_lines(a_label: &str, a: &str, b_label: &str, b: &str) -> Option<Stri
     let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let mut text = format!("--- {a_label}\n+++ {b_label}\n");

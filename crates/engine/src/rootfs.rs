@@ -96,7 +96,11 @@ pub fn mount_cgroup(root: BorrowedFd, rel: &Path, opts: &ParsedOptions, ctx: &Mo
             .map_err(what);
     }
     mount(Some("tmpfs"), fd_path(&target).as_str(), Some("tmpfs"), flags & !MsFlags::MS_RDONLY, Some("mode=755")).map_err(what)?;
-    for (controller, dir) in &ctx.cgroup_paths {
+    // Bind the hierarchies in the host's mount order, as runc shows them.
+    let order = host_cgroup_mount_order();
+    let mut paths: Vec<&(String, PathBuf)> = ctx.cgroup_paths.iter().collect();
+    paths.sort_by_key(|(_, dir)| hierarchy_dir(dir).and_then(|h| order.iter().position(|o| *o == h)).unwrap_or(usize::MAX));
+    for (controller, dir) in paths {
         // The unified leaf of a hybrid host is not shown, as runc 1.1 does.
         let Some(hier) = hierarchy_dir(dir) else { continue };
         if controller.is_empty() || hier == "unified" {
@@ -117,6 +121,16 @@ pub fn mount_cgroup(root: BorrowedFd, rel: &Path, opts: &ParsedOptions, ctx: &Mo
         }
     }
     Ok(())
+}
+
+/// Names of the cgroup hierarchies under /sys/fs/cgroup in mount order.
+fn host_cgroup_mount_order() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter_map(|mp| hierarchy_dir(Path::new(mp)))
+        .collect()
 }
 
 /// "/sys/fs/cgroup/cpu,cpuacct/a/b" -> "cpu,cpuacct".

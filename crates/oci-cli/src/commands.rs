@@ -74,8 +74,25 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
 }
 
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Res {
-    let opts = create_options(cli, a);
+    let mut opts = create_options(cli, a);
+    let console = if !detach && opts.console_socket.is_none() && crate::tty::bundle_wants_tty(&a.bundle) {
+        let l = crate::tty::ConsoleListener::bind(&cli.root, &a.id)?;
+        opts.console_socket = Some(l.path.clone());
+        Some(l)
+    } else {
+        None
+    };
     let created = container::create(&opts).map_err(e2s)?;
+    let master = match &console {
+        Some(l) => match l.receive_master() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = container::delete(&cli.root, &a.id, true);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     // Signals that arrive from here on go to the container.
     let mut sfd = if detach { None } else { Some(cove_engine::foreground::block_signals().map_err(e2s)?) };
     if let Err(e) = container::start(&cli.root, &a.id) {
@@ -83,7 +100,11 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Res {
         return Err(e2s(e));
     }
     let Some(sfd) = sfd.as_mut() else { return Ok(0) };
-    let code = cove_engine::foreground::wait_forwarding(created.pidfd.as_fd(), sfd).map_err(e2s)?;
+    let code = match &master {
+        Some(m) => cove_engine::foreground::wait_with_tty(created.pidfd.as_fd(), sfd, m),
+        None => cove_engine::foreground::wait_forwarding(created.pidfd.as_fd(), sfd),
+    }
+    .map_err(e2s)?;
     if !keep {
         if let Err(e) = container::delete(&cli.root, &a.id, true) {
             tracing::warn!("delete after run: {e}");
@@ -268,17 +289,24 @@ fn exec_process(cli: &Cli, a: &ExecArgs) -> Result<Process, String> {
 
 fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
     let process = exec_process(cli, a)?;
+    let console = if !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false) {
+        Some(crate::tty::ConsoleListener::bind(&cli.root, &a.id)?)
+    } else {
+        None
+    };
     let opts = ExecOptions {
         process,
-        console_socket: a.console_socket.clone(),
+        console_socket: console.as_ref().map(|l| l.path.clone()).or_else(|| a.console_socket.clone()),
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds + listen_fds(),
     };
     let mut sfd = if a.detach { None } else { Some(cove_engine::foreground::block_signals().map_err(e2s)?) };
     let child = exec::exec(&cli.root, &a.id, &opts).map_err(e2s)?;
-    match sfd.as_mut() {
-        None => Ok(0),
-        Some(sfd) => cove_engine::foreground::wait_forwarding(child.pidfd.as_fd(), sfd).map_err(e2s),
+    let master = console.as_ref().map(|l| l.receive_master()).transpose()?;
+    match (sfd.as_mut(), &master) {
+        (None, _) => Ok(0),
+        (Some(sfd), Some(m)) => cove_engine::foreground::wait_with_tty(child.pidfd.as_fd(), sfd, m).map_err(e2s),
+        (Some(sfd), None) => cove_engine::foreground::wait_forwarding(child.pidfd.as_fd(), sfd).map_err(e2s),
     }
 }
 

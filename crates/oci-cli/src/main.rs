@@ -6,6 +6,7 @@ mod commands;
 mod default_spec;
 mod log;
 mod signals;
+mod tty;
 
 use clap::Parser;
 

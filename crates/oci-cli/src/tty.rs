@@ -1,0 +1,58 @@
+//! `run` / `exec -t` in the foreground without --console-socket: cove-oci
+//! plays the console socket itself, receives the pty master and relays it
+//! to its own terminal, as runc does.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+pub struct ConsoleListener {
+    listener: UnixListener,
+    pub path: PathBuf,
+}
+
+impl ConsoleListener {
+    pub fn bind(root: &Path, id: &str) -> Result<ConsoleListener, String> {
+        std::fs::create_dir_all(root).map_err(|e| format!("create {}: {e}", root.display()))?;
+        let path = root.join(format!(".console-{id}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
+        Ok(ConsoleListener { listener, path })
+    }
+
+    /// The container already connected and sent the master during create.
+    pub fn receive_master(&self) -> Result<OwnedFd, String> {
+        let (conn, _) = self.listener.accept().map_err(|e| format!("console socket accept: {e}"))?;
+        let mut buf = [0u8; 256];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+            .map_err(|e| format!("receive console master: {e}"))?;
+        for c in msg.cmsgs().map_err(|e| format!("receive console master: {e}"))? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                if let Some(fd) = fds.first() {
+                    // SAFETY: SCM_RIGHTS handed us a new fd we now own.
+                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+                }
+            }
+        }
+        Err("the container sent no console master".into())
+    }
+}
+
+impl Drop for ConsoleListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// process.terminal of the bundle's config.json, read cheaply.
+pub fn bundle_wants_tty(bundle: &Path) -> bool {
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.pointer("/process/terminal").and_then(|t| t.as_bool()))
+        .unwrap_or(false)
+}
