@@ -2,6 +2,7 @@
 //! the /dev/fd and std* links, /dev/ptmx, and the device cgroup rules.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -62,7 +63,12 @@ pub fn create_nodes(root: BorrowedFd, spec_devices: &[LinuxDevice], in_userns: b
     for n in nodes(spec_devices) {
         let rel = relative_dest(&n.path);
         if in_userns {
-            let host = std::fs::File::open(&n.path).map_err(|e| Error::io("open device", &n.path, e))?;
+            // O_PATH: opening /dev/tty for real fails without a controlling terminal.
+            let host = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(&n.path)
+                .map_err(|e| Error::io("open device", &n.path, e))?;
             let target = ensure_in_root(root, &rel, false)?;
             nix::mount::mount(
                 Some(crate::sys::fd_path(&host).as_str()),
