@@ -561,6 +561,42 @@ fn exec_into_stopped_container_fails() {
     assert_ne!(out.code, 0, "{out}");
 }
 
+// ---------------------------------------------------------------- terminal
+
+#[test]
+fn console_socket_receives_the_pty_master_of_the_container() {
+    let test = "console_socket_receives_the_pty_master_of_the_container";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let mut ct = Ct::new(&env, test);
+    ct.config["process"]["terminal"] = json!(true);
+    ct.sh("echo hello from the tty; tty; stat -c '%F %t' /dev/console; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo stdio is a tty");
+    ct.save_config();
+    let console = ConsoleSocket::bind(&ct.bundle.join("console.sock"));
+    let bundle = ct.bundle.display().to_string();
+    let socket = console.path.display().to_string();
+    ct.cmd(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--console-socket",
+        &socket,
+        &ct.id,
+    ])
+    .assert_ok();
+    let master = console
+        .receive_master(STOP_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    ct.start().assert_ok();
+    let seen = read_pty(&master, STOP_TIMEOUT);
+    // pts devices have major 136 (0x88).
+    assert_eq!(
+        seen, "hello from the tty\n/dev/pts/0\ncharacter special file 88\nstdio is a tty\n",
+        "what the container wrote to its terminal"
+    );
+}
+
 // ---------------------------------------------------------------- ps
 
 #[test]

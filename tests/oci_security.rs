@@ -667,3 +667,102 @@ fn masked_path_never_becomes_what_a_dev_null_symlink_names() {
         );
     }
 }
+
+/// CVE-2025-52565 shape: with a terminal the runtime bind-mounts the pty
+/// onto /dev/console. Here the rootfs brings its own /dev, where
+/// /dev/console is an absolute symlink to a host directory: the runtime
+/// must not create or mount anything there (resolving inside the rootfs,
+/// replacing the link, or refusing are all fine).
+#[test]
+fn dev_console_symlink_never_reaches_the_host() {
+    dev_console_symlink("dev_console_symlink_never_reaches_the_host", false);
+}
+
+/// As above, and the link's target exists inside the rootfs.
+#[test]
+fn dev_console_symlink_to_a_file_in_the_rootfs_never_reaches_the_host() {
+    dev_console_symlink(
+        "dev_console_symlink_to_a_file_in_the_rootfs_never_reaches_the_host",
+        true,
+    );
+}
+
+/// The body of the two /dev/console tests.
+fn dev_console_symlink(test: &str, target_exists_inside: bool) {
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let dir = TempDir::new(test);
+    let rootfs = private_rootfs(&dir);
+    let escape = PathBuf::from(format!("/tmp/cove-escape-console-{}", unique_name("esc")));
+    let _cleanup = EscapeDirs(vec![escape.clone()]);
+    fs::create_dir_all(&escape).unwrap_or_else(|e| panic!("mkdir {}: {e}", escape.display()));
+    symlink(escape.join("console"), rootfs.join("dev/console"))
+        .unwrap_or_else(|e| panic!("symlink dev/console: {e}"));
+    if target_exists_inside {
+        let inside = rootfs.join(escape.strip_prefix("/").unwrap_or(&escape));
+        fs::create_dir_all(&inside).unwrap_or_else(|e| panic!("mkdir {}: {e}", inside.display()));
+        write_file(&inside.join("console"), "").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    let mut ct = own_dev_container(&env, test, &rootfs, &dir);
+    ct.config["process"]["terminal"] = json!(true);
+    ct.sh("exec > /report/out 2>&1
+         stat -c '%n %F %t:%T' /dev/console
+         cut -d' ' -f4,5,9 /proc/self/mountinfo | grep -E ' (/dev/console|/tmp/cove-escape-console[^ ]*) '
+         echo done");
+    ct.save_config();
+    let console = ConsoleSocket::bind(&dir.join("console.sock"));
+    let bundle = ct.bundle.display().to_string();
+    let socket = console.path.display().to_string();
+    let mounts_before = host_mounts();
+    let out = ct.cmd(&[
+        "create",
+        "--bundle",
+        &bundle,
+        "--console-socket",
+        &socket,
+        &ct.id,
+    ]);
+    // Hold the pty master while the container runs: closing it would hang
+    // up the container's terminal.
+    let mut _master = None;
+    if out.ok() {
+        _master = Some(
+            console
+                .receive_master(Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("{e}\n{out}")),
+        );
+        ct.start().assert_ok();
+        ct.wait_status("stopped", Duration::from_secs(5));
+    } else {
+        eprintln!("the runtime refused a rootfs whose /dev/console is a symlink:\n{out}");
+    }
+    let seen = read(&dir.join("report/out"));
+    if std::env::var_os("COVE_TEST_SHOW").is_some() {
+        eprintln!("{test}: the container saw:\n{seen}\n{out}");
+    }
+    let host_added: Vec<String> = new_mounts(&mounts_before, &host_mounts())
+        .into_iter()
+        .filter(|m| m.contains("cove-escape"))
+        .collect();
+    let entries: Vec<String> = fs::read_dir(&escape)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        entries.is_empty() && host_added.is_empty(),
+        "ESCAPE: the console mount reached the host: {} now holds {entries:?}, host mounts {host_added:?}\n\
+         the container saw:\n{seen}\n{out}",
+        escape.display()
+    );
+    if out.ok() {
+        assert!(
+            seen.contains("done"),
+            "the probe did not run to its end:\n{seen}\n{out}"
+        );
+    }
+}

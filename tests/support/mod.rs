@@ -821,6 +821,125 @@ impl Drop for CgroupParentLock {
     }
 }
 
+// ---------------------------------------------------------------- console socket
+
+/// The caller's end of `--console-socket`: the runtime connects, sends the
+/// pty master with SCM_RIGHTS (one message, as runc does) and closes.
+pub struct ConsoleSocket {
+    pub path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    pub fn bind(path: &Path) -> ConsoleSocket {
+        let _ = fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .unwrap_or_else(|e| panic!("bind console socket {}: {e}", path.display()));
+        ConsoleSocket {
+            path: path.to_path_buf(),
+            listener,
+        }
+    }
+
+    /// The pty master the runtime sent; call after `create` returned (the
+    /// runtime's message waits in the socket buffer).
+    pub fn receive_master(&self, timeout: Duration) -> Result<std::os::fd::OwnedFd, String> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        self.listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("console socket: {e}"))?;
+        let deadline = Instant::now() + timeout;
+        let conn = loop {
+            match self.listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return Err(format!("accept on {}: {e}", self.path.display())),
+            }
+        };
+        conn.set_nonblocking(false)
+            .map_err(|e| format!("console socket: {e}"))?;
+        conn.set_read_timeout(Some(timeout))
+            .map_err(|e| format!("console socket: {e}"))?;
+        let mut data = [0u8; 4096];
+        // u64 storage keeps the control buffer aligned for cmsghdr.
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid; the pointers set below point
+        // into buffers that outlive the recvmsg call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: recvmsg on a connected socket we own, msg set up above.
+        let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            return Err(format!(
+                "recvmsg on {}: {}",
+                self.path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: msg was filled by a successful recvmsg; CMSG_* walk the
+        // control buffer within msg_controllen.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
+                    return Ok(OwnedFd::from_raw_fd(fd));
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        Err(format!(
+            "no fd in the console socket message ({n} bytes of data)"
+        ))
+    }
+}
+
+/// Everything the container writes to its terminal until it closes it (or
+/// `timeout` passes), with the pty's `\r\n` turned into `\n`.
+pub fn read_pty(master: &std::os::fd::OwnedFd, timeout: Duration) -> String {
+    use std::os::fd::AsRawFd as _;
+    let deadline = Instant::now() + timeout;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        let mut pfd = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pollfd we own.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 50) };
+        if ready <= 0 {
+            continue;
+        }
+        // SAFETY: read into a buffer we own, within its length.
+        let n = unsafe { libc::read(master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        // EIO (n < 0) is how a pty master says every slave fd was closed.
+        if n <= 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n as usize]);
+    }
+    String::from_utf8_lossy(&text).replace("\r\n", "\n")
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 // ---------------------------------------------------------------- host view
 
 /// This process's mount table, one normalised line per mount:

@@ -194,11 +194,14 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let cgroup_fd = cg.dir_fd();
     let saved_for_hooks = saved.clone();
     let hook_state_fn = move |pid: i32, status: &str| hook_state(&saved_for_hooks, pid, status);
-    let forked = {
-        let _back = plan.enter_for_clone()?;
-        sys::clone3(plan.clone_flags().bits() as u64, cgroup_fd.as_ref().map(|f| f.as_raw_fd()))
-            .map_err(|e| Error::Sys("clone3", e))?
-    };
+    let back = plan.enter_for_clone(spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()))?;
+    let forked = sys::clone3(plan.clone_flags().bits() as u64, cgroup_fd.as_ref().map(|f| f.as_raw_fd()));
+    // Only the runtime goes back to its namespaces; the child stays.
+    match forked {
+        Ok(Forked::Child) => std::mem::forget(back),
+        _ => drop(back),
+    }
+    let forked = forked.map_err(|e| Error::Sys("clone3", e))?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(parent_end);
@@ -220,6 +223,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 hook_state: &hook_state_fn,
                 lock_fd: dir.lock_fd(),
                 seccomp: seccomp.as_ref(),
+                no_new_keyring: opts.no_new_keyring,
+                id: &opts.id,
             };
             init::child_main(&ctx)
         }

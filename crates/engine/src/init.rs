@@ -29,6 +29,26 @@ pub struct InitContext<'a> {
     /// The state directory's lock fd, closed first thing in the child.
     pub lock_fd: std::os::fd::RawFd,
     pub seccomp: Option<&'a cove_seccomp::Filter>,
+    pub no_new_keyring: bool,
+    pub id: &'a str,
+}
+
+/// A session keyring of the container's own, so it never sees the caller's
+/// keys (runc's default; --no-new-keyring keeps the caller's).
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = std::ffi::CString::new(format!("_ses.{id}")).map_err(|_| Error::InvalidConfig("NUL in id".into()))?;
+    // SAFETY: keyctl with a valid C string.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if r < 0 {
+        let e = nix::errno::Errno::last();
+        // Kernels without keys, or a user namespace that may not create
+        // one: the container runs with the inherited keyring, as runc does.
+        if e != nix::errno::Errno::ENOSYS && e != nix::errno::Errno::EACCES && e != nix::errno::Errno::EPERM {
+            return Err(Error::Sys("keyctl(JOIN_SESSION_KEYRING)", e));
+        }
+    }
+    Ok(())
 }
 
 /// Loads the filter; a notify fd goes to the runtime, which hands it to the
@@ -58,6 +78,9 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
     sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
     ctx.plan.enter_in_child()?;
     ctx.sync.expect(Msg::Go)?;
+    if !ctx.no_new_keyring {
+        join_session_keyring(ctx.id)?;
+    }
     let spec = ctx.spec;
     let in_userns = ctx.plan.is_private(LinuxNamespaceType::User);
     if in_userns {

@@ -11,7 +11,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sched::{setns, unshare, CloneFlags};
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use std::collections::HashMap;
+
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, LinuxTimeOffset, Spec};
 
 use crate::error::{Error, Result};
 
@@ -102,7 +104,9 @@ impl Plan {
         if self.joins(LinuxNamespaceType::User) {
             CloneFlags::empty()
         } else {
-            self.new
+            // A new time namespace is made by the runtime for its children
+            // (see enter_for_clone), so its offsets can be set first.
+            self.new & !clone_flag(LinuxNamespaceType::Time)
         }
     }
 
@@ -112,8 +116,20 @@ impl Plan {
 
     /// Runtime side, before clone3: enter the joined namespaces the child
     /// inherits. The returned guard puts the runtime back where it was.
-    pub fn enter_for_clone(&self) -> Result<Restore> {
+    pub fn enter_for_clone(&self, time_offsets: Option<&HashMap<String, LinuxTimeOffset>>) -> Result<Restore> {
         let mut saved = Vec::new();
+        if self.has_new(LinuxNamespaceType::Time) && !self.joins(LinuxNamespaceType::User) {
+            // Offsets can only be written before a process is in the new
+            // time namespace: unshare makes it for our children only, we
+            // write them, and clone3 puts the init in it.
+            let p = "/proc/self/ns/time_for_children";
+            let f = File::open(p).map_err(|e| Error::io("open namespace", p, e))?;
+            saved.push((clone_flag(LinuxNamespaceType::Time), OwnedFd::from(f)));
+            unshare(clone_flag(LinuxNamespaceType::Time)).map_err(|e| Error::Sys("unshare time namespace", e))?;
+            let restore = Restore(saved);
+            write_time_offsets(time_offsets)?;
+            saved = restore.into_inner();
+        }
         for j in self.joined.iter().filter(|j| Self::parent_joins(j.typ)) {
             let own = match j.typ {
                 LinuxNamespaceType::Pid => "pid_for_children",
@@ -145,6 +161,29 @@ impl Plan {
 }
 
 pub struct Restore(Vec<(CloneFlags, OwnedFd)>);
+
+impl Restore {
+    fn into_inner(mut self) -> Vec<(CloneFlags, OwnedFd)> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// linux.timeOffsets into /proc/self/timens_offsets ("monotonic"/"boottime").
+fn write_time_offsets(offsets: Option<&HashMap<String, LinuxTimeOffset>>) -> Result<()> {
+    let mut text = String::new();
+    for (clock, off) in offsets.into_iter().flatten() {
+        let name = match clock.as_str() {
+            "monotonic" => "monotonic",
+            "boottime" => "boottime",
+            other => return Err(Error::InvalidConfig(format!("timeOffsets: unknown clock {other:?} (monotonic or boottime)"))),
+        };
+        text.push_str(&format!("{name} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+    }
+    if !text.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", text).map_err(|e| Error::io("write", "/proc/self/timens_offsets", e))?;
+    }
+    Ok(())
+}
 
 impl Drop for Restore {
     fn drop(&mut self) {
