@@ -317,33 +317,23 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         Status::Stopped => return Err(Error::WrongState { id: id.into(), status: "stopped".into(), what: "cannot start a container that has stopped" }),
         s => return Err(Error::WrongState { id: id.into(), status: s.to_string(), what: "cannot start an already running container" }),
     }
-    let pidfd = open_init(&c.saved)?;
     let fifo_path = c.dir.fifo();
-    let fifo = std::fs::OpenOptions::new()
-        .read(true)
+    // The init holds the fifo open read-write and blocks reading it: no
+    // reader left (ENXIO) means it died.
+    let fifo = match std::fs::OpenOptions::new()
+        .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&fifo_path)
-        .map_err(|e| Error::io("open", &fifo_path, e))?;
-    loop {
-        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(Error::Sys("poll exec fifo", e)),
-            Ok(_) => {}
-        }
-        let fifo_ready = fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
-        let died = fds[1].revents().is_some_and(|r| !r.is_empty());
-        if fifo_ready {
-            let mut b = [0u8; 1];
-            if matches!(nix::unistd::read(fifo.as_raw_fd(), &mut b), Ok(1)) {
-                break;
-            }
-        }
-        if died {
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
             let _ = std::fs::remove_file(&fifo_path);
             return Err(Error::Other(format!("container {id}: its init exited before start")));
         }
-    }
+        Err(e) => return Err(Error::io("open", &fifo_path, e)),
+    };
+    nix::unistd::write(&fifo, b"0").map_err(|e| Error::Sys("write exec fifo", e))?;
+    drop(fifo);
     let _ = std::fs::remove_file(&fifo_path);
     let spec = saved_spec(&c.dir)?;
     let st = hook_state(&c.saved, c.saved.pid, "running");

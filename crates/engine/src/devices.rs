@@ -107,7 +107,7 @@ pub fn create_nodes(root: BorrowedFd, spec_devices: &[LinuxDevice], in_userns: b
             name,
             Some(nix::unistd::Uid::from_raw(n.uid)),
             Some(nix::unistd::Gid::from_raw(n.gid)),
-            nix::unistd::FchownatFlags::NoFollowSymlink,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(|e| Error::sys_at(format!("chown {}", n.path.display()), e))?;
     }

@@ -68,7 +68,10 @@ pub fn child_main(ctx: &InitContext) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = ctx.sync.send(&Msg::Failed(err.to_string()));
+    // After create returned nobody reads the channel: say it on stderr.
+    if ctx.sync.send(&Msg::Failed(err.to_string())).is_err() {
+        eprintln!("cove-oci: container init: {err}");
+    }
     sys::exit_now(1)
 }
 
@@ -116,16 +119,27 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
     } else {
         return Err(Error::InvalidConfig("a container needs a mount namespace: add {\"type\":\"mount\"} to linux.namespaces".into()));
     }
-    let mount_console = true;
-    let exe = become_process(proc_, spec, ctx.console_socket, mount_console, ctx.seccomp, ctx.sync)?;
-    ctx.sync.send(&Msg::Ready)?;
-    // Blocks until `start` opens the other end.
+    // Opened read-write while we are still root: as a non-dumpable process
+    // of another uid we could no longer reach /proc/self/fd. Holding both
+    // ends, our read blocks until `start` writes; `start` finds no reader
+    // (ENXIO) if we died.
     let fifo = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(sys::fd_path(ctx.exec_fifo))
         .map_err(|e| Error::io("open exec fifo", sys::fd_path(ctx.exec_fifo), e))?;
-    nix::unistd::write(&fifo, b"0").map_err(|e| Error::Sys("write exec fifo", e))?;
+    let mount_console = true;
+    let exe = become_process(proc_, spec, ctx.console_socket, mount_console, ctx.seccomp, ctx.sync)?;
+    ctx.sync.send(&Msg::Ready)?;
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&fifo), &mut byte) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::Sys("read exec fifo", e)),
+        }
+    }
     drop(fifo);
     hooks::run(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &(ctx.hook_state)(1, "created"))?;
     Err(final_exec(proc_, &exe, ctx.preserve_fds))

@@ -35,7 +35,6 @@ const MOUNT_ATTR_NOATIME: u64 = 0x10;
 const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 const MOUNT_ATTR__ATIME: u64 = 0x70;
 const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
-const MOUNT_ATTR_IDMAP: u64 = 0x100000;
 
 /// Parses one option; None means it is file-system data (`mode=755`, `size=…`).
 pub fn parse_option(opt: &str) -> Option<MountOption> {

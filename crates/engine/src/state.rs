@@ -8,7 +8,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -108,9 +107,22 @@ pub struct StateDir {
     _lock: File,
 }
 
+fn flock_exclusive(f: &File, path: &Path) -> Result<()> {
+    loop {
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = nix::errno::Errno::last();
+        if e != nix::errno::Errno::EINTR {
+            return Err(Error::sys_at(format!("flock {}", path.display()), e));
+        }
+    }
+}
+
 fn lock_dir(path: &Path) -> Result<File> {
     let f = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    flock(f.as_raw_fd(), FlockArg::LockExclusive).map_err(|e| Error::sys_at(format!("flock {}", path.display()), e))?;
+    flock_exclusive(&f, path)?;
     Ok(f)
 }
 
@@ -139,8 +151,7 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.into())),
             Err(e) => return Err(Error::io("open", &path, e)),
         };
-        flock(lock.as_raw_fd(), FlockArg::LockExclusive)
-            .map_err(|e| Error::sys_at(format!("flock {}", path.display()), e))?;
+        flock_exclusive(&lock, &path)?;
         if !path.join(STATE_FILE).exists() {
             return Err(Error::NotExist(id.into()));
         }
