@@ -1047,3 +1047,228 @@ pub fn diff_lines(a_label: &str, a: &str, b_label: &str, b: &str) -> Option<Stri
     }
     Some(text)
 }
+
+// ---------------------------------------------------------------- preserved fds, config edits, refusals
+
+/// Like [`run_command`], with `fds` placed at 3, 4, ... in the runtime (for
+/// `--preserve-fds`). Every other descriptor of the test process is
+/// close-on-exec (std opens everything with O_CLOEXEC), so the runtime
+/// starts with stdio plus exactly these.
+pub fn run_command_with_fds(
+    program: &Path,
+    args: &[String],
+    io_dir: &Path,
+    timeout: Duration,
+    fds: &[std::os::fd::RawFd],
+) -> Out {
+    use std::os::unix::process::CommandExt;
+    const MAX_FDS: usize = 8;
+    assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} preserved fds");
+    let mut sources = [-1; MAX_FDS];
+    sources[..fds.len()].copy_from_slice(fds);
+    let count = fds.len();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let out_path = io_dir.join(format!("cmd-{n}.out"));
+    let err_path = io_dir.join(format!("cmd-{n}.err"));
+    let cmdline = std::iter::once(program.display().to_string())
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let create =
+        |p: &Path| File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(create(&out_path))
+        .stderr(create(&err_path));
+    // SAFETY: the closure runs between fork and exec and only calls fcntl
+    // and dup2 (async-signal-safe) on a copied array; no allocation.
+    unsafe {
+        command.pre_exec(move || {
+            // Copy every source above the targets first, so a source that
+            // already sits on a target number is not overwritten.
+            let mut high = [-1; MAX_FDS];
+            for i in 0..count {
+                high[i] = libc::fcntl(sources[i], libc::F_DUPFD_CLOEXEC, 100);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high.iter().enumerate().take(count) {
+                // dup2 leaves the new descriptor without FD_CLOEXEC.
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    };
+    let child = command.spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return Out {
+                cmdline,
+                code: -1,
+                stdout: String::new(),
+                stderr: format!("spawn failed: {e}"),
+            };
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break exit_code(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+            Err(e) => panic!("wait for {cmdline}: {e}"),
+        }
+    };
+    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
+    let out = Out {
+        cmdline,
+        code,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+    };
+    let _ = fs::remove_file(&out_path);
+    let _ = fs::remove_file(&err_path);
+    out
+}
+
+impl Ct {
+    /// `<bin> --root <state root> ARGS...` with `fds` at 3, 4, ...
+    pub fn cmd_with_fds(&self, args: &[&str], fds: &[std::os::fd::RawFd]) -> Out {
+        let mut full = vec!["--root".to_string(), self.state_root.display().to_string()];
+        full.extend(args.iter().map(|s| s.to_string()));
+        run_command_with_fds(&self.bin, &full, &self.bundle, COMMAND_TIMEOUT, fds)
+    }
+
+    /// Appends one entry to `mounts`.
+    pub fn add_mount(&mut self, mount: Value) -> &mut Self {
+        match self.config["mounts"].as_array_mut() {
+            Some(mounts) => mounts.push(mount),
+            None => self.config["mounts"] = json!([mount]),
+        }
+        self
+    }
+
+    /// Adds `{"type": kind}` (or with a path) to linux.namespaces, replacing
+    /// an entry of the same type.
+    pub fn set_namespace(&mut self, kind: &str, path: Option<&str>) -> &mut Self {
+        self.remove_namespace(kind);
+        let entry = match path {
+            Some(p) => json!({"type": kind, "path": p}),
+            None => json!({"type": kind}),
+        };
+        match self.config["linux"]["namespaces"].as_array_mut() {
+            Some(list) => list.push(entry),
+            None => self.config["linux"]["namespaces"] = json!([entry]),
+        }
+        self
+    }
+
+    /// Drops every linux.namespaces entry of type `kind`.
+    pub fn remove_namespace(&mut self, kind: &str) -> &mut Self {
+        if let Some(list) = self.config["linux"]["namespaces"].as_array_mut() {
+            list.retain(|ns| ns["type"] != kind);
+        }
+        self
+    }
+
+    /// The container init's host pid from `state`.
+    #[track_caller]
+    pub fn init_pid(&self) -> i32 {
+        let state = self.state_json().unwrap_or_else(|e| panic!("{e}"));
+        state["pid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .unwrap_or_else(|| panic!("state has no pid: {state}"))
+    }
+}
+
+/// A refusal as bad input must look: exit code 1, one non-empty line on
+/// stderr, no state directory and no cgroup left.
+#[track_caller]
+pub fn assert_refused_cleanly(ct: &Ct, out: &Out) {
+    assert_eq!(out.code, 1, "expected exit code 1:\n{out}");
+    let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
+    assert_eq!(lines.len(), 1, "expected exactly one line on stderr:\n{out}");
+    assert!(!lines[0].trim().is_empty(), "the error line is empty:\n{out}");
+    assert_nothing_left(ct, out);
+}
+
+/// No state directory and no cgroup of `ct` exist any more.
+#[track_caller]
+pub fn assert_nothing_left(ct: &Ct, out: &Out) {
+    let left = ct.state_root_entries();
+    assert!(
+        left.is_empty(),
+        "state left in {}: {left:?}\n{out}",
+        ct.state_root.display()
+    );
+    let cgroups = ct.cgroup_dirs();
+    assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}\n{out}");
+}
+
+/// Panics with a line diff unless the runtime under test saw what runc saw.
+#[track_caller]
+pub fn assert_same_as_runc(test: &str, runc_saw: &str, under_test_saw: &str, context: &str) {
+    if std::env::var_os("COVE_TEST_SHOW").is_some() {
+        eprintln!("===== {test}: runc saw =====\n{runc_saw}===== {test}: under test saw =====\n{under_test_saw}");
+    }
+    if let Some(diff) = diff_lines("runc", runc_saw, "under test", under_test_saw) {
+        panic!("{test}: the container saw something else than under runc\n{diff}\n{context}");
+    }
+}
+
+// ---------------------------------------------------------------- runc comparisons
+
+/// What one foreground run printed, with its exit code appended.
+pub fn observed(out: &Out) -> String {
+    format!("{}exit code: {}\n", out.stdout, out.code)
+}
+
+/// Runs `script` in one bundle prepared by `prepare` (config edits, extra
+/// files), under runc and then under the runtime under test, and panics
+/// with a diff unless both containers printed the same thing. runc must
+/// exit 0, which proves the probe works. Returns what the runtime under
+/// test printed, or None when the test was skipped.
+pub fn compare_run_with_runc(test: &str, script: &str, prepare: impl FnOnce(&mut Ct)) -> Option<String> {
+    let env = prerequisites_with_runc(test)?;
+    let runc = env.runc.clone()?;
+    let mut reference = Ct::with_bin(&env, test, &runc);
+    reference.sh(script);
+    prepare(&mut reference);
+    reference.save_config();
+    let under_test = reference.twin(&env.bin);
+    let runc_out = reference.run();
+    assert_eq!(runc_out.code, 0, "the probe is broken: runc itself failed:\n{runc_out}");
+    let out = under_test.run();
+    assert_same_as_runc(
+        test,
+        &observed(&runc_out),
+        &observed(&out),
+        &format!("===== runc run =====\n{runc_out}\n===== run under test =====\n{out}"),
+    );
+    Some(out.stdout)
+}
+
+/// Plays `scenario` (which builds its own containers for the runtime it is
+/// given and returns what it observed, free of per-run values) with runc,
+/// then with the runtime under test, and panics with a diff unless both
+/// observed the same. Returns the observation under test.
+pub fn compare_scenario_with_runc(test: &str, scenario: impl Fn(&Env, &Path) -> String) -> Option<String> {
+    let env = prerequisites_with_runc(test)?;
+    let runc = env.runc.clone()?;
+    let expected = scenario(&env, &runc);
+    let actual = scenario(&env, &env.bin);
+    assert_same_as_runc(test, &expected, &actual, "");
+    Some(actual)
+}
