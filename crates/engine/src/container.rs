@@ -309,6 +309,12 @@ pub fn saved_spec(dir: &StateDir) -> Result<Spec> {
     serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
 }
 
+/// Replaces the saved spec (after `update`).
+pub fn save_spec(dir: &StateDir, spec: &Spec) -> Result<()> {
+    let b = serde_json::to_vec(spec).map_err(|e| Error::Other(e.to_string()))?;
+    state::write_atomic(&dir.path.join(state::CONFIG_FILE), &b)
+}
+
 /// Releases the init parked on the exec fifo, then runs poststart hooks.
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let c = load(root, id)?;

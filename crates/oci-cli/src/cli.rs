@@ -121,6 +121,18 @@ pub enum Command {
     Pause { id: String },
     /// Thaw a paused container
     Resume { id: String },
+    /// Change the resource limits of a running container
+    Update(UpdateArgs),
+    /// Print usage statistics and events (OOM) of a container
+    Events {
+        id: String,
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
     /// Write a default config.json into the bundle
     Spec {
         #[arg(short = 'b', long)]
@@ -184,4 +196,46 @@ pub struct ExecArgs {
     /// Allow exec in a paused container
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// A JSON file with linux.resources to apply, or - for stdin
+    #[arg(short = 'r', long)]
+    pub resources: Option<PathBuf>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-share")]
+    pub cpu_share: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "kernel-memory")]
+    pub kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp")]
+    pub kernel_memory_tcp: Option<String>,
+    /// Memory limit (e.g. 512m, 1g, -1 for none)
+    #[arg(long)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap limit
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "l3-cache-schema")]
+    pub l3_cache_schema: Option<String>,
+    #[arg(long = "mem-bw-schema")]
+    pub mem_bw_schema: Option<String>,
 }

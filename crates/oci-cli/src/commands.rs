@@ -48,6 +48,8 @@ pub fn run(cli: &Cli) -> Res {
         Command::Pause { id } => pause(root, id, true),
         Command::Resume { id } => pause(root, id, false),
         Command::Spec { bundle, rootless } => spec(bundle.as_deref(), *rootless),
+        Command::Update(a) => crate::resources::update(root, a),
+        Command::Events { id, stats, interval } => crate::resources::events(root, id, *stats, interval),
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&features()).unwrap_or_default());
             Ok(0)

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod default_spec;
 mod log;
+mod resources;
 mod signals;
 mod tty;
 
