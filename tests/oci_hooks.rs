@@ -86,8 +86,9 @@ fn play_lifecycle(ct: &Ct, log: &Path) -> (Vec<(String, Value)>, i32) {
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let (kind, json) = line.split_once(' ').unwrap_or((line, ""));
-            let state = serde_json::from_str(json)
-                .unwrap_or_else(|e| panic!("hook {kind} got no JSON state on stdin ({e}): {line:?}"));
+            let state = serde_json::from_str(json).unwrap_or_else(|e| {
+                panic!("hook {kind} got no JSON state on stdin ({e}): {line:?}")
+            });
             (kind.to_string(), state)
         })
         .collect();
@@ -125,7 +126,11 @@ fn describe(kind: &str, state: &Value, ct: &Ct, init_pid: i32) -> String {
         state["status"],
         same("id", &ct.id),
         same("bundle", &ct.bundle.display().to_string()),
-        if state["ociVersion"].is_string() { "present" } else { "missing" },
+        if state["ociVersion"].is_string() {
+            "present"
+        } else {
+            "missing"
+        },
     )
 }
 
@@ -205,7 +210,8 @@ fn hooks_get_their_args_and_only_their_env() {
             "env": ["HOOK_VAR=hook value", PATH_ENV],
         }]});
         ct.create().assert_ok();
-        let text = fs::read_to_string(&log).unwrap_or_else(|e| panic!("read {}: {e}", log.display()));
+        let text =
+            fs::read_to_string(&log).unwrap_or_else(|e| panic!("read {}: {e}", log.display()));
         // dash adds PWD of its own; only what the runtime passes matters.
         text.lines()
             .filter(|l| !l.starts_with("PWD="))
@@ -219,14 +225,23 @@ fn hooks_get_their_args_and_only_their_env() {
 /// `create` with one failing or hanging hook of `kind`: exit 1, the hook's
 /// complaint in the error, nothing left behind. Returns the output and
 /// the time `create` took.
-fn create_with_bad_hook(env: &Env, test: &str, bin: &Path, kind: &str, hook: Value) -> (Out, Duration) {
+fn create_with_bad_hook(
+    env: &Env,
+    test: &str,
+    bin: &Path,
+    kind: &str,
+    hook: Value,
+) -> (Out, Duration) {
     let mut ct = Ct::with_bin(env, test, bin);
     ct.sh("sleep 100");
     ct.config["hooks"] = json!({ kind: [hook] });
     let started = Instant::now();
     let out = ct.create();
     let took = started.elapsed();
-    assert_eq!(out.code, 1, "create with a failing {kind} hook must exit 1:\n{out}");
+    assert_eq!(
+        out.code, 1,
+        "create with a failing {kind} hook must exit 1:\n{out}"
+    );
     assert_nothing_left(&ct, &out);
     (out, took)
 }
@@ -242,7 +257,10 @@ fn failing_hook_fails_create(test: &str, kind: &str) {
         "env": [PATH_ENV],
     });
     let (runc_out, _) = create_with_bad_hook(&env, test, &runc, kind, hook.clone());
-    assert!(runc_out.stderr.contains("hook says no"), "probe: {runc_out}");
+    assert!(
+        runc_out.stderr.contains("hook says no"),
+        "probe: {runc_out}"
+    );
     let (out, _) = create_with_bad_hook(&env, test, &env.bin, kind, hook);
     let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
     assert_eq!(lines.len(), 1, "expected one error line:\n{out}");
@@ -254,7 +272,10 @@ fn failing_hook_fails_create(test: &str, kind: &str) {
 
 #[test]
 fn failing_prestart_hook_fails_create_and_leaves_nothing() {
-    failing_hook_fails_create("failing_prestart_hook_fails_create_and_leaves_nothing", "prestart");
+    failing_hook_fails_create(
+        "failing_prestart_hook_fails_create_and_leaves_nothing",
+        "prestart",
+    );
 }
 
 #[test]

@@ -1199,8 +1199,15 @@ impl Ct {
 pub fn assert_refused_cleanly(ct: &Ct, out: &Out) {
     assert_eq!(out.code, 1, "expected exit code 1:\n{out}");
     let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
-    assert_eq!(lines.len(), 1, "expected exactly one line on stderr:\n{out}");
-    assert!(!lines[0].trim().is_empty(), "the error line is empty:\n{out}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one line on stderr:\n{out}"
+    );
+    assert!(
+        !lines[0].trim().is_empty(),
+        "the error line is empty:\n{out}"
+    );
     assert_nothing_left(ct, out);
 }
 
@@ -1214,7 +1221,10 @@ pub fn assert_nothing_left(ct: &Ct, out: &Out) {
         ct.state_root.display()
     );
     let cgroups = ct.cgroup_dirs();
-    assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}\n{out}");
+    assert!(
+        cgroups.is_empty(),
+        "cgroups left behind: {cgroups:?}\n{out}"
+    );
 }
 
 /// Panics with a line diff unless the runtime under test saw what runc saw.
@@ -1240,7 +1250,11 @@ pub fn observed(out: &Out) -> String {
 /// with a diff unless both containers printed the same thing. runc must
 /// exit 0, which proves the probe works. Returns what the runtime under
 /// test printed, or None when the test was skipped.
-pub fn compare_run_with_runc(test: &str, script: &str, prepare: impl FnOnce(&mut Ct)) -> Option<String> {
+pub fn compare_run_with_runc(
+    test: &str,
+    script: &str,
+    prepare: impl FnOnce(&mut Ct),
+) -> Option<String> {
     let env = prerequisites_with_runc(test)?;
     let runc = env.runc.clone()?;
     let mut reference = Ct::with_bin(&env, test, &runc);
@@ -1249,7 +1263,10 @@ pub fn compare_run_with_runc(test: &str, script: &str, prepare: impl FnOnce(&mut
     reference.save_config();
     let under_test = reference.twin(&env.bin);
     let runc_out = reference.run();
-    assert_eq!(runc_out.code, 0, "the probe is broken: runc itself failed:\n{runc_out}");
+    assert_eq!(
+        runc_out.code, 0,
+        "the probe is broken: runc itself failed:\n{runc_out}"
+    );
     let out = under_test.run();
     assert_same_as_runc(
         test,
@@ -1264,7 +1281,10 @@ pub fn compare_run_with_runc(test: &str, script: &str, prepare: impl FnOnce(&mut
 /// given and returns what it observed, free of per-run values) with runc,
 /// then with the runtime under test, and panics with a diff unless both
 /// observed the same. Returns the observation under test.
-pub fn compare_scenario_with_runc(test: &str, scenario: impl Fn(&Env, &Path) -> String) -> Option<String> {
+pub fn compare_scenario_with_runc(
+    test: &str,
+    scenario: impl Fn(&Env, &Path) -> String,
+) -> Option<String> {
     let env = prerequisites_with_runc(test)?;
     let runc = env.runc.clone()?;
     let expected = scenario(&env, &runc);

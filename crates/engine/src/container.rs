@@ -93,11 +93,22 @@ fn resources_of(spec: &Spec) -> oci_spec::runtime::LinuxResources {
     res
 }
 
+/// The state hooks receive on stdin: the runtime-spec `State` (no rootfs,
+/// created or owner; pid left out once stopped), as runc sends it.
 pub fn hook_state(saved: &Saved, pid: i32, status: &str) -> Vec<u8> {
-    let mut st = saved.oci(Status::Created);
-    st.pid = pid;
-    st.status = status;
-    serde_json::to_vec(&st).unwrap_or_default()
+    let mut v = serde_json::json!({
+        "ociVersion": saved.oci_version,
+        "id": saved.id,
+        "status": status,
+        "bundle": saved.bundle,
+    });
+    if pid > 0 {
+        v["pid"] = pid.into();
+    }
+    if let Some(a) = saved.annotations.as_ref().filter(|a| !a.is_empty()) {
+        v["annotations"] = serde_json::json!(a);
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
 }
 
 /// Compiles linux.seccomp once, before anything exists, so a bad profile
@@ -324,28 +335,50 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         s => return Err(Error::WrongState { id: id.into(), status: s.to_string(), what: "cannot start an already running container" }),
     }
     let fifo_path = c.dir.fifo();
-    // The init holds the fifo open read-write and blocks reading it: no
-    // reader left (ENXIO) means it died.
-    let fifo = match std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&fifo_path)
-    {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-            let _ = std::fs::remove_file(&fifo_path);
-            return Err(Error::Other(format!("container {id}: its init exited before start")));
-        }
-        Err(e) => return Err(Error::io("open", &fifo_path, e)),
-    };
-    nix::unistd::write(&fifo, b"0").map_err(|e| Error::Sys("write exec fifo", e))?;
-    drop(fifo);
+    let pidfd = open_init(&c.saved)?;
+    release_init(&fifo_path, &pidfd, id)?;
     let _ = std::fs::remove_file(&fifo_path);
     let spec = saved_spec(&c.dir)?;
     let st = hook_state(&c.saved, c.saved.pid, "running");
     if let Err(e) = hooks::run(spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &st) {
         tracing::warn!("poststart hook failed: {e}");
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Writes the byte the parked init waits for, then waits until the init
+/// has closed the fifo, which happens at its execve (close-on-exec), so
+/// startContainer hooks are done before poststart runs (as with runc).
+fn release_init(fifo_path: &Path, pidfd: &OwnedFd, id: &str) -> Result<()> {
+    let open = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(fifo_path)
+            .map_err(|e| Error::io("open", fifo_path, e))
+    };
+    // Our reader first, so the writer we open after it counts as a new
+    // writer: the kernel then reports POLLHUP once all writers are gone.
+    let reader = open(false)?;
+    let writer = open(true)?;
+    nix::unistd::write(&writer, b"0").map_err(|e| Error::Sys("write exec fifo", e))?;
+    drop(writer);
+    loop {
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::Sys("poll exec fifo", e)),
+            Ok(_) if fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)) => break,
+            Ok(_) => {}
+        }
+    }
+    // The byte still there means the init died without reading it.
+    let mut b = [0u8; 1];
+    if matches!(nix::unistd::read(reader.as_raw_fd(), &mut b), Ok(1)) {
+        let _ = pidfd;
+        return Err(Error::Other(format!("container {id}: its init exited before start")));
     }
     Ok(())
 }

@@ -66,23 +66,27 @@ pub fn map_lines(maps: &[LinuxIdMapping]) -> String {
     maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
 }
 
-/// A user namespace holding `uid`/`gid` maps, kept alive only as an fd: a
+/// A user namespace holding the given uid_map/gid_map lines, kept alive only as an fd: a
 /// child is cloned into a new user namespace, its maps written, its
 /// namespace opened, and the child killed.
-pub fn userns_with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd> {
+pub fn userns_with_maps(uid_map: String, gid_map: String) -> Result<OwnedFd> {
     match sys::clone3(libc::CLONE_NEWUSER as u64, None).map_err(|e| Error::Sys("clone3 (idmap user namespace)", e))? {
         Forked::Child => loop {
             // SAFETY: pause has no arguments; the parent kills us.
             unsafe { libc::pause() };
         },
         Forked::Parent { pid, pidfd } => {
+            // The pid clone3 returned is in our pid namespace, but /proc may
+            // still be the host's (we are before pivot_root): ask the
+            // pidfd which pid that /proc knows the child by.
+            let pid = pid_in_proc(&pidfd).unwrap_or(pid);
             let res = (|| {
                 let w = |file: &str, data: String| {
                     let p = format!("/proc/{pid}/{file}");
                     std::fs::write(&p, data).map_err(|e| Error::io("write", p, e))
                 };
-                w("uid_map", map_lines(uid))?;
-                w("gid_map", map_lines(gid))?;
+                w("uid_map", uid_map)?;
+                w("gid_map", gid_map)?;
                 let p = format!("/proc/{pid}/ns/user");
                 std::fs::File::open(&p).map(OwnedFd::from).map_err(|e| Error::io("open", p, e))
             })();
@@ -93,6 +97,13 @@ pub fn userns_with_maps(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Resul
     }
 }
 
+/// The "Pid:" line of /proc/self/fdinfo/<pidfd>: the pid as the pid
+/// namespace of the mounted /proc sees it.
+fn pid_in_proc(pidfd: &OwnedFd) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|v| v.trim().parse().ok()).filter(|p| *p > 0)
+}
+
 /// Bind-mounts `src` onto `target` with the mount's uid/gid mappings applied.
 pub fn mount_idmapped(src: &str, target: &OwnedFd, m: &Mount, recursive: bool) -> Result<()> {
     let (Some(uid), Some(gid)) = (m.uid_mappings(), m.gid_mappings()) else {
@@ -101,7 +112,13 @@ pub fn mount_idmapped(src: &str, target: &OwnedFd, m: &Mount, recursive: bool) -
             m.destination().display()
         )));
     };
-    let ns = userns_with_maps(uid, gid)?;
+    // A mount mapping says "hostID on disk shows as containerID"; the kernel
+    // reads an idmapped mount's user namespace the other way round (on-disk
+    // id as the namespace's id), so the namespace gets the columns swapped.
+    let swapped = |maps: &[LinuxIdMapping]| -> String {
+        maps.iter().map(|m| format!("{} {} {}\n", m.host_id(), m.container_id(), m.size())).collect()
+    };
+    let ns = userns_with_maps(swapped(uid), swapped(gid))?;
     let what = |op: &str, e| Error::sys_at(format!("{op} for idmapped mount {}", m.destination().display()), e);
     let tree = open_tree(src, recursive).map_err(|e| what("open_tree", e))?;
     setattr(std::os::fd::AsFd::as_fd(&tree), MOUNT_ATTR_IDMAP, 0, ns.as_raw_fd() as u64, recursive)

@@ -110,7 +110,7 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
         crate::mounts::ensure_in_root(root.as_fd(), &crate::mounts::relative_dest(proc_.cwd()), true)?;
         ctx.sync.send(&Msg::MountsReady)?;
         ctx.sync.expect(Msg::HooksDone)?;
-        hooks::run(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &(ctx.hook_state)(1, "created"))?;
+        hooks::run(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &(ctx.hook_state)(1, "creating"))?;
         rootfs::write_sysctls(root.as_fd(), spec)?;
         rootfs::readonly_paths(root.as_fd(), linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or(&[]))?;
         rootfs::masked_paths(root.as_fd(), linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or(&[]))?;
@@ -140,7 +140,7 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
             Err(e) => return Err(Error::Sys("read exec fifo", e)),
         }
     }
-    drop(fifo);
+    // `fifo` stays open (close-on-exec): `start` waits for it to close.
     hooks::run(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &(ctx.hook_state)(1, "created"))?;
     Err(final_exec(proc_, &exe, ctx.preserve_fds))
 }

@@ -132,15 +132,14 @@ pub fn set_scheduler(p: &Process) -> Result<()> {
 }
 
 pub fn personality_value(p: &LinuxPersonality) -> Result<libc::c_ulong> {
-    let mut v: libc::c_ulong = match p.domain() {
-        LinuxPersonalityDomain::PerLinux => 0x0000,
-        LinuxPersonalityDomain::PerLinux32 => 0x0008,
-    };
-    for f in p.flags().iter().flatten() {
+    // runtime-spec 1.3 defines no personality flags yet.
+    if let Some(f) = p.flags().iter().flatten().next() {
         return Err(Error::InvalidConfig(format!("personality flag {f:?} is not supported")));
     }
-    v |= 0;
-    Ok(v)
+    Ok(match p.domain() {
+        LinuxPersonalityDomain::PerLinux => 0x0000,
+        LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    })
 }
 
 pub fn set_personality(p: Option<&LinuxPersonality>) -> Result<()> {
