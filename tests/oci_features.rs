@@ -50,11 +50,19 @@ fn open_file_with(dir: &TempDir, name: &str, text: &str) -> fs::File {
     fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
 }
 
-/// Reads fd 3 and lists the shell's own open fds. `ls` lists them from
-/// its own process, writing to a file: a glob would show the directory fd
-/// the shell opens to expand it, and a pipeline the pipe fd the shell
-/// holds while it forks the next command.
-const FD_PROBE: &str = "cat <&3; ls /proc/$$/fd > /dev/shm/fds; sed 's/^/fd /' /dev/shm/fds";
+/// The fd numbers a process has open, read from the host (a shell inside
+/// would add fds of its own: glob directories, pipes, saved stdio).
+fn open_fds(pid: i32) -> Vec<i32> {
+    let mut fds: Vec<i32> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort_unstable();
+    fds
+}
 
 #[test]
 fn preserve_fds_1_passes_fd_3_and_closes_fd_4() {
@@ -62,21 +70,36 @@ fn preserve_fds_1_passes_fd_3_and_closes_fd_4() {
     let dir = TempDir::new(test);
     let seen = compare_scenario_with_runc(test, |env, bin| {
         let mut ct = Ct::with_bin(env, test, bin);
-        ct.sh(FD_PROBE);
+        ct.args(&["sleep", "100"]);
         ct.save_config();
         let third = open_file_with(&dir, "third", "content of the preserved fd\n");
         let fourth = open_file_with(&dir, "fourth", "must not be seen\n");
         let bundle = ct.bundle.display().to_string();
-        let out = ct.cmd_with_fds(
-            &["run", "--preserve-fds", "1", "--bundle", &bundle, &ct.id],
+        ct.cmd_with_fds(
+            &[
+                "run",
+                "-d",
+                "--preserve-fds",
+                "1",
+                "--bundle",
+                &bundle,
+                &ct.id,
+            ],
             &[third.as_raw_fd(), fourth.as_raw_fd()],
-        );
-        printed(&out)
+        )
+        .assert_ok();
+        let pid = ct.init_pid();
+        let fd3 = fs::read_link(format!("/proc/{pid}/fd/3")).ok();
+        format!(
+            "open fds of the container process: {:?}\nfd 3 is the preserved file: {}\n",
+            open_fds(pid),
+            fd3 == Some(dir.join("third"))
+        )
     });
     if let Some(seen) = seen {
         assert_eq!(
             seen,
-            "content of the preserved fd\nfd 0\nfd 1\nfd 2\nfd 3\nexit code: 0\n"
+            "open fds of the container process: [0, 1, 2, 3]\nfd 3 is the preserved file: true\n"
         );
     }
 }

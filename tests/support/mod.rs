@@ -1292,3 +1292,497 @@ pub fn compare_scenario_with_runc(
     assert_same_as_runc(test, &expected, &actual, "");
     Some(actual)
 }
+
+// ---------------------------------------------------------------- host needs (cgroup v2, hybrid, CRIU, crun)
+
+/// `statfs` f_type of a cgroup2 mount (linux/magic.h CGROUP2_SUPER_MAGIC).
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// True inside the VM lane (`scripts/vmtest` sets COVE_VM_LANE=1). The lane
+/// promises a pure cgroup v2 host, a working CRIU and crun, so there a
+/// missing one is a failure of the lane, never a skip.
+pub fn in_vm_lane() -> bool {
+    std::env::var_os("COVE_VM_LANE").is_some_and(|v| v == "1")
+}
+
+/// Skips (returns false) with `why`, or panics inside the VM lane, which
+/// promised the need.
+fn need_promised_by_vm_lane(test: &str, why: &str) -> bool {
+    assert!(
+        !in_vm_lane(),
+        "{test}: {why}, yet the VM lane (COVE_VM_LANE=1) promises it: the lane is broken"
+    );
+    skip(test, why);
+    false
+}
+
+fn statfs_type(path: &str) -> Option<i64> {
+    let c_path = std::ffi::CString::new(path).ok()?;
+    // SAFETY: an all-zero statfs is a valid out-buffer for statfs(2).
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs on a NUL-terminated path into a buffer we own.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut buf) };
+    (rc == 0).then_some(buf.f_type as i64)
+}
+
+/// /sys/fs/cgroup itself is a cgroup2 mount: one unified hierarchy with the
+/// controllers, no v1 hierarchy beside it.
+pub fn is_pure_cgroup_v2() -> bool {
+    statfs_type("/sys/fs/cgroup") == Some(CGROUP2_SUPER_MAGIC)
+}
+
+/// v1 controller hierarchies under /sys/fs/cgroup (a tmpfs) with a cgroup2
+/// tree beside them at /sys/fs/cgroup/unified, as systemd's hybrid mode and
+/// this project's development machines have it.
+pub fn is_hybrid_cgroups() -> bool {
+    !is_pure_cgroup_v2() && statfs_type("/sys/fs/cgroup/unified") == Some(CGROUP2_SUPER_MAGIC)
+}
+
+/// True on a pure cgroup v2 host; otherwise prints
+/// `SKIP <test>: needs a pure cgroup v2 host (run in the VM lane)`.
+pub fn needs_cgroup_v2(test: &str) -> bool {
+    is_pure_cgroup_v2()
+        || need_promised_by_vm_lane(test, "needs a pure cgroup v2 host (run in the VM lane)")
+}
+
+/// True on a hybrid-cgroup host; otherwise prints a SKIP line (the VM lane
+/// is pure v2, so these tests run in the host lane only).
+pub fn needs_hybrid_cgroups(test: &str) -> bool {
+    if is_hybrid_cgroups() {
+        return true;
+    }
+    skip(
+        test,
+        "needs a hybrid cgroup host (v1 controllers plus /sys/fs/cgroup/unified; run in the host lane)",
+    );
+    false
+}
+
+/// CRIU's binary, if installed (`$COVE_CRIU_BIN`, else on PATH or in sbin).
+pub fn criu_bin() -> Option<PathBuf> {
+    find_tool("criu", "COVE_CRIU_BIN")
+}
+
+/// crun's binary, if installed (`$COVE_CRUN_BIN`, else on PATH or in sbin).
+pub fn crun_bin() -> Option<PathBuf> {
+    find_tool("crun", "COVE_CRUN_BIN")
+}
+
+fn find_tool(name: &str, env_var: &str) -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os(env_var) {
+        let bin = PathBuf::from(bin);
+        return is_executable(&bin).then_some(bin);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// `criu check` exit status and output, run once per test binary.
+fn criu_check() -> &'static Result<(), String> {
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    CHECK.get_or_init(|| {
+        let criu = criu_bin().ok_or("criu is not installed (apt-get install criu)")?;
+        let out = Command::new(&criu)
+            .arg("check")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{} check: {e}", criu.display()))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        let last = text.trim_end().lines().last().unwrap_or("").to_string();
+        Err(format!(
+            "`criu check` fails on this kernel ({last}); run in the VM lane"
+        ))
+    })
+}
+
+/// True when CRIU works here (`criu check` passes); otherwise prints a SKIP
+/// line with CRIU's own complaint, or fails inside the VM lane.
+pub fn needs_criu(test: &str) -> bool {
+    match criu_check() {
+        Ok(()) => true,
+        Err(why) => need_promised_by_vm_lane(test, &format!("needs CRIU: {why}")),
+    }
+}
+
+/// crun's path when installed; otherwise prints a SKIP line, or fails
+/// inside the VM lane. (crun 1.8 refuses hybrid hosts, so comparisons with
+/// it belong to pure v2 tests.)
+pub fn needs_crun(test: &str) -> Option<PathBuf> {
+    match crun_bin() {
+        Some(bin) => Some(bin),
+        None => {
+            need_promised_by_vm_lane(test, "needs crun (apt-get install crun)");
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------- cove (system containers)
+
+/// The `cove` binary under test: `$COVE_BIN`, else `<workspace>/target/debug/cove`.
+pub fn cove_bin() -> PathBuf {
+    match std::env::var_os("COVE_BIN") {
+        Some(bin) if !bin.is_empty() => workspace_root().join(bin),
+        _ => workspace_root().join("target/debug/cove"),
+    }
+}
+
+/// How long one `cove` command may take (stop waits for the CT's init).
+pub const COVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One test's own cove: data and run directories, a cgroup parent under
+/// `/cove-test`, and a guard that destroys every CT it made and checks
+/// nothing is left mounted or in a cgroup.
+pub struct CoveEnv {
+    pub test: String,
+    pub bin: PathBuf,
+    pub root: PathBuf,
+    pub data: PathBuf,
+    pub run: PathBuf,
+    /// Absolute cgroup parent of this test's CTs (`COVE_CGROUP_PARENT`).
+    pub cgroup_parent: String,
+    counter: AtomicUsize,
+    _cgroup_lock: CgroupParentLock,
+}
+
+impl CoveEnv {
+    /// Root and the cove binary, or a SKIP line and None.
+    pub fn new(test: &str) -> Option<CoveEnv> {
+        if !is_root() {
+            skip(test, "needs root");
+            return None;
+        }
+        let bin = cove_bin();
+        if !is_executable(&bin) {
+            skip(
+                test,
+                &format!(
+                    "cove binary {} is missing (cargo build -p cove, or set COVE_BIN)",
+                    bin.display()
+                ),
+            );
+            return None;
+        }
+        // Short: the CT's console socket lives below it, and a unix
+        // socket path has 107 bytes at most.
+        let name = format!(
+            "cv-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let root = fresh_dir(&name);
+        let data = root.join("data");
+        let run = root.join("run");
+        Some(CoveEnv {
+            test: test.to_string(),
+            bin,
+            root,
+            data,
+            run,
+            cgroup_parent: format!("/{CGROUP_PARENT}/{name}"),
+            counter: AtomicUsize::new(1),
+            _cgroup_lock: CgroupParentLock::shared(),
+        })
+    }
+
+    /// Like [`CoveEnv::new`], with the busybox template in the store.
+    pub fn with_busybox(test: &str) -> Option<CoveEnv> {
+        let env = CoveEnv::new(test)?;
+        match busybox_template(&env.bin) {
+            Ok(built) => {
+                let dest = env.data.join("templates");
+                fs::create_dir_all(&dest)
+                    .unwrap_or_else(|e| panic!("mkdir {}: {e}", dest.display()));
+                let out = Command::new("cp")
+                    .arg("-a")
+                    .arg(built)
+                    .arg(dest.join("busybox"))
+                    .output()
+                    .unwrap_or_else(|e| panic!("cp: {e}"));
+                assert!(
+                    out.status.success(),
+                    "cp -a {} failed: {}",
+                    built.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Some(env)
+            }
+            Err(why) => panic!("cannot build the busybox template with cove: {why}"),
+        }
+    }
+
+    /// A CTID no other test uses: `<pid><nn>`.
+    pub fn new_ctid(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}{n:02}", std::process::id())
+    }
+
+    /// `cove ARGS...` with this test's directories.
+    pub fn cmd(&self, args: &[&str]) -> Out {
+        self.cmd_timeout(args, COVE_TIMEOUT)
+    }
+
+    pub fn cmd_timeout(&self, args: &[&str], timeout: Duration) -> Out {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        run_command_env(&self.bin, &args, &self.envs(), &self.root, timeout)
+    }
+
+    /// The environment every cove command of this test gets.
+    pub fn envs(&self) -> Vec<(String, String)> {
+        vec![
+            ("COVE_DATA".into(), self.data.display().to_string()),
+            ("COVE_RUN".into(), self.run.display().to_string()),
+            ("COVE_CGROUP_PARENT".into(), self.cgroup_parent.clone()),
+            (
+                "COVE_TEMPLATES_DIR".into(),
+                workspace_root()
+                    .join("rootfs-templates")
+                    .display()
+                    .to_string(),
+            ),
+        ]
+    }
+
+    /// A `cove` command ready to spawn (for foreground monitors and races).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args).envs(self.envs()).stdin(Stdio::null());
+        c
+    }
+
+    /// `cove create CTID --template busybox EXTRA...`, asserted to work.
+    #[track_caller]
+    pub fn create_busybox(&self, extra: &[&str]) -> String {
+        let ctid = self.new_ctid();
+        let mut args = vec!["create", ctid.as_str(), "--template", "busybox"];
+        args.extend_from_slice(extra);
+        self.cmd(&args).assert_ok();
+        ctid
+    }
+
+    /// `cove status CTID --json`.
+    #[track_caller]
+    pub fn status_json(&self, ctid: &str) -> Value {
+        let out = self.cmd(&["status", ctid, "--json"]);
+        out.assert_ok();
+        out.stdout_json().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn ct_dir(&self, ctid: &str) -> PathBuf {
+        self.data.join("ct").join(ctid)
+    }
+
+    pub fn ct_run_dir(&self, ctid: &str) -> PathBuf {
+        self.run.join("ct").join(ctid)
+    }
+
+    /// The CT's cgroup directories that exist on the host.
+    pub fn cgroup_dirs(&self, ctid: &str) -> Vec<PathBuf> {
+        cgroup_dirs_for(&format!("{}/{ctid}", self.cgroup_parent))
+    }
+
+    /// This process's mounts below this test's directory.
+    pub fn our_mounts(&self) -> Vec<String> {
+        let root = self.root.display().to_string();
+        host_mounts()
+            .into_iter()
+            .filter(|m| m.contains(&root))
+            .collect()
+    }
+
+    /// The monitor's pid from its record, if there is one.
+    pub fn monitor_pid(&self, ctid: &str) -> Option<i32> {
+        let text = fs::read_to_string(self.ct_run_dir(ctid).join("monitor.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v["pid"].as_i64().and_then(|p| i32::try_from(p).ok())
+    }
+
+    /// Asserts that the CT left nothing at run time: no mount, no cgroup,
+    /// no engine state, no bundle, no monitor.
+    #[track_caller]
+    pub fn assert_ct_cleaned_up(&self, ctid: &str) {
+        let mounts = self.our_mounts();
+        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+        let cgroups = self.cgroup_dirs(ctid);
+        assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+        let engine = self.run.join("oci").join(ctid);
+        assert!(!engine.exists(), "engine state left: {}", engine.display());
+        let bundle = self.ct_run_dir(ctid).join("bundle");
+        assert!(!bundle.exists(), "bundle left: {}", bundle.display());
+        let monitor = self.ct_run_dir(ctid).join("monitor.json");
+        assert!(
+            !monitor.exists(),
+            "monitor record left: {}",
+            monitor.display()
+        );
+    }
+}
+
+impl Drop for CoveEnv {
+    fn drop(&mut self) {
+        let cts = fs::read_dir(self.data.join("ct"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_else(|_| Vec::new());
+        for ctid in &cts {
+            let _ = self.cmd_timeout(&["destroy", "--force", ctid], Duration::from_secs(20));
+        }
+        // Whatever a broken cove left: our mounts, then our cgroups (killing
+        // what is in them, all started by this test).
+        let mut mounts: Vec<String> = self
+            .our_mounts()
+            .into_iter()
+            .filter_map(|m| m.split(' ').next().map(String::from))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            if let Ok(c) = std::ffi::CString::new(m) {
+                // SAFETY: umount2 on a path below this test's own directory.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        remove_cgroup(&self.cgroup_parent);
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The busybox template built once per test binary by `cove template build`
+/// (from rootfs-templates/busybox), kept in target/test-rootfs.
+fn busybox_template(bin: &Path) -> Result<&'static PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = workspace_root().join("target/test-rootfs/cove-busybox");
+            if dir.join("rootfs/bin/sh").exists() {
+                return Ok(dir);
+            }
+            let parent = dir.parent().ok_or("no parent")?.to_path_buf();
+            let scratch = parent.join(format!(".cove-store-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&scratch);
+            let out = Command::new(bin)
+                .args(["template", "build", "busybox"])
+                .env("COVE_DATA", &scratch)
+                .env("COVE_RUN", scratch.join("run"))
+                .env(
+                    "COVE_TEMPLATES_DIR",
+                    workspace_root().join("rootfs-templates"),
+                )
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("{}: {e}", bin.display()))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "cove template build busybox: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            let built = scratch.join("templates/busybox");
+            let result = match fs::rename(&built, &dir) {
+                Ok(()) => Ok(dir.clone()),
+                // Another test binary won the race; its template is as good.
+                Err(_) if dir.join("rootfs/bin/sh").exists() => Ok(dir.clone()),
+                Err(e) => Err(format!(
+                    "rename {} -> {}: {e}",
+                    built.display(),
+                    dir.display()
+                )),
+            };
+            let _ = fs::remove_dir_all(&scratch);
+            result
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Like [`run_command`], with extra environment variables.
+pub fn run_command_env(
+    program: &Path,
+    args: &[String],
+    envs: &[(String, String)],
+    io_dir: &Path,
+    timeout: Duration,
+) -> Out {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let out_path = io_dir.join(format!("cmd-{n}.out"));
+    let err_path = io_dir.join(format!("cmd-{n}.err"));
+    let cmdline = std::iter::once(program.display().to_string())
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let create =
+        |p: &Path| File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+    let child = Command::new(program)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(create(&out_path))
+        .stderr(create(&err_path))
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return Out {
+                cmdline,
+                code: -1,
+                stdout: String::new(),
+                stderr: format!("spawn failed: {e}"),
+            }
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break exit_code(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+            Err(e) => panic!("wait for {cmdline}: {e}"),
+        }
+    };
+    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
+    let mut stderr = read(&err_path);
+    if code == -1 {
+        stderr.push_str(&format!(
+            "\n[test harness: TIMEOUT after {timeout:?}, command killed]"
+        ));
+    }
+    let out = Out {
+        cmdline,
+        code,
+        stdout: read(&out_path),
+        stderr,
+    };
+    let _ = fs::remove_file(&out_path);
+    let _ = fs::remove_file(&err_path);
+    out
+}
+
+/// A refusal as bad input must look for cove: the exit code, exactly one
+/// non-empty line on stderr.
+#[track_caller]
+pub fn assert_cove_refused(out: &Out, code: i32) {
+    assert_eq!(out.code, code, "expected exit code {code}:\n{out}");
+    let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one line on stderr:\n{out}"
+    );
+    assert!(
+        lines[0].starts_with("cove: ") && lines[0].len() > 6,
+        "not a cove error line:\n{out}"
+    );
+}

@@ -74,7 +74,10 @@ impl CtConfig {
     /// Checks every value; `expected` is the CTID the file belongs to.
     pub fn validate(&self, expected: &Ctid) -> std::result::Result<(), String> {
         if self.ctid != expected.as_str() {
-            return Err(format!("ctid = {:?} but the file belongs to CT {expected}", self.ctid));
+            return Err(format!(
+                "ctid = {:?} but the file belongs to CT {expected}",
+                self.ctid
+            ));
         }
         ctid::validate_template_name(&self.template).map_err(|e| format!("template: {e}"))?;
         if let Some(n) = &self.name {
@@ -83,7 +86,9 @@ impl CtConfig {
         ctid::validate_hostname(&self.hostname).map_err(|e| format!("hostname: {e}"))?;
         if let Some(init) = &self.init {
             if !init.starts_with('/') {
-                return Err(format!("init = {init:?}: must be an absolute path inside the CT"));
+                return Err(format!(
+                    "init = {init:?}: must be an absolute path inside the CT"
+                ));
             }
         }
         if let Some(s) = &self.stop_signal {
@@ -93,18 +98,24 @@ impl CtConfig {
     }
 
     pub fn stop_signal(&self) -> Option<i32> {
-        self.stop_signal.as_deref().and_then(|s| signals::parse(s).ok())
+        self.stop_signal
+            .as_deref()
+            .and_then(|s| signals::parse(s).ok())
     }
 
     /// Reads and checks `path`; errors name the file and the line.
     pub fn load(path: &Path, expected: &Ctid) -> Result<CtConfig> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NoSuchCt(expected.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoSuchCt(expected.to_string()))
+            }
             Err(e) => return Err(Error::io("read", path, e)),
         };
-        let cfg: CtConfig = toml::from_str(&text).map_err(|e| Error::bad_config(path, toml_error(&text, &e)))?;
-        cfg.validate(expected).map_err(|m| Error::bad_config(path, m))?;
+        let cfg: CtConfig =
+            toml::from_str(&text).map_err(|e| Error::bad_config(path, toml_error(&text, &e)))?;
+        cfg.validate(expected)
+            .map_err(|m| Error::bad_config(path, m))?;
         Ok(cfg)
     }
 
@@ -128,7 +139,9 @@ impl Resources {
         }
         if let Some(c) = self.cpus {
             if !(MIN_CPUS..=MAX_CPUS).contains(&c) {
-                return Err(format!("resources.cpus = {c}: between {MIN_CPUS} and {MAX_CPUS}"));
+                return Err(format!(
+                    "resources.cpus = {c}: between {MIN_CPUS} and {MAX_CPUS}"
+                ));
             }
         }
         if self.pids == Some(0) {
@@ -158,7 +171,11 @@ pub struct Bytes(pub u64);
 impl Bytes {
     pub fn parse(s: &str) -> std::result::Result<Bytes, String> {
         let t = s.trim();
-        let bad = || format!("{s:?} is not a size: use a number of bytes or one with K, M, G or T (512M, 2G)");
+        let bad = || {
+            format!(
+                "{s:?} is not a size: use a number of bytes or one with K, M, G or T (512M, 2G)"
+            )
+        };
         let (digits, shift) = match t.char_indices().last() {
             Some((i, c)) if c.is_ascii_alphabetic() => {
                 let shift = match c.to_ascii_uppercase() {
@@ -176,11 +193,14 @@ impl Bytes {
             return Err(bad());
         }
         let n: u64 = digits.parse().map_err(|_| bad())?;
-        n.checked_mul(1u64 << shift).map(Bytes).ok_or_else(|| format!("{s:?} is too large"))
+        n.checked_mul(1u64 << shift)
+            .map(Bytes)
+            .ok_or_else(|| format!("{s:?} is too large"))
     }
 }
 
 impl fmt::Display for Bytes {
+    #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; the workspace supports 1.75
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
             let unit = 1u64 << shift;
@@ -210,7 +230,9 @@ impl<'de> Deserialize<'de> for Bytes {
                 Bytes::parse(v).map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Bytes, E> {
-                u64::try_from(v).map(Bytes).map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v)
+                    .map(Bytes)
+                    .map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Bytes, E> {
                 Ok(Bytes(v))
@@ -234,7 +256,13 @@ pub fn list_ctids(paths: &Paths) -> Result<Vec<Ctid>> {
         .filter(|id| paths.ct(id).config.exists())
         .collect();
     ids.sort_by(|a, b| {
-        let key = |c: &Ctid| (!c.is_numeric(), c.as_str().parse::<u64>().unwrap_or(0), c.as_str().to_string());
+        let key = |c: &Ctid| {
+            (
+                !c.is_numeric(),
+                c.as_str().parse::<u64>().unwrap_or(0),
+                c.as_str().to_string(),
+            )
+        };
         key(a).cmp(&key(b))
     });
     Ok(ids)
@@ -290,7 +318,11 @@ mod tests {
             hostname: "web".into(),
             init: None,
             stop_signal: None,
-            resources: Resources { memory: Some(Bytes(256 << 20)), cpus: Some(1.5), pids: Some(100) },
+            resources: Resources {
+                memory: Some(Bytes(256 << 20)),
+                cpus: Some(1.5),
+                pids: Some(100),
+            },
         };
         let text = toml::to_string(&cfg).unwrap();
         assert!(text.contains("memory = \"256M\""), "{text}");
@@ -304,14 +336,21 @@ mod tests {
         let text = "ctid = \"101\"\ntemplate = \"busybox\"\nhostname = \"a\"\n[resources]\nmemroy = \"1G\"\n";
         let e = toml::from_str::<CtConfig>(text).unwrap_err();
         let msg = toml_error(text, &e);
-        assert!(msg.starts_with("line 5:") && msg.contains("memroy"), "{msg}");
+        assert!(
+            msg.starts_with("line 5:") && msg.contains("memroy"),
+            "{msg}"
+        );
         let text = "ctid = \"101\"\ntemplate = \"busybox\"\nhostname = \"a\"\n[resources]\nmemory = \"lots\"\n";
         assert!(toml::from_str::<CtConfig>(text).is_err());
-        let text = "ctid = \"101\"\ntemplate = \"busybox\"\nhostname = \"a\"\n[resources]\ncpus = 0\n";
+        let text =
+            "ctid = \"101\"\ntemplate = \"busybox\"\nhostname = \"a\"\n[resources]\ncpus = 0\n";
         let cfg: CtConfig = toml::from_str(text).unwrap();
         assert!(cfg.validate(&id()).is_err());
         let text = "ctid = \"102\"\ntemplate = \"busybox\"\nhostname = \"a\"\n";
         let cfg: CtConfig = toml::from_str(text).unwrap();
-        assert!(cfg.validate(&id()).unwrap_err().contains("belongs to CT 101"));
+        assert!(cfg
+            .validate(&id())
+            .unwrap_err()
+            .contains("belongs to CT 101"));
     }
 }

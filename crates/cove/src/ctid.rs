@@ -21,7 +21,10 @@ impl Ctid {
                 )));
             }
             if s.parse::<u32>().is_err() {
-                return Err(Error::BadInput(format!("invalid CTID {s:?}: numbers go up to {}", u32::MAX)));
+                return Err(Error::BadInput(format!(
+                    "invalid CTID {s:?}: numbers go up to {}",
+                    u32::MAX
+                )));
             }
             return Ok(Ctid(s.to_string()));
         }
@@ -140,7 +143,18 @@ mod tests {
         assert!(Ctid::parse("101").is_ok());
         assert!(Ctid::parse("web-1").is_ok());
         assert!(Ctid::parse("web.example_2").is_ok());
-        for bad in ["", "0", "0101", "-x", "1a", "a/b", "..", "x y", "99999999999", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "0",
+            "0101",
+            "-x",
+            "1a",
+            "a/b",
+            "..",
+            "x y",
+            "99999999999",
+            &"a".repeat(65),
+        ] {
             assert!(Ctid::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -49,18 +49,24 @@ pub enum Error {
     NoSuchTemplate(String),
     #[error("template {0} already exists (use --force to replace it)")]
     TemplateExists(String),
-    #[error("template {name} is used by CT {users}: destroy them first")]
+    #[error("template {name} is still used by CT {users}")]
     TemplateInUse { name: String, users: String },
     #[error("CT {0} is locked by another cove command")]
     Locked(String),
     #[error("CT {0} is not running")]
     NotRunning(String),
+    #[error("CT {0} is already running")]
+    AlreadyRunning(String),
     #[error("CT {ctid} is running: {hint}")]
     Running { ctid: String, hint: &'static str },
     #[error("CT {ctid} did not stop: {msg}")]
     StopFailed { ctid: String, msg: String },
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{what}: {source}")]
     Sys { what: String, source: nix::Error },
     #[error("{0}")]
@@ -79,15 +85,25 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn sys(what: impl Into<String>, source: nix::Error) -> Self {
-        Error::Sys { what: what.into(), source }
+        Error::Sys {
+            what: what.into(),
+            source,
+        }
     }
 
     pub fn bad_config(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::BadConfig { path: path.into(), msg: msg.into() }
+        Error::BadConfig {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 
     /// The process exit code for this error (see the table above).
@@ -101,11 +117,17 @@ impl Error {
             | Error::TemplateInUse { .. } => exit::BAD_INPUT,
             Error::CtExists(_) => exit::CT_EXISTS,
             Error::Locked(_) => exit::LOCKED,
-            Error::NotRunning(_) | Error::Engine(cove_engine::Error::NotRunning) => exit::NOT_RUNNING,
-            Error::Running { .. } => exit::RUNNING,
+            Error::NotRunning(_) | Error::Engine(cove_engine::Error::NotRunning) => {
+                exit::NOT_RUNNING
+            }
+            Error::Running { .. } | Error::AlreadyRunning(_) => exit::RUNNING,
             Error::StopFailed { .. } => exit::STOP_FAILED,
             Error::Monitor { code, .. } => *code,
-            Error::Io { .. } | Error::Sys { .. } | Error::Engine(_) | Error::Cgroup(_) | Error::Tool(_) => exit::SYSTEM,
+            Error::Io { .. }
+            | Error::Sys { .. }
+            | Error::Engine(_)
+            | Error::Cgroup(_)
+            | Error::Tool(_) => exit::SYSTEM,
         }
     }
 
@@ -113,7 +135,11 @@ impl Error {
     /// stderr, and some tools' messages carry newlines.
     pub fn one_line(&self) -> String {
         let text = self.to_string();
-        let parts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let parts: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         parts.join("; ")
     }
 }
@@ -126,7 +152,14 @@ mod tests {
     fn exit_codes_follow_vzctl() {
         assert_eq!(Error::Locked("101".into()).exit_code(), 9);
         assert_eq!(Error::NotRunning("101".into()).exit_code(), 31);
-        assert_eq!(Error::Running { ctid: "101".into(), hint: "x" }.exit_code(), 32);
+        assert_eq!(
+            Error::Running {
+                ctid: "101".into(),
+                hint: "x"
+            }
+            .exit_code(),
+            32
+        );
         assert_eq!(Error::CtExists("101".into()).exit_code(), 44);
         assert_eq!(Error::NoSuchCt("101".into()).exit_code(), 1);
     }

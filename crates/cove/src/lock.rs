@@ -26,7 +26,8 @@ impl Lock {
 
     /// Takes the lock, waiting for whoever holds it.
     pub fn acquire(path: &Path) -> Result<Lock> {
-        Self::take(path, true)?.ok_or_else(|| Error::Tool(format!("flock {}: not taken", path.display())))
+        Self::take(path, true)?
+            .ok_or_else(|| Error::Tool(format!("flock {}: not taken", path.display())))
     }
 
     fn take(path: &Path, wait: bool) -> Result<Option<Lock>> {
@@ -42,7 +43,11 @@ impl Lock {
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| Error::io("open", path, e))?;
-            let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+            let op = if wait {
+                libc::LOCK_EX
+            } else {
+                libc::LOCK_EX | libc::LOCK_NB
+            };
             // SAFETY: flock on a descriptor we own.
             if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
                 let e = nix::errno::Errno::last();
@@ -58,7 +63,10 @@ impl Lock {
             let held = file.metadata().map_err(|e| Error::io("stat", path, e))?;
             match std::fs::metadata(path) {
                 Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
-                    return Ok(Some(Lock { file, path: path.to_path_buf() }))
+                    return Ok(Some(Lock {
+                        file,
+                        path: path.to_path_buf(),
+                    }))
                 }
                 _ => continue,
             }
@@ -88,7 +96,9 @@ mod tests {
         let a = Lock::try_acquire(&path).unwrap().expect("first lock");
         assert!(Lock::try_acquire(&path).unwrap().is_none());
         drop(a);
-        let b = Lock::try_acquire(&path).unwrap().expect("lock after release");
+        let b = Lock::try_acquire(&path)
+            .unwrap()
+            .expect("lock after release");
         b.remove();
         assert!(!path.exists());
         let _ = std::fs::remove_dir_all(&dir);

@@ -15,9 +15,20 @@ pub fn mount_rootfs(lower: &Path, upper: &Path, work: &Path, target: &Path) -> R
     for dir in [upper, work, target] {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     }
-    let data = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-        .map_err(|e| Error::sys(format!("mount overlay on {} ({data})", target.display()), e))
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| Error::sys(format!("mount overlay on {} ({data})", target.display()), e))
 }
 
 /// Unmounts `target` if something is mounted there (every layer, should a
@@ -29,10 +40,11 @@ pub fn unmount_rootfs(target: &Path) -> Result<()> {
     while is_mounted(target) {
         match umount2(target, MntFlags::empty()) {
             Ok(()) => {}
-            Err(Errno::EBUSY) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(Errno::EBUSY) => {
-                umount2(target, MntFlags::MNT_DETACH).map_err(|e| Error::sys(format!("umount -l {}", target.display()), e))?
+            Err(Errno::EBUSY) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
             }
+            Err(Errno::EBUSY) => umount2(target, MntFlags::MNT_DETACH)
+                .map_err(|e| Error::sys(format!("umount -l {}", target.display()), e))?,
             Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(Error::sys(format!("umount {}", target.display()), e)),
         }
@@ -42,9 +54,13 @@ pub fn unmount_rootfs(target: &Path) -> Result<()> {
 
 /// Whether `target` is a mount point in our mount namespace.
 pub fn is_mounted(target: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let want = target.to_string_lossy();
-    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|mp| unescape(mp) == want)
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape(mp) == want)
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.
@@ -53,7 +69,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {

@@ -39,7 +39,11 @@ impl Paths {
     pub fn resolve(data: Option<&Path>, run: Option<&Path>) -> Result<Paths> {
         let pick = |flag: Option<&Path>, var: &str, default: &str| -> PathBuf {
             flag.map(Path::to_path_buf)
-                .or_else(|| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from))
+                .or_else(|| {
+                    std::env::var_os(var)
+                        .filter(|v| !v.is_empty())
+                        .map(PathBuf::from)
+                })
                 .unwrap_or_else(|| PathBuf::from(default))
         };
         let data = absolute(&pick(data, "COVE_DATA", DEFAULT_DATA))?;
@@ -60,7 +64,11 @@ impl Paths {
             )));
         }
         let cgroup_parent = cgroup_parent.trim_end_matches('/').to_string();
-        Ok(Paths { data, run, cgroup_parent })
+        Ok(Paths {
+            data,
+            run,
+            cgroup_parent,
+        })
     }
 
     pub fn cts(&self) -> PathBuf {
@@ -129,6 +137,16 @@ pub struct CtPaths {
     pub lock: PathBuf,
     pub oci_root: PathBuf,
     pub cgroups_path: String,
+}
+
+/// Creates `dir` (and its parents) and makes it 0700. What lies below it,
+/// a CT's mounted root or private files or a template, holds set-uid
+/// programs that the host's unprivileged users must not be able to reach.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("chmod", dir, e))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

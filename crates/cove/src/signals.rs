@@ -17,24 +17,46 @@ fn rtmax() -> i32 {
 }
 
 pub fn parse(s: &str) -> Result<i32> {
-    let bad = || Error::BadInput(format!("unknown signal {s:?}: use a name such as SIGTERM, SIGUSR2 or SIGRTMIN+3, or a number"));
+    let bad = || {
+        Error::BadInput(format!(
+            "unknown signal {s:?}: use a name such as SIGTERM, SIGUSR2 or SIGRTMIN+3, or a number"
+        ))
+    };
     let t = s.trim();
     if let Ok(n) = t.parse::<i32>() {
-        return if (1..=rtmax()).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (1..=rtmax()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let upper = t.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off = if rest.is_empty() { 0 } else { rest.strip_prefix('+').and_then(|n| n.parse::<i32>().ok()).ok_or_else(bad)? };
+        let off = if rest.is_empty() {
+            0
+        } else {
+            rest.strip_prefix('+')
+                .and_then(|n| n.parse::<i32>().ok())
+                .ok_or_else(bad)?
+        };
         let n = rtmin() + off;
         return if n <= rtmax() { Ok(n) } else { Err(bad()) };
     }
     if let Some(rest) = name.strip_prefix("RTMAX") {
-        let off = if rest.is_empty() { 0 } else { rest.strip_prefix('-').and_then(|n| n.parse::<i32>().ok()).ok_or_else(bad)? };
+        let off = if rest.is_empty() {
+            0
+        } else {
+            rest.strip_prefix('-')
+                .and_then(|n| n.parse::<i32>().ok())
+                .ok_or_else(bad)?
+        };
         let n = rtmax() - off;
         return if n >= rtmin() { Ok(n) } else { Err(bad()) };
     }
-    Signal::from_str(&format!("SIG{name}")).map(|s| s as i32).map_err(|_| bad())
+    Signal::from_str(&format!("SIG{name}"))
+        .map(|s| s as i32)
+        .map_err(|_| bad())
 }
 
 /// `SIGUSR2`, `SIGRTMIN+3`, or the number when it has no name.
@@ -42,7 +64,9 @@ pub fn name(sig: i32) -> String {
     if (rtmin()..=rtmax()).contains(&sig) {
         return format!("SIGRTMIN+{}", sig - rtmin());
     }
-    Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or_else(|_| sig.to_string())
+    Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| sig.to_string())
 }
 
 #[cfg(test)]

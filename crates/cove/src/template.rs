@@ -49,14 +49,18 @@ pub struct InitSpec {
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-        let m: Manifest =
-            toml::from_str(&text).map_err(|e| Error::bad_config(path, e.message().trim().replace('\n', " ")))?;
+        let m: Manifest = toml::from_str(&text)
+            .map_err(|e| Error::bad_config(path, e.message().trim().replace('\n', " ")))?;
         if let Some(s) = m.init.as_ref().and_then(|i| i.stop_signal.as_deref()) {
-            signals::parse(s).map_err(|e| Error::bad_config(path, format!("init.stop_signal: {e}")))?;
+            signals::parse(s)
+                .map_err(|e| Error::bad_config(path, format!("init.stop_signal: {e}")))?;
         }
         if let Some(p) = m.init.as_ref().and_then(|i| i.path.as_deref()) {
             if !p.starts_with('/') {
-                return Err(Error::bad_config(path, format!("init.path = {p:?}: must be absolute")));
+                return Err(Error::bad_config(
+                    path,
+                    format!("init.path = {p:?}: must be absolute"),
+                ));
             }
         }
         Ok(m)
@@ -80,8 +84,17 @@ pub fn open(paths: &Paths, name: &str) -> Result<Template> {
         return Err(Error::NoSuchTemplate(name.to_string()));
     }
     let manifest_path = dir.join(MANIFEST);
-    let manifest = if manifest_path.exists() { Manifest::load(&manifest_path)? } else { Manifest::default() };
-    Ok(Template { name: name.to_string(), dir, rootfs, manifest })
+    let manifest = if manifest_path.exists() {
+        Manifest::load(&manifest_path)?
+    } else {
+        Manifest::default()
+    };
+    Ok(Template {
+        name: name.to_string(),
+        dir,
+        rootfs,
+        manifest,
+    })
 }
 
 /// Every template in the store, by name. Hidden entries are builds in
@@ -108,13 +121,18 @@ pub fn users(paths: &Paths, name: &str) -> Result<Vec<Ctid>> {
     Ok(config::list_ctids(paths)?
         .into_iter()
         .filter(|id| {
-            CtConfig::load(&paths.ct(id).config, id).map(|c| c.template == name).unwrap_or(false)
+            CtConfig::load(&paths.ct(id).config, id)
+                .map(|c| c.template == name)
+                .unwrap_or(false)
         })
         .collect())
 }
 
 fn joined(ids: &[Ctid]) -> String {
-    ids.iter().map(Ctid::to_string).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(Ctid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where the recipes are: `$COVE_TEMPLATES_DIR`, else `rootfs-templates/`
@@ -132,10 +150,13 @@ pub fn recipes_dir() -> Option<PathBuf> {
             }
         }
     }
-    ["/usr/share/cove/rootfs-templates", "/usr/local/share/cove/rootfs-templates"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|d| d.is_dir())
+    [
+        "/usr/share/cove/rootfs-templates",
+        "/usr/local/share/cove/rootfs-templates",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|d| d.is_dir())
 }
 
 /// A scratch directory in the store, removed on drop unless committed.
@@ -146,7 +167,7 @@ struct Staging {
 impl Staging {
     fn new(paths: &Paths, name: &str, what: &str) -> Result<Staging> {
         let store = paths.templates();
-        std::fs::create_dir_all(&store).map_err(|e| Error::io("create", &store, e))?;
+        crate::paths::private_dir(&store)?;
         let dir = store.join(format!(".{name}.{what}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).map_err(|e| Error::io("create", &dir, e))?;
@@ -161,20 +182,35 @@ impl Staging {
     /// existing template is swapped out atomically (RENAME_EXCHANGE), so
     /// readers see the old one or the new one, never neither.
     fn commit(mut self, paths: &Paths, name: &str, replace: bool) -> Result<()> {
-        let Some(staged) = self.dir.take() else { return Ok(()) };
+        let Some(staged) = self.dir.take() else {
+            return Ok(());
+        };
         let target = paths.template(name);
         let result = if replace && target.exists() {
-            nix::fcntl::renameat2(None, &staged, None, &target, nix::fcntl::RenameFlags::RENAME_EXCHANGE)
-                .map_err(|e| Error::sys(format!("rename {} <-> {}", staged.display(), target.display()), e))
-                .map(|()| {
-                    // `staged` now holds the old template.
-                    let _ = std::fs::remove_dir_all(&staged);
-                })
+            nix::fcntl::renameat2(
+                None,
+                &staged,
+                None,
+                &target,
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            )
+            .map_err(|e| {
+                Error::sys(
+                    format!("rename {} <-> {}", staged.display(), target.display()),
+                    e,
+                )
+            })
+            .map(|()| {
+                // `staged` now holds the old template.
+                let _ = std::fs::remove_dir_all(&staged);
+            })
         } else {
             // rename(2) onto an existing non-empty directory fails, which is
             // what a concurrent build of the same name must see.
             std::fs::rename(&staged, &target).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => Error::TemplateExists(name.to_string()),
+                Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => {
+                    Error::TemplateExists(name.to_string())
+                }
                 _ => Error::io("rename", &target, e),
             })
         };
@@ -222,7 +258,11 @@ fn check_replace(paths: &Paths, name: &str, force: bool) -> Result<bool> {
 fn template_lock(paths: &Paths, name: &str) -> Result<Lock> {
     // '@' never appears in a CTID, so this lock is nobody else's.
     let path = paths.locks().join(format!("template@{name}.lock"));
-    Lock::try_acquire(&path).and_then(|l| l.ok_or_else(|| Error::BadInput(format!("template {name} is locked by another cove command"))))
+    Lock::try_acquire(&path).and_then(|l| {
+        l.ok_or_else(|| {
+            Error::BadInput(format!("template {name} is locked by another cove command"))
+        })
+    })
 }
 
 /// A root filesystem cove can boot: it needs an init or at least a shell.
@@ -231,7 +271,9 @@ fn check_rootfs(rootfs: &Path, what: &str) -> Result<()> {
     if has("sbin/init") || has("bin/sh") {
         Ok(())
     } else {
-        Err(Error::BadInput(format!("{what} does not look like a root filesystem: it has neither /sbin/init nor /bin/sh")))
+        Err(Error::BadInput(format!(
+            "{what} does not look like a root filesystem: it has neither /sbin/init nor /bin/sh"
+        )))
     }
 }
 
@@ -244,12 +286,18 @@ pub fn build(paths: &Paths, name: &str, force: bool) -> Result<Template> {
     let recipe = recipes.join(name);
     let manifest_path = recipe.join(MANIFEST);
     if !manifest_path.is_file() {
-        return Err(Error::BadInput(format!("no recipe for template {name}: {} does not exist", manifest_path.display())));
+        return Err(Error::BadInput(format!(
+            "no recipe for template {name}: {} does not exist",
+            manifest_path.display()
+        )));
     }
     let manifest = Manifest::load(&manifest_path)?;
     let script = recipe.join(manifest.build.as_deref().unwrap_or("build"));
     if !script.is_file() {
-        return Err(Error::bad_config(&manifest_path, format!("build script {} does not exist", script.display())));
+        return Err(Error::bad_config(
+            &manifest_path,
+            format!("build script {} does not exist", script.display()),
+        ));
     }
     let _lock = template_lock(paths, name)?;
     let replace = check_replace(paths, name, force)?;
@@ -265,7 +313,10 @@ pub fn build(paths: &Paths, name: &str, force: bool) -> Result<Template> {
         .status()
         .map_err(|e| Error::io("run", &script, e))?;
     if !status.success() {
-        return Err(Error::Tool(format!("template build {name}: {} failed ({status})", script.display())));
+        return Err(Error::Tool(format!(
+            "template build {name}: {} failed ({status})",
+            script.display()
+        )));
     }
     check_rootfs(&rootfs, &format!("the output of {}", script.display()))?;
     let copy = staging.path().join(MANIFEST);
@@ -280,8 +331,18 @@ pub fn import(paths: &Paths, tarball: &Path, name: &str, force: bool) -> Result<
     ctid::validate_template_name(name)?;
     match std::fs::metadata(tarball) {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(Error::BadInput(format!("{} is not a file", tarball.display()))),
-        Err(e) => return Err(Error::BadInput(format!("{}: {e}", tarball.display()))),
+        Ok(_) => {
+            return Err(Error::BadInput(format!(
+                "{} is not a file",
+                tarball.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::BadInput(format!(
+                "tarball {}: {e}",
+                tarball.display()
+            )))
+        }
     }
     let tarball = std::fs::canonicalize(tarball).map_err(|e| Error::io("resolve", tarball, e))?;
     let _lock = template_lock(paths, name)?;
@@ -292,7 +353,14 @@ pub fn import(paths: &Paths, tarball: &Path, name: &str, force: bool) -> Result<
     // Owners by number (the host's passwd means nothing inside), modes and
     // file capabilities as archived.
     let out = Command::new("tar")
-        .args(["--numeric-owner", "--same-permissions", "--xattrs", "--xattrs-include=*", "-x", "-f"])
+        .args([
+            "--numeric-owner",
+            "--same-permissions",
+            "--xattrs",
+            "--xattrs-include=*",
+            "-x",
+            "-f",
+        ])
         .arg(&tarball)
         .arg("-C")
         .arg(&rootfs)
@@ -302,7 +370,11 @@ pub fn import(paths: &Paths, tarball: &Path, name: &str, force: bool) -> Result<
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err.lines().next().unwrap_or("").trim();
-        return Err(Error::Tool(format!("tar -xf {}: {first} ({})", tarball.display(), out.status)));
+        return Err(Error::Tool(format!(
+            "tar -xf {}: {first} ({})",
+            tarball.display(),
+            out.status
+        )));
     }
     check_rootfs(&rootfs, &tarball.display().to_string())?;
     let manifest = format!(
@@ -321,11 +393,16 @@ pub fn remove(paths: &Paths, name: &str) -> Result<()> {
     let _lock = template_lock(paths, name)?;
     let used = users(paths, name)?;
     if !used.is_empty() {
-        return Err(Error::TemplateInUse { name: name.to_string(), users: joined(&used) });
+        return Err(Error::TemplateInUse {
+            name: name.to_string(),
+            users: joined(&used),
+        });
     }
     // Renamed first, so that an interrupted removal leaves a hidden
     // leftover rather than a template with half its files.
-    let doomed = paths.templates().join(format!(".{name}.remove-{}", std::process::id()));
+    let doomed = paths
+        .templates()
+        .join(format!(".{name}.remove-{}", std::process::id()));
     std::fs::rename(&t.dir, &doomed).map_err(|e| Error::io("rename", &t.dir, e))?;
     std::fs::remove_dir_all(&doomed).map_err(|e| Error::io("remove", &doomed, e))
 }
@@ -342,11 +419,22 @@ pub struct InitInfo {
 /// `rootfs`, the CT's mounted root).
 pub fn init_of(cfg: &CtConfig, manifest: &Manifest, rootfs: &Path) -> InitInfo {
     let from_manifest = manifest.init.clone().unwrap_or_default();
-    let path = cfg.init.clone().or(from_manifest.path).unwrap_or_else(|| "/sbin/init".to_string());
+    let path = cfg
+        .init
+        .clone()
+        .or(from_manifest.path)
+        .unwrap_or_else(|| "/sbin/init".to_string());
     let stop_signal = cfg
         .stop_signal()
-        .or_else(|| from_manifest.stop_signal.as_deref().and_then(|s| signals::parse(s).ok()))
-        .unwrap_or_else(|| stop_signal_for(resolve_in_root(rootfs, &path).as_deref().unwrap_or(&path)));
+        .or_else(|| {
+            from_manifest
+                .stop_signal
+                .as_deref()
+                .and_then(|s| signals::parse(s).ok())
+        })
+        .unwrap_or_else(|| {
+            stop_signal_for(resolve_in_root(rootfs, &path).as_deref().unwrap_or(&path))
+        });
     InitInfo { path, stop_signal }
 }
 
@@ -368,7 +456,8 @@ pub fn stop_signal_for(init_target: &str) -> i32 {
 /// against `root`, never the host's /), without opening anything. Returns
 /// the CT-side path of the final file, or None for a loop.
 pub fn resolve_in_root(root: &Path, path: &str) -> Option<String> {
-    let mut todo: std::collections::VecDeque<String> = path.split('/').map(str::to_string).collect();
+    let mut todo: std::collections::VecDeque<String> =
+        path.split('/').map(str::to_string).collect();
     let mut done: Vec<String> = Vec::new();
     let mut hops = 0;
     while let Some(c) = todo.pop_front() {
@@ -408,7 +497,8 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("cove-template-test-{name}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("cove-template-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -423,19 +513,28 @@ mod tests {
         symlink("usr/sbin", root.join("sbin")).unwrap();
         symlink("/lib/systemd/systemd", root.join("usr/sbin/init")).unwrap();
         symlink("usr/lib", root.join("lib")).unwrap();
-        assert_eq!(resolve_in_root(&root, "/sbin/init").as_deref(), Some("/usr/lib/systemd/systemd"));
+        assert_eq!(
+            resolve_in_root(&root, "/sbin/init").as_deref(),
+            Some("/usr/lib/systemd/systemd")
+        );
         symlink("/loop", root.join("loop")).unwrap();
         assert_eq!(resolve_in_root(&root, "/loop"), None);
         // An absolute link is read against the CT's root, not the host's.
         symlink("/../../../bin/busybox", root.join("escape")).unwrap();
-        assert_eq!(resolve_in_root(&root, "/escape").as_deref(), Some("/bin/busybox"));
+        assert_eq!(
+            resolve_in_root(&root, "/escape").as_deref(),
+            Some("/bin/busybox")
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
     fn stop_signals_by_init() {
         assert_eq!(stop_signal_for("/bin/busybox"), libc::SIGUSR2);
-        assert_eq!(stop_signal_for("/usr/lib/systemd/systemd"), libc::SIGRTMIN() + 3);
+        assert_eq!(
+            stop_signal_for("/usr/lib/systemd/systemd"),
+            libc::SIGRTMIN() + 3
+        );
         assert_eq!(stop_signal_for("/sbin/init"), libc::SIGPWR);
     }
 
@@ -452,13 +551,25 @@ mod tests {
             resources: Default::default(),
         };
         let manifest = Manifest {
-            init: Some(InitSpec { path: Some("/sbin/myinit".into()), stop_signal: Some("SIGTERM".into()) }),
+            init: Some(InitSpec {
+                path: Some("/sbin/myinit".into()),
+                stop_signal: Some("SIGTERM".into()),
+            }),
             ..Default::default()
         };
-        assert_eq!(init_of(&cfg, &manifest, &root), InitInfo { path: "/sbin/myinit".into(), stop_signal: libc::SIGTERM });
+        assert_eq!(
+            init_of(&cfg, &manifest, &root),
+            InitInfo {
+                path: "/sbin/myinit".into(),
+                stop_signal: libc::SIGTERM
+            }
+        );
         cfg.stop_signal = Some("SIGINT".into());
         assert_eq!(init_of(&cfg, &manifest, &root).stop_signal, libc::SIGINT);
-        assert_eq!(init_of(&cfg, &Manifest::default(), &root).path, "/sbin/init");
+        assert_eq!(
+            init_of(&cfg, &Manifest::default(), &root).path,
+            "/sbin/init"
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -247,11 +247,14 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if plan.has_new(LinuxNamespaceType::User) && !plan.joins(LinuxNamespaceType::User) {
         namespaces::write_id_maps(pid, &uid_maps, &gid_maps)?;
     }
+    parent_end.send(&Msg::Go)?;
+    // On v1/hybrid the first cgroup.procs write waits for an RCU grace
+    // period (5-9 ms measured): do it while the child mounts its rootfs.
+    // The child runs no container code before HooksDone, which comes after.
     if cgroup_fd.is_none() {
         cg.add_task(pid)?;
     }
     drop(cgroup_fd);
-    parent_end.send(&Msg::Go)?;
     loop {
         match recv_handling_seccomp(&parent_end, &spec, &saved, pid)? {
             Msg::MountsReady => {

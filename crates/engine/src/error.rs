@@ -31,6 +31,10 @@ pub enum Error {
     Cgroup(#[from] cove_cgroups::Error),
     #[error("container init failed: {0}")]
     Init(String),
+    /// The other end of the setup channel closed: seen by the runtime, the
+    /// child died; seen by the child, the runtime gave up (and says why).
+    #[error("container init failed: the container process exited during setup")]
+    PeerGone,
     #[error("hook {path}: {msg}")]
     Hook { path: PathBuf, msg: String },
     #[error("{0}")]

@@ -125,6 +125,9 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                 Ok(never) => match never {},
                 Err(e) => e,
             };
+            if matches!(e, Error::PeerGone) {
+                sys::exit_now(255)
+            }
             // After Ready the runtime may be gone: say it on stderr too.
             if child_end.send(&Msg::Failed(e.to_string())).is_err() {
                 eprintln!("cove-oci exec: {e}");

@@ -68,6 +68,10 @@ pub fn child_main(ctx: &InitContext) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
+    // The runtime gave up first and reports its own error: stay quiet.
+    if matches!(err, Error::PeerGone) {
+        sys::exit_now(1)
+    }
     // After create returned nobody reads the channel: say it on stderr.
     if ctx.sync.send(&Msg::Failed(err.to_string())).is_err() {
         eprintln!("cove-oci: container init: {err}");

@@ -104,7 +104,7 @@ impl Channel {
                 Err(e) => return Err(Error::Sys("sync recv", e)),
             };
             if n == 0 {
-                return Err(Error::Init("the container process exited during setup".into()));
+                return Err(Error::PeerGone);
             }
             let msg = Msg::decode(&buf[..n]).ok_or_else(|| Error::Init("bad message from container process".into()))?;
             return Ok((msg, fd));

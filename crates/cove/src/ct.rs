@@ -1,0 +1,315 @@
+//! CTs as configuration: create, set, list, status. (Running them is
+//! `lifecycle`; destroying them too, since it may have to stop them.)
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+
+use serde::Serialize;
+
+use cove_engine::container;
+
+use crate::config::{self, Bytes, CtConfig, Resources};
+use crate::ctid::{self, Ctid};
+use crate::error::{Error, Result};
+use crate::lifecycle;
+use crate::paths::Paths;
+use crate::runstate::{self, CtStatus};
+use crate::spec;
+use crate::template;
+
+/// A resource value on the command line: a value, or `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit<T> {
+    Set(T),
+    Unlimited,
+}
+
+impl<T> Limit<T> {
+    fn into_option(self) -> Option<T> {
+        match self {
+            Limit::Set(v) => Some(v),
+            Limit::Unlimited => None,
+        }
+    }
+}
+
+/// What `create` and `set` may change.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub memory: Option<Limit<Bytes>>,
+    pub cpus: Option<Limit<f64>>,
+    pub pids: Option<Limit<u32>>,
+}
+
+impl Changes {
+    fn apply(&self, cfg: &mut CtConfig) {
+        if let Some(n) = &self.name {
+            cfg.name = Some(n.clone());
+        }
+        if let Some(h) = &self.hostname {
+            cfg.hostname = h.clone();
+        }
+        if let Some(m) = self.memory {
+            cfg.resources.memory = m.into_option();
+        }
+        if let Some(c) = self.cpus {
+            cfg.resources.cpus = c.into_option();
+        }
+        if let Some(p) = self.pids {
+            cfg.resources.pids = p.into_option();
+        }
+    }
+
+    fn touches_resources(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+}
+
+/// A name must not be another CT's name or CTID.
+fn check_name_free(paths: &Paths, name: &str, this: &Ctid) -> Result<()> {
+    for id in config::list_ctids(paths)? {
+        if &id == this {
+            continue;
+        }
+        if id.as_str() == name {
+            return Err(Error::BadInput(format!(
+                "name {name} is the CTID of another CT"
+            )));
+        }
+        if let Ok(cfg) = CtConfig::load(&paths.ct(&id).config, &id) {
+            if cfg.name.as_deref() == Some(name) {
+                return Err(Error::BadInput(format!(
+                    "name {name} is already used by CT {id}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes a half-made CT directory unless committed.
+struct CreateGuard<'a> {
+    dir: &'a Path,
+    armed: bool,
+}
+
+impl Drop for CreateGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_dir_all(self.dir);
+        }
+    }
+}
+
+/// `cove create CTID --template NAME ...`: a config and an empty private
+/// area. Nothing of the template is copied, so this takes the same time
+/// whatever the template's size.
+pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) -> Result<Ctid> {
+    let ctid = Ctid::parse(arg)?;
+    let template = template::open(paths, template_name)?;
+    if let Some(n) = &changes.name {
+        ctid::validate_name(n)?;
+    }
+    if let Some(h) = &changes.hostname {
+        ctid::validate_hostname(h)?;
+    }
+    let mut cfg = CtConfig {
+        ctid: ctid.to_string(),
+        template: template.name.clone(),
+        name: None,
+        hostname: ctid::default_hostname(&ctid, changes.name.as_deref()),
+        init: None,
+        stop_signal: None,
+        resources: Resources::default(),
+    };
+    changes.apply(&mut cfg);
+    cfg.validate(&ctid).map_err(Error::BadInput)?;
+    let ct = paths.ct(&ctid);
+    let _lock = lifecycle::lock_ct(&ct, &ctid)?;
+    if !ctid.is_numeric() {
+        check_name_free(paths, ctid.as_str(), &ctid).map_err(|_| {
+            Error::BadInput(format!("CTID {ctid} is already the name of another CT"))
+        })?;
+    }
+    if let Some(n) = &cfg.name {
+        check_name_free(paths, n, &ctid)?;
+    }
+    let mut private = std::fs::DirBuilder::new();
+    private.recursive(true).mode(0o700);
+    let cts = paths.cts();
+    private
+        .create(&cts)
+        .map_err(|e| Error::io("create", &cts, e))?;
+    // mkdir is the claim: of two creates of one CTID, one gets EEXIST.
+    match std::fs::DirBuilder::new().mode(0o700).create(&ct.dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::CtExists(ctid.to_string()))
+        }
+        Err(e) => return Err(Error::io("create", &ct.dir, e)),
+    }
+    let mut guard = CreateGuard {
+        dir: &ct.dir,
+        armed: true,
+    };
+    // private/ is 0700 so host users cannot reach the CT's files (and its
+    // set-uid programs); upper/ is the CT's "/", whose mode the CT sees.
+    private
+        .create(&ct.private)
+        .map_err(|e| Error::io("create", &ct.private, e))?;
+    let mut public = std::fs::DirBuilder::new();
+    public.mode(0o755);
+    for dir in [&ct.upper, &ct.work] {
+        public
+            .create(dir)
+            .map_err(|e| Error::io("create", dir, e))?;
+        // Whatever our umask: the CT's users must be able to enter "/".
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io("chmod", dir, e))?;
+    }
+    cfg.save(&ct.config)?;
+    guard.armed = false;
+    Ok(ctid)
+}
+
+/// `cove set CTID ...`: saved in the config; limits are applied to a
+/// running CT at once. Returns notes for the user.
+pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
+    let ctid = config::resolve(paths, arg)?;
+    let ct = paths.ct(&ctid);
+    let _lock = lifecycle::lock_ct(&ct, &ctid)?;
+    let mut cfg = CtConfig::load(&ct.config, &ctid)?;
+    if let Some(n) = &changes.name {
+        ctid::validate_name(n)?;
+        check_name_free(paths, n, &ctid)?;
+    }
+    if let Some(h) = &changes.hostname {
+        ctid::validate_hostname(h)?;
+    }
+    changes.apply(&mut cfg);
+    cfg.validate(&ctid).map_err(Error::BadInput)?;
+    let mut notes = Vec::new();
+    let status = runstate::status(&ct, &ctid);
+    if status.running() && changes.touches_resources() {
+        apply_live(&ct.oci_root, &ctid, changes)?;
+    }
+    cfg.save(&ct.config)?;
+    if status.running() && changes.hostname.is_some() {
+        notes.push(format!(
+            "CT {ctid}: the new hostname takes effect at the next start"
+        ));
+    }
+    Ok(notes)
+}
+
+/// Writes the changed limits into the running CT's cgroup. `unlimited` is
+/// -1, which the cgroup writer turns into the kernel's "no limit".
+fn apply_live(oci_root: &Path, ctid: &Ctid, changes: &Changes) -> Result<()> {
+    let c = container::load(oci_root, ctid.as_str())?;
+    let mut wanted = Resources::default();
+    if let Some(Limit::Set(m)) = changes.memory {
+        wanted.memory = Some(m);
+    }
+    if let Some(Limit::Set(c)) = changes.cpus {
+        wanted.cpus = Some(c);
+    }
+    if let Some(Limit::Set(p)) = changes.pids {
+        wanted.pids = Some(p);
+    }
+    let mut res = spec::resources(&wanted)?;
+    // Device rules are the engine's business at create; rewriting them on
+    // a running CT would take its devices away.
+    res.set_devices(None);
+    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids};
+    if changes.memory == Some(Limit::Unlimited) {
+        let mut m = LinuxMemory::default();
+        m.set_limit(Some(-1));
+        res.set_memory(Some(m));
+    }
+    if changes.cpus == Some(Limit::Unlimited) {
+        let mut cpu = LinuxCpu::default();
+        cpu.set_quota(Some(-1));
+        res.set_cpu(Some(cpu));
+    }
+    if changes.pids == Some(Limit::Unlimited) {
+        let mut p = LinuxPids::default();
+        p.set_limit(-1);
+        res.set_pids(Some(p));
+    }
+    cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&res)?;
+    Ok(())
+}
+
+/// One row of `cove list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub ctid: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub template: Option<String>,
+    pub hostname: Option<String>,
+    /// No network yet: always null.
+    pub ip: Option<String>,
+    pub init_pid: Option<i32>,
+}
+
+/// `cove list`: every CT when `all`, else those running or mounted (as
+/// vzlist does). A CT whose config is broken is still listed, with a
+/// warning: one bad file must not hide the others.
+pub fn list(paths: &Paths, all: bool) -> Result<(Vec<Listed>, Vec<String>)> {
+    let mut rows = Vec::new();
+    let mut warnings = Vec::new();
+    for id in config::list_ctids(paths)? {
+        let ct = paths.ct(&id);
+        let st = runstate::status(&ct, &id);
+        let status = match (st.status, st.mounted) {
+            ("stopped", true) => "mounted".to_string(),
+            (s, _) => s.to_string(),
+        };
+        if !all && status == "stopped" {
+            continue;
+        }
+        let cfg = match CtConfig::load(&ct.config, &id) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warnings.push(e.one_line());
+                None
+            }
+        };
+        rows.push(Listed {
+            ctid: id.to_string(),
+            name: cfg.as_ref().and_then(|c| c.name.clone()),
+            status,
+            template: cfg.as_ref().map(|c| c.template.clone()),
+            hostname: cfg.as_ref().map(|c| c.hostname.clone()),
+            ip: None,
+            init_pid: st.init_pid,
+        });
+    }
+    Ok((rows, warnings))
+}
+
+/// What `cove status --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    #[serde(flatten)]
+    pub run: CtStatus,
+    pub name: Option<String>,
+    pub template: String,
+    pub hostname: String,
+}
+
+/// `cove status CTID`.
+pub fn status(paths: &Paths, arg: &str) -> Result<Status> {
+    let ctid = config::resolve(paths, arg)?;
+    let ct = paths.ct(&ctid);
+    let cfg = CtConfig::load(&ct.config, &ctid)?;
+    Ok(Status {
+        run: runstate::status(&ct, &ctid),
+        name: cfg.name,
+        template: cfg.template,
+        hostname: cfg.hostname,
+    })
+}

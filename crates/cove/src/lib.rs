@@ -1,0 +1,37 @@
+//! cove: vzctl-style system containers (CTs) on a stock Linux kernel.
+//!
+//! The data flow, module by module:
+//!
+//! ```text
+//! cli ─> commands ─> ct (create/set/list/status)      config   (ct.toml)
+//!                    lifecycle (start/stop/destroy)   template (the store)
+//!                    exec (exec/enter)                 │
+//!                         │                            ▼
+//!                         └──> monitor ──> overlay + spec (ct.toml -> OCI spec) ──> cove-engine
+//! ```
+//!
+//! `cove` holds no isolation logic: a CT is an OCI bundle generated at each
+//! start, run by the engine. What is cove's own: CT configs and names
+//! (`config`, `ctid`), the template store (`template`), the root overlay
+//! (`overlay`), the per-CT lock (`lock`), the monitor process (`monitor`)
+//! and the run-time records (`runstate`). Exit codes: see [`error`].
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod console;
+pub mod ct;
+pub mod ctid;
+pub mod error;
+pub mod exec;
+pub mod lifecycle;
+pub mod lock;
+pub mod monitor;
+pub mod overlay;
+pub mod paths;
+pub mod runstate;
+pub mod signals;
+pub mod spec;
+pub mod template;
+
+pub use error::{Error, Result};
