@@ -400,3 +400,31 @@ fn exit_code_matches_runc() {
         verbatim,
     );
 }
+
+/// A container process starts with nothing blocked and no signal ignored,
+/// although the runtime (Rust) ignores SIGPIPE and blocks signals to
+/// forward them.
+#[test]
+fn signal_mask_and_ignored_signals_match_runc() {
+    compare(
+        "signal_mask_and_ignored_signals_match_runc",
+        "grep -E '^Sig(Blk|Ign)' /proc/self/status",
+        0,
+        no_tweak,
+        verbatim,
+    );
+}
+
+/// With a cgroup namespace the container sees its own cgroups as the root
+/// in every hierarchy (on hybrid hosts the namespace must be made after the
+/// init joined its cgroups).
+#[test]
+fn cgroup_namespace_root_matches_runc() {
+    compare(
+        "cgroup_namespace_root_matches_runc",
+        "cat /proc/self/cgroup",
+        0,
+        |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "cgroup"})),
+        verbatim,
+    );
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use cove_cgroups::{CgroupManager, CgroupSpec};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::error::{Error, Result};
@@ -206,7 +207,14 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let saved_for_hooks = saved.clone();
     let hook_state_fn = move |pid: i32, status: &str| hook_state(&saved_for_hooks, pid, status);
     let back = plan.enter_for_clone(spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()))?;
-    let forked = sys::clone3(plan.clone_flags().bits() as u64, cgroup_fd.as_ref().map(|f| f.as_raw_fd()));
+    // Without CLONE_INTO_CGROUP the init joins its cgroups after clone3; a
+    // cgroup namespace made by clone3 would be rooted in our own cgroup.
+    let unshare_cgroupns = cgroup_fd.is_none() && plan.clone_flags().contains(CloneFlags::CLONE_NEWCGROUP);
+    let mut flags = plan.clone_flags();
+    if unshare_cgroupns {
+        flags.remove(CloneFlags::CLONE_NEWCGROUP);
+    }
+    let forked = sys::clone3(flags.bits() as u64, cgroup_fd.as_ref().map(|f| f.as_raw_fd()));
     // Only the runtime goes back to its namespaces; the child stays.
     match forked {
         Ok(Forked::Child) => std::mem::forget(back),
@@ -236,6 +244,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 seccomp: seccomp.as_ref(),
                 no_new_keyring: opts.no_new_keyring,
                 id: &opts.id,
+                unshare_cgroupns,
             };
             init::child_main(&ctx)
         }

@@ -31,6 +31,9 @@ pub struct InitContext<'a> {
     pub seccomp: Option<&'a cove_seccomp::Filter>,
     pub no_new_keyring: bool,
     pub id: &'a str,
+    /// Make the cgroup namespace after joining the cgroups (hosts where
+    /// clone3 cannot place us in the cgroup).
+    pub unshare_cgroupns: bool,
 }
 
 /// A session keyring of the container's own, so it never sees the caller's
@@ -114,6 +117,11 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
         crate::mounts::ensure_in_root(root.as_fd(), &crate::mounts::relative_dest(proc_.cwd()), true)?;
         ctx.sync.send(&Msg::MountsReady)?;
         ctx.sync.expect(Msg::HooksDone)?;
+        if ctx.unshare_cgroupns {
+            // Only now are we in our cgroups (v1/hybrid: the runtime moved
+            // us): a cgroup namespace made now has them as its root.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| Error::Sys("unshare cgroup namespace", e))?;
+        }
         hooks::run(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &(ctx.hook_state)(1, "creating"))?;
         rootfs::write_sysctls(root.as_fd(), spec)?;
         rootfs::readonly_paths(root.as_fd(), linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or(&[]))?;
@@ -204,11 +212,35 @@ pub fn become_process(
     Ok(exe)
 }
 
+/// Undoes what the runtime did to its own signal state: the mask it uses
+/// to forward signals, and Rust's SIG_IGN for SIGPIPE (an ignored signal
+/// survives execve). Other ignored signals are the caller's and stay, as
+/// runc leaves them.
+fn reset_signals() {
+    // SIGPIPE (Rust) and 33 (glibc's setxid signal, which Go-based runtimes
+    // also hand over as default); glibc's signal() refuses 33, so the raw
+    // rt_sigaction with the kernel's struct layout is used.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for sig in [libc::SIGPIPE, 33] {
+        // SAFETY: a valid kernel sigaction for SIG_DFL, no old action asked for.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8) };
+    }
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
+}
+
 /// Closes everything that is not stdio or preserved, then execve.
 pub fn final_exec(p: &Process, exe: &Path, preserve_fds: u32) -> Error {
     if let Err(e) = sys::cloexec_from(3 + preserve_fds) {
         return Error::Sys("close_range", e);
     }
+    reset_signals();
     let args = p.args().clone().unwrap_or_default();
     let env = process::environment(p);
     process::exec(exe, &args, &env)
