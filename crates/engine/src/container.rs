@@ -332,6 +332,25 @@ pub fn saved_spec(dir: &StateDir) -> Result<Spec> {
     serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
 }
 
+/// Applies new limits to a running container and records them in its
+/// saved spec. Device rules are fixed at create and never rewritten here.
+pub fn update(root: &Path, id: &str, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let c = load(root, id)?;
+    if c.status == Status::Stopped {
+        return Err(Error::NotRunning);
+    }
+    let mut spec = saved_spec(&c.dir)?;
+    let mut res = res.clone();
+    let devices = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.devices().clone());
+    res.set_devices(None);
+    cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&res)?;
+    res.set_devices(devices);
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_resources(Some(res));
+    }
+    save_spec(&c.dir, &spec)
+}
+
 /// Replaces the saved spec (after `update`).
 pub fn save_spec(dir: &StateDir, spec: &Spec) -> Result<()> {
     let b = serde_json::to_vec(spec).map_err(|e| Error::Other(e.to_string()))?;

@@ -143,22 +143,15 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<i32, String> {
     if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
         return Err("Intel RDT is not supported by cove-oci".into());
     }
-    let c = container::load(root, &a.id).map_err(|e| e.to_string())?;
-    if c.status == Status::Stopped {
-        return Err("container not running".into());
-    }
-    let mut spec = container::saved_spec(&c.dir).map_err(|e| e.to_string())?;
-    let mut res = merged(&spec, a)?;
-    // Device rules are fixed at create; update never rewrites them (as runc).
-    let devices = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.devices().clone());
-    res.set_devices(None);
-    let cg = cove_cgroups::manager_from_paths(&c.saved.cgroup_paths);
-    cg.apply(&res).map_err(|e| e.to_string())?;
-    res.set_devices(devices);
-    if let Some(linux) = spec.linux_mut() {
-        linux.set_resources(Some(res));
-    }
-    container::save_spec(&c.dir, &spec).map_err(|e| e.to_string())?;
+    let spec = {
+        let c = container::load(root, &a.id).map_err(|e| e.to_string())?;
+        if c.status == Status::Stopped {
+            return Err("container not running".into());
+        }
+        container::saved_spec(&c.dir).map_err(|e| e.to_string())?
+    };
+    let res = merged(&spec, a)?;
+    container::update(root, &a.id, &res).map_err(|e| e.to_string())?;
     Ok(0)
 }
 
