@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::*;
 
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// pid 1 ignores signals it has no handler for; the trap makes TERM work.
 const LONG_RUNNING: &str = "trap 'exit 0' TERM; sleep 1000 & wait";
 

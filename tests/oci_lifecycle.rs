@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::*;
 
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// pid 1 ignores signals it has no handler for, so the long-running
 /// process traps TERM to make `kill SIGTERM` observable.

@@ -224,7 +224,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(parent_end);
-            let new_cgroupns = plan.has_new(LinuxNamespaceType::Cgroup);
             let ctx = InitContext {
                 spec: &spec,
                 rootfs: &rootfs,
@@ -234,7 +233,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 console_socket: console_socket.as_ref(),
                 mounts: MountContext {
                     cgroup_paths: saved.cgroup_paths.clone(),
-                    new_cgroupns,
                     in_userns: plan.is_private(LinuxNamespaceType::User),
                 },
                 no_pivot: opts.no_pivot,

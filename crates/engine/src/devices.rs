@@ -114,15 +114,20 @@ pub fn create_nodes(root: BorrowedFd, spec_devices: &[LinuxDevice], in_userns: b
     Ok(())
 }
 
-/// /dev/fd, /dev/std{in,out,err} and /dev/ptmx links.
+/// /dev/fd, /dev/std{in,out,err}, /dev/ptmx and (with /proc/kcore) /dev/core links.
 pub fn create_links(root: BorrowedFd) -> Result<()> {
-    let links = [
+    let mut links = [
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
         ("/proc/self/fd/1", "stdout"),
         ("/proc/self/fd/2", "stderr"),
         ("pts/ptmx", "ptmx"),
-    ];
+    ]
+    .to_vec();
+    // runc adds /dev/core where the kernel has /proc/kcore.
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "core"));
+    }
     let dev = ensure_in_root(root, Path::new("dev"), true)?;
     for (target, name) in links {
         if name == "ptmx" {

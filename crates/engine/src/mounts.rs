@@ -221,7 +221,8 @@ pub fn mount_entry(root: BorrowedFd, m: &Mount, ctx: &crate::rootfs::MountContex
     let rel = relative_dest(m.destination());
     let dest_name = m.destination().display().to_string();
     if typ == "cgroup" || typ == "cgroup2" {
-        return crate::rootfs::mount_cgroup(root, &rel, &opts, ctx);
+        let source = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "cgroup".into());
+        return crate::rootfs::mount_cgroup(root, &rel, &source, &opts, ctx);
     }
     let source = m.source().as_ref().map(|s| s.to_string_lossy().into_owned());
     let is_dir = if is_bind {

@@ -19,7 +19,6 @@ use crate::sys::{fd_path, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOL
 pub struct MountContext {
     /// (controller, host directory) of the container's cgroups.
     pub cgroup_paths: Vec<(String, PathBuf)>,
-    pub new_cgroupns: bool,
     pub in_userns: bool,
 }
 
@@ -80,20 +79,16 @@ pub fn mount_all(root: BorrowedFd, spec: &Spec, ctx: &MountContext) -> Result<()
 /// The cgroup mount: cgroup2 in a private cgroup namespace on a unified
 /// host; otherwise a tmpfs with the container's own cgroup directories bound
 /// in, one per hierarchy, the way runc shows them on v1 and hybrid hosts.
-pub fn mount_cgroup(root: BorrowedFd, rel: &Path, opts: &ParsedOptions, ctx: &MountContext) -> Result<()> {
+pub fn mount_cgroup(root: BorrowedFd, rel: &Path, source: &str, opts: &ParsedOptions, ctx: &MountContext) -> Result<()> {
     let target = ensure_in_root(root, rel, true)?;
     let what = |e| Error::sys_at(format!("mount cgroup on /{}", rel.display()), e);
     let unified = cove_cgroups::host_mode() == cove_cgroups::HostMode::Unified;
     let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     if unified {
-        if ctx.new_cgroupns {
-            return mount(Some("cgroup2"), fd_path(&target).as_str(), Some("cgroup2"), flags, None::<&str>).map_err(what);
-        }
-        let dir = ctx.cgroup_paths.first().map(|p| p.1.clone()).unwrap_or_else(|| "/sys/fs/cgroup".into());
-        mount(Some(&dir), fd_path(&target).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(what)?;
-        let top = ensure_in_root(root, rel, true)?;
-        return mount(None::<&str>, fd_path(&top).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, None::<&str>)
-            .map_err(what);
+        // As runc: a cgroup2 mount, named by the spec's source; with a
+        // cgroup namespace it shows the container's subtree as its root,
+        // without one the whole hierarchy (read-only by the spec's options).
+        return mount(Some(source), fd_path(&target).as_str(), Some("cgroup2"), flags, None::<&str>).map_err(what);
     }
     mount(Some("tmpfs"), fd_path(&target).as_str(), Some("tmpfs"), flags & !MsFlags::MS_RDONLY, Some("mode=755")).map_err(what)?;
     // Bind the hierarchies in the host's mount order, as runc shows them.
