@@ -42,7 +42,8 @@ fn build_list_import_remove() {
         return;
     };
     let t = Instant::now();
-    let out = env.cmd(&["template", "build", "busybox"]);
+    // Generous: under the VM lane's software emulation this takes tens of seconds.
+    let out = env.cmd_timeout(&["template", "build", "busybox"], std::time::Duration::from_secs(300));
     out.assert_ok();
     eprintln!("MEASURE cove template build busybox: {:?}", t.elapsed());
     let rootfs = env.data.join("templates/busybox/rootfs");
