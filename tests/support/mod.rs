@@ -1786,3 +1786,157 @@ pub fn assert_cove_refused(out: &Out, code: i32) {
         "not a cove error line:\n{out}"
     );
 }
+
+// ---------------------------------------------------------------- seccomp probe (tests/seccomp-probe.c)
+
+/// The directory the probe's directory is bind-mounted on, read-only, in a
+/// test container: it exists (empty) in the busybox rootfs, so no runtime
+/// has to create a mount point in the shared rootfs.
+pub const PROBE_DIR_IN_CT: &str = "/run";
+/// The probe's path inside a test container.
+pub const PROBE_IN_CT: &str = "/run/seccomp-probe";
+
+/// `tests/seccomp-probe.c` built once per test binary with
+/// `cc -static -O2` into `target/test-probes/seccomp-probe/` (rebuilt when
+/// the source is newer). Err says what is missing (a C compiler, libc.a).
+pub fn seccomp_probe() -> &'static Result<PathBuf, String> {
+    static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let source = workspace_root().join("tests/seccomp-probe.c");
+        let dir = workspace_root().join("target/test-probes/seccomp-probe");
+        let bin = dir.join("seccomp-probe");
+        let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+        if let (Some(built), Some(src)) = (mtime(&bin), mtime(&source)) {
+            if built >= src {
+                return Ok(bin);
+            }
+        }
+        fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        // Built beside the final name and renamed: a concurrent test binary
+        // sees the old probe or the new one, never half of one.
+        let scratch = dir.join(format!(".seccomp-probe.{}", std::process::id()));
+        let out = Command::new("cc")
+            .args(["-static", "-O2", "-Wall", "-o"])
+            .arg(&scratch)
+            .arg(&source)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cc: {e} (apt-get install build-essential)"))?;
+        if !out.status.success() {
+            let _ = fs::remove_file(&scratch);
+            return Err(format!(
+                "cc -static {} failed (needs libc6-dev for libc.a):\n{}",
+                source.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        fs::rename(&scratch, &bin)
+            .map_err(|e| format!("rename {} -> {}: {e}", scratch.display(), bin.display()))?;
+        Ok(bin)
+    })
+}
+
+/// The probe's host path, or a SKIP line and None when it cannot be built.
+pub fn needs_seccomp_probe(test: &str) -> Option<PathBuf> {
+    match seccomp_probe() {
+        Ok(bin) => Some(bin.clone()),
+        Err(why) => {
+            skip(test, &format!("cannot build the seccomp probe: {why}"));
+            None
+        }
+    }
+}
+
+impl Ct {
+    /// Bind-mounts the probe's directory (read-only) on [`PROBE_DIR_IN_CT`].
+    pub fn mount_seccomp_probe(&mut self, probe: &Path) -> &mut Self {
+        let dir = probe.parent().unwrap_or(probe).display().to_string();
+        self.add_mount(json!({
+            "destination": PROBE_DIR_IN_CT,
+            "type": "bind",
+            "source": dir,
+            "options": ["rbind", "ro", "nosuid", "nodev"],
+        }))
+    }
+
+    /// Adds `caps` (`"CAP_SYS_ADMIN"`, ...) to every capability set the
+    /// config lists.
+    pub fn add_capabilities(&mut self, caps: &[&str]) -> &mut Self {
+        if let Some(sets) = self.config["process"]["capabilities"].as_object_mut() {
+            for set in sets.values_mut() {
+                if let Some(list) = set.as_array_mut() {
+                    for cap in caps {
+                        if !list.iter().any(|c| c == cap) {
+                            list.push(json!(cap));
+                        }
+                    }
+                }
+            }
+        }
+        self
+    }
+}
+
+// ---------------------------------------------------------------- cgroup parents for other tools
+
+/// A cgroup path under the tests' parent (`/cove-test/<unique>`) for a
+/// tool that makes cgroups of its own below it (podman's
+/// `--cgroup-parent`). On drop every cgroup below it is removed, deepest
+/// first, after killing by pid what is left in it (started by this test).
+pub struct TestCgroupParent {
+    /// Absolute cgroup path.
+    pub path: String,
+    _lock: CgroupParentLock,
+}
+
+impl TestCgroupParent {
+    pub fn new(test: &str) -> TestCgroupParent {
+        TestCgroupParent {
+            path: format!("/{CGROUP_PARENT}/{}", unique_name(test)),
+            _lock: CgroupParentLock::shared(),
+        }
+    }
+
+    /// Every cgroup directory at or below this path, in every hierarchy,
+    /// deepest first.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = fs::read_dir(dir) {
+                for entry in rd.filter_map(|e| e.ok()) {
+                    if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        walk(&entry.path(), out);
+                    }
+                }
+            }
+            out.push(dir.to_path_buf());
+        }
+        let mut out = Vec::new();
+        for top in cgroup_dirs_for(&self.path) {
+            walk(&top, &mut out);
+        }
+        out
+    }
+}
+
+impl Drop for TestCgroupParent {
+    fn drop(&mut self) {
+        for attempt in 0..100 {
+            let dirs = self.dirs();
+            if dirs.is_empty() {
+                return;
+            }
+            for dir in &dirs {
+                for pid in cgroup_pids(dir) {
+                    // SAFETY: kill(2) on a pid read from this test's own
+                    // cgroup; a stale pid only yields ESRCH.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                let _ = fs::remove_dir(dir);
+            }
+            if attempt == 99 {
+                eprintln!("WARNING: could not remove cgroup {}", self.path);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

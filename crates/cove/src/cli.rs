@@ -185,6 +185,9 @@ pub struct Settings {
     /// Maximum number of processes and threads, or unlimited
     #[arg(long, value_name = "N", value_parser = parse_pids)]
     pub pids: Option<Limit<u32>>,
+    /// Seccomp profile: default (cove's deny list), unconfined, or a profile file (OCI linux.seccomp JSON, or podman's and docker's format)
+    #[arg(long, value_name = "PROFILE")]
+    pub seccomp: Option<String>,
 }
 
 fn limit<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Limit<T>, String> {

@@ -33,6 +33,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 && c.memory.is_none()
                 && c.cpus.is_none()
                 && c.pids.is_none()
+                && c.seccomp.is_none()
             {
                 return Err(Error::BadInput(
                     "set: nothing to change (see cove set --help)".into(),
@@ -111,6 +112,7 @@ fn changes(s: &Settings) -> Changes {
         memory: s.memory,
         cpus: s.cpus,
         pids: s.pids,
+        seccomp: s.seccomp.clone(),
     }
 }
 

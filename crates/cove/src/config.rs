@@ -6,6 +6,7 @@
 //! template = "busybox"
 //! name = "web"
 //! hostname = "web"
+//! seccomp = "default"        # or "unconfined", or "/path/to/profile.json"
 //!
 //! [resources]
 //! memory = "256M"
@@ -42,6 +43,10 @@ pub struct CtConfig {
     /// the template's init understands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// The CT's seccomp profile: `default` (cove's built-in deny list, also
+    /// when absent), `unconfined`, or the absolute path of a profile file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<String>,
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
 }
@@ -93,6 +98,9 @@ impl CtConfig {
         }
         if let Some(s) = &self.stop_signal {
             signals::parse(s).map_err(|e| format!("stop_signal: {e}"))?;
+        }
+        if let Some(s) = &self.seccomp {
+            crate::spec::SeccompSetting::parse(s)?;
         }
         self.resources.validate()
     }
@@ -318,6 +326,7 @@ mod tests {
             hostname: "web".into(),
             init: None,
             stop_signal: None,
+            seccomp: Some("unconfined".into()),
             resources: Resources {
                 memory: Some(Bytes(256 << 20)),
                 cpus: Some(1.5),

@@ -41,6 +41,8 @@ pub struct Changes {
     pub memory: Option<Limit<Bytes>>,
     pub cpus: Option<Limit<f64>>,
     pub pids: Option<Limit<u32>>,
+    /// `default`, `unconfined` or a profile path (checked by compiling it).
+    pub seccomp: Option<String>,
 }
 
 impl Changes {
@@ -60,11 +62,26 @@ impl Changes {
         if let Some(p) = self.pids {
             cfg.resources.pids = p.into_option();
         }
+        if let Some(s) = &self.seccomp {
+            // The default needs no entry: an absent one means it.
+            cfg.seccomp = (s != "default").then(|| s.clone());
+        }
     }
 
     fn touches_resources(&self) -> bool {
         self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
     }
+}
+
+/// The changes with a `--seccomp` profile checked (it must compile) and
+/// its path made absolute: a bad profile is refused before anything is
+/// saved.
+fn checked_seccomp(changes: &Changes) -> Result<Changes> {
+    let mut checked = changes.clone();
+    if let Some(s) = &changes.seccomp {
+        checked.seccomp = Some(spec::check_seccomp_setting(s)?);
+    }
+    Ok(checked)
 }
 
 /// A name must not be another CT's name or CTID.
@@ -122,8 +139,10 @@ pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) 
         hostname: ctid::default_hostname(&ctid, changes.name.as_deref()),
         init: None,
         stop_signal: None,
+        seccomp: None,
         resources: Resources::default(),
     };
+    let changes = &checked_seccomp(changes)?;
     changes.apply(&mut cfg);
     cfg.validate(&ctid).map_err(Error::BadInput)?;
     let ct = paths.ct(&ctid);
@@ -188,6 +207,7 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
     if let Some(h) = &changes.hostname {
         ctid::validate_hostname(h)?;
     }
+    let changes = &checked_seccomp(changes)?;
     changes.apply(&mut cfg);
     cfg.validate(&ctid).map_err(Error::BadInput)?;
     let mut notes = Vec::new();
@@ -196,6 +216,11 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
         apply_live(&ct.oci_root, &ctid, changes)?;
     }
     cfg.save(&ct.config)?;
+    if status.running() && changes.seccomp.is_some() {
+        notes.push(format!(
+            "CT {ctid}: the new seccomp profile takes effect at the next start"
+        ));
+    }
     if status.running() && changes.hostname.is_some() {
         notes.push(format!(
             "CT {ctid}: the new hostname takes effect at the next start"

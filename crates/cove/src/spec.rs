@@ -10,7 +10,7 @@
 //! the host masked or read-only; its cgroup under cove's own parent.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capability, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, Spec,
@@ -37,20 +37,84 @@ pub const DROPPED_CAPS: [(Capability, &str); 10] = [
     (Capability::BlockSuspend, "keeps the host from suspending"),
 ];
 
-/// Calls a CT's root could otherwise make with the capabilities it keeps,
-/// and that act on the host: module loading by other names, kexec, swap
-/// devices, and open_by_handle_at, which with CAP_DAC_READ_SEARCH opens any
-/// host file by handle (the "shocker" escape).
-pub const DENIED_SYSCALLS: [&str; 8] = [
-    "open_by_handle_at",
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "swapon",
-    "swapoff",
+/// One group of calls cove's default seccomp profile refuses.
+pub struct Denied {
+    pub syscalls: &'static [&'static str],
+    /// What the call returns instead.
+    pub errno: i32,
+    pub why: &'static str,
+}
+
+/// cove's default profile: everything allowed but what a CT's root could
+/// do to the host with the capabilities it keeps (CAP_SYS_ADMIN,
+/// CAP_DAC_READ_SEARCH, CAP_SYS_BOOT...), in the spirit of LXC's deny list
+/// (kexec_load, open_by_handle_at, the module calls, `umount -f`) and of
+/// the calls systemd-nspawn leaves out of its allow list because the
+/// kernel does not namespace what they touch (kexec, open_by_handle_at,
+/// swap, bpf, perf_event_open, fanotify, quotactl, the keyring).
+///
+/// Left allowed on purpose: `reboot` (in a pid namespace the kernel turns
+/// it into a signal to the CT's init), `setns`/`unshare`/`mount` (nested
+/// containers; the CT's mounts are its own), `modify_ldt`, `userfaultfd`
+/// and the pkey calls (nspawn allows or they touch only the caller), and
+/// what the dropped capabilities already fence (clock, raw I/O, syslog,
+/// acct; the module calls are denied anyway, as LXC does).
+pub const DEFAULT_DENIED: &[Denied] = &[
+    Denied {
+        syscalls: &["open_by_handle_at"],
+        errno: libc::EPERM,
+        why: "with CAP_DAC_READ_SEARCH it opens any host file by handle (the \"shocker\" escape)",
+    },
+    Denied {
+        syscalls: &["kexec_load", "kexec_file_load"],
+        errno: libc::EPERM,
+        why: "CAP_SYS_BOOT stays for reboot, but kexec would replace the host's kernel",
+    },
+    Denied {
+        syscalls: &["init_module", "finit_module", "delete_module"],
+        errno: libc::EPERM,
+        why: "the host's kernel modules (CAP_SYS_MODULE is dropped too)",
+    },
+    Denied {
+        syscalls: &["swapon", "swapoff"],
+        errno: libc::EPERM,
+        why: "swap is the host's",
+    },
+    Denied {
+        syscalls: &["bpf", "perf_event_open"],
+        errno: libc::EPERM,
+        why: "with CAP_SYS_ADMIN they trace and read the host's kernel; bpffs is not namespaced \
+              (systemd in a CT falls back when bpf is refused)",
+    },
+    Denied {
+        syscalls: &["fanotify_init", "fanotify_mark"],
+        errno: libc::EPERM,
+        why: "filesystem-wide marks watch the host's accesses to shared filesystems",
+    },
+    Denied {
+        syscalls: &["quotactl", "quotactl_fd"],
+        errno: libc::EPERM,
+        why: "quotas belong to the host's filesystems",
+    },
+    Denied {
+        syscalls: &["lookup_dcookie", "nfsservctl"],
+        errno: libc::EPERM,
+        why: "obsolete host-wide interfaces",
+    },
+    Denied {
+        syscalls: &["add_key", "keyctl", "request_key"],
+        // ENOSYS rather than EPERM: software (systemd first) then takes
+        // the keyring for absent, as on a kernel built without keys, and
+        // goes on without it.
+        errno: libc::ENOSYS,
+        why: "the keyring is not namespaced: a CT's root would share the host root's user keyring",
+    },
 ];
+
+/// `umount2(target, flags)` with MNT_FORCE: on a network filesystem the
+/// forced abort hits every mount of that superblock, the host's included
+/// (LXC's reject_force_umount).
+const MNT_FORCE: u64 = 1;
 
 pub const ENV_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -141,14 +205,115 @@ pub fn resources(r: &Resources) -> Result<LinuxResources> {
     Ok(res)
 }
 
-fn seccomp() -> serde_json::Value {
+/// The ABIs a profile covers: the 32-bit ones get their own sections, so
+/// a deny list cannot be side-stepped through int 0x80 or x32 numbers.
+const ARCHITECTURES: [&str; 3] = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"];
+
+/// cove's default profile as OCI `linux.seccomp`.
+pub fn default_seccomp() -> serde_json::Value {
+    let mut rules: Vec<serde_json::Value> = DEFAULT_DENIED
+        .iter()
+        .map(|d| json!({"names": d.syscalls, "action": "SCMP_ACT_ERRNO", "errnoRet": d.errno}))
+        .collect();
+    rules.push(json!({
+        "names": ["umount2"],
+        "action": "SCMP_ACT_ERRNO",
+        "errnoRet": libc::EPERM,
+        "args": [{"index": 1, "value": MNT_FORCE, "valueTwo": MNT_FORCE, "op": "SCMP_CMP_MASKED_EQ"}]
+    }));
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",
-        // The 32-bit ABIs get their own sections, so the deny list cannot be
-        // side-stepped through int 0x80 or x32 syscall numbers.
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": [{"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM}]
+        "architectures": ARCHITECTURES,
+        "syscalls": rules
     })
+}
+
+/// What a CT's `seccomp` setting names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeccompSetting {
+    /// cove's built-in profile ([`default_seccomp`]); also when unset.
+    Default,
+    /// No filter at all.
+    Unconfined,
+    /// A profile file: OCI `linux.seccomp` JSON, or a containers-common /
+    /// moby profile (with `archMap`), turned into the OCI form for this
+    /// host and the CT's capabilities as podman and docker do.
+    File(PathBuf),
+}
+
+impl SeccompSetting {
+    /// `default`, `unconfined` or an absolute path.
+    pub fn parse(value: &str) -> std::result::Result<SeccompSetting, String> {
+        match value {
+            "default" => Ok(SeccompSetting::Default),
+            "unconfined" => Ok(SeccompSetting::Unconfined),
+            p if p.starts_with('/') => Ok(SeccompSetting::File(PathBuf::from(p))),
+            other => Err(format!(
+                "seccomp = {other:?}: use default, unconfined or the absolute path of a profile"
+            )),
+        }
+    }
+
+    pub fn of(cfg: &CtConfig) -> std::result::Result<SeccompSetting, String> {
+        cfg.seccomp
+            .as_deref()
+            .map_or(Ok(SeccompSetting::Default), SeccompSetting::parse)
+    }
+
+    /// The CT's `linux.seccomp`, None when unconfined. A profile file is
+    /// read and compiled here, so that a bad one is reported naming the
+    /// file, before anything is set up. `caps` is the CT's bounding set
+    /// (a containers-common profile has rules that depend on it).
+    pub fn profile(&self, caps: &[Capability]) -> Result<Option<serde_json::Value>> {
+        let path = match self {
+            SeccompSetting::Default => return Ok(Some(default_seccomp())),
+            SeccompSetting::Unconfined => return Ok(None),
+            SeccompSetting::File(path) => path,
+        };
+        let bad = |e: cove_seccomp::Error| Error::BadInput(format!("{}: {e}", path.display()));
+        let text = std::fs::read(path).map_err(|e| {
+            Error::BadInput(format!(
+                "cannot read seccomp profile {}: {e}",
+                path.display()
+            ))
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|e| Error::BadInput(format!("{}: not JSON: {e}", path.display())))?;
+        let spec = if value.get("archMap").is_some() {
+            // As the spec writes them: "CAP_SYS_ADMIN".
+            let names: Vec<String> = caps
+                .iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            cove_seccomp::from_containers_json(&text, &names).map_err(bad)?
+        } else {
+            cove_seccomp::from_value(&value).map_err(bad)?
+        };
+        cove_seccomp::compile(&spec).map_err(bad)?;
+        let value = serde_json::to_value(&spec)
+            .map_err(|e| Error::Tool(format!("serialise {}: {e}", path.display())))?;
+        Ok(Some(value))
+    }
+}
+
+/// Checks a `cove create/set --seccomp` value before it is saved and
+/// returns what to save: a profile file must read and compile (a relative
+/// path is made absolute, since the CT starts from another directory).
+pub fn check_seccomp_setting(value: &str) -> Result<String> {
+    let value = match value {
+        "default" | "unconfined" => value.to_string(),
+        path if !path.starts_with('/') => std::fs::canonicalize(path)
+            .map_err(|e| Error::BadInput(format!("cannot read seccomp profile {path}: {e}")))?
+            .display()
+            .to_string(),
+        path => path.to_string(),
+    };
+    let setting = SeccompSetting::parse(&value).map_err(Error::BadInput)?;
+    let caps = ct_capabilities(&available_capabilities()?);
+    setting.profile(&caps)?;
+    Ok(value)
 }
 
 pub fn system_spec(input: &SpecInput) -> Result<Spec> {
@@ -189,8 +354,13 @@ pub fn system_spec(input: &SpecInput) -> Result<Spec> {
         },
         "annotations": {"org.cove.ctid": input.ctid.as_str(), "org.cove.template": input.cfg.template}
     });
-    if cfg!(target_arch = "x86_64") {
-        spec["linux"]["seccomp"] = seccomp();
+    let setting = SeccompSetting::of(input.cfg).map_err(Error::BadInput)?;
+    // cove's default profile names x86 ABIs only; elsewhere a CT runs with
+    // its capabilities alone unless it names a profile of its own.
+    if cfg!(target_arch = "x86_64") || matches!(setting, SeccompSetting::File(_)) {
+        if let Some(profile) = setting.profile(&caps)? {
+            spec["linux"]["seccomp"] = profile;
+        }
     }
     let mut spec: Spec = serde_json::from_value(spec)
         .map_err(|e| Error::Tool(format!("building the CT's spec: {e}")))?;
@@ -215,6 +385,7 @@ mod tests {
             hostname: "ct101".into(),
             init: None,
             stop_signal: None,
+            seccomp: None,
             resources: Resources {
                 memory: Some(Bytes(256 << 20)),
                 cpus: Some(1.5),
@@ -300,6 +471,139 @@ mod tests {
         let res = resources(&Resources::default()).unwrap();
         assert!(res.memory().is_none() && res.cpu().is_none() && res.pids().is_none());
         assert_eq!(res.devices().as_ref().map(Vec::len), Some(1));
+    }
+
+    fn spec_for(cfg: &CtConfig) -> Result<serde_json::Value> {
+        let (ctid, _, init, avail) = input_parts();
+        let spec = system_spec(&SpecInput {
+            ctid: &ctid,
+            cfg,
+            init: &init,
+            rootfs: Path::new("/r"),
+            cgroups_path: "/cove/101",
+            available_caps: &avail,
+        })?;
+        Ok(serde_json::to_value(&spec).unwrap())
+    }
+
+    fn scratch_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cove-spec-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn default_profile_denies_what_reaches_the_host_and_compiles() {
+        let profile = default_seccomp();
+        let names: Vec<&str> = profile["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["names"].as_array().unwrap())
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        for call in [
+            "open_by_handle_at",
+            "kexec_load",
+            "kexec_file_load",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "swapon",
+            "swapoff",
+            "bpf",
+            "keyctl",
+            "umount2",
+        ] {
+            assert!(
+                names.contains(&call),
+                "{call} is not in the default profile"
+            );
+        }
+        assert!(
+            !names.contains(&"reboot"),
+            "reboot is the pid namespace's business"
+        );
+        let spec = cove_seccomp::from_value(&profile).unwrap();
+        cove_seccomp::compile(&spec).unwrap();
+    }
+
+    #[test]
+    fn seccomp_setting_parses_its_three_forms() {
+        assert_eq!(
+            SeccompSetting::parse("default"),
+            Ok(SeccompSetting::Default)
+        );
+        assert_eq!(
+            SeccompSetting::parse("unconfined"),
+            Ok(SeccompSetting::Unconfined)
+        );
+        assert_eq!(
+            SeccompSetting::parse("/etc/p.json"),
+            Ok(SeccompSetting::File(PathBuf::from("/etc/p.json")))
+        );
+        assert!(SeccompSetting::parse("strict").is_err());
+        assert!(SeccompSetting::parse("p.json").is_err());
+    }
+
+    #[test]
+    fn unconfined_ct_has_no_filter_and_default_has_cove_s() {
+        let (_, mut cfg, _, _) = input_parts();
+        let v = spec_for(&cfg).unwrap();
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        }
+        cfg.seccomp = Some("unconfined".into());
+        let v = spec_for(&cfg).unwrap();
+        assert!(v["linux"].get("seccomp").is_none(), "{}", v["linux"]);
+    }
+
+    #[test]
+    fn profile_files_in_oci_and_containers_form_are_used() {
+        let (_, mut cfg, _, _) = input_parts();
+        let oci = scratch_file(
+            "oci.json",
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#,
+        );
+        cfg.seccomp = Some(oci.display().to_string());
+        let v = spec_for(&cfg).unwrap();
+        assert_eq!(
+            v["linux"]["seccomp"]["syscalls"][0]["names"],
+            json!(["mkdir"])
+        );
+        // podman's format: rules for capabilities the CT lacks drop out.
+        let containers = scratch_file(
+            "containers.json",
+            r#"{"defaultAction": "SCMP_ACT_ERRNO",
+                "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+                "syscalls": [
+                  {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+                  {"names": ["reboot"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_BOOT"]}}
+                ]}"#,
+        );
+        cfg.seccomp = Some(containers.display().to_string());
+        if cfg!(target_arch = "x86_64") {
+            let v = spec_for(&cfg).unwrap();
+            let rules = v["linux"]["seccomp"]["syscalls"].as_array().unwrap();
+            assert_eq!(rules.len(), 1, "{rules:?}");
+            assert_eq!(rules[0]["names"], json!(["read"]));
+        }
+    }
+
+    #[test]
+    fn bad_profile_files_are_refused_naming_the_file() {
+        let (_, mut cfg, _, _) = input_parts();
+        let bad = scratch_file("bad.json", r#"{"defaultAction": "SCMP_ACT_FOO"}"#);
+        cfg.seccomp = Some(bad.display().to_string());
+        let e = spec_for(&cfg).unwrap_err().to_string();
+        assert!(e.contains("bad.json") && e.contains("SCMP_ACT_FOO"), "{e}");
+        cfg.seccomp = Some("/nonexistent/profile.json".into());
+        let e = spec_for(&cfg).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/profile.json"), "{e}");
+        let e = check_seccomp_setting("/nonexistent/profile.json").unwrap_err();
+        assert!(matches!(e, Error::BadInput(_)), "{e}");
     }
 
     #[test]

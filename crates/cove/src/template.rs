@@ -548,6 +548,7 @@ mod tests {
             hostname: "h".into(),
             init: None,
             stop_signal: None,
+            seccomp: None,
             resources: Default::default(),
         };
         let manifest = Manifest {

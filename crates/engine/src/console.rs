@@ -36,6 +36,13 @@ pub fn open_pty(size: Option<(u16, u16)>) -> Result<Pty> {
         .open("/dev/ptmx")
         .map_err(|e| Error::io("open", "/dev/ptmx", e))?
         .into();
+    // The container owns /dev: make sure this is a pty multiplexer (5:2),
+    // not whatever file or device was planted under that name.
+    let st = nix::sys::stat::fstat(master.as_raw_fd()).map_err(|e| Error::Sys("fstat /dev/ptmx", e))?;
+    let is_chr = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT == nix::sys::stat::SFlag::S_IFCHR;
+    if !is_chr || nix::sys::stat::major(st.st_rdev) != 5 || nix::sys::stat::minor(st.st_rdev) != 2 {
+        return Err(Error::Other("/dev/ptmx in the container is not the pty multiplexer (5:2)".into()));
+    }
     let unlock: libc::c_int = 0;
     let mut number: libc::c_uint = 0;
     // SAFETY: ioctls on a pty master with correctly typed arguments.

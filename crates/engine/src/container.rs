@@ -123,7 +123,26 @@ pub fn compile_seccomp(spec: &Spec) -> Result<Option<cove_seccomp::Filter>> {
 
 /// Receives the next setup message; a seccomp notify fd that arrives on the
 /// way is handed to the spec's listener with the container's state.
-pub fn recv_handling_seccomp(ch: &sync::Channel, spec: &Spec, saved: &Saved, pid: i32) -> Result<Msg> {
+/// Who the container-process state sent with a notify fd describes: the
+/// container (its init's pid and status) and the process holding the filter.
+pub struct NotifyState {
+    pub state_pid: i32,
+    pub status: &'static str,
+    pub process_pid: i32,
+}
+
+/// After Ready the child may still send a notify fd or a failure; its
+/// closing the channel ends setup.
+pub fn drain_after_ready(ch: &sync::Channel, spec: &Spec, saved: &Saved, who: &NotifyState) -> Result<()> {
+    match recv_handling_seccomp(ch, spec, saved, who) {
+        Err(Error::PeerGone) => Ok(()),
+        Ok(Msg::Failed(s)) => Err(Error::Init(s)),
+        Ok(m) => Err(Error::Init(format!("unexpected message {m:?}"))),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn recv_handling_seccomp(ch: &sync::Channel, spec: &Spec, saved: &Saved, who: &NotifyState) -> Result<Msg> {
     loop {
         let (msg, fd) = ch.recv_with_fd()?;
         if msg != Msg::SeccompFd {
@@ -134,10 +153,10 @@ pub fn recv_handling_seccomp(ch: &sync::Channel, spec: &Spec, saved: &Saved, pid
         let path = seccomp
             .and_then(|s| s.listener_path().clone())
             .ok_or_else(|| Error::InvalidConfig("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into()))?;
-        let state: oci_spec::runtime::State = serde_json::from_slice(&hook_state(saved, pid, "creating"))
+        let state: oci_spec::runtime::State = serde_json::from_slice(&hook_state(saved, who.state_pid, who.status))
             .map_err(|e| Error::Other(format!("container state: {e}")))?;
         let meta = seccomp.and_then(|s| s.listener_metadata().clone());
-        let msg = cove_seccomp::container_process_state(pid, meta.as_deref(), &state)
+        let msg = cove_seccomp::container_process_state(who.process_pid, meta.as_deref(), &state)
             .map_err(|e| Error::Other(format!("seccomp: {e}")))?;
         cove_seccomp::send_listener(&path, fd.as_fd(), &msg).map_err(|e| Error::Other(format!("seccomp: {e}")))?;
     }
@@ -206,10 +225,15 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let cgroup_fd = cg.dir_fd();
     let saved_for_hooks = saved.clone();
     let hook_state_fn = move |pid: i32, status: &str| hook_state(&saved_for_hooks, pid, status);
+    // Non-dumpable before clone3 (dumpability is copied at fork), so the
+    // child is never visible in a container's /proc as an openable
+    // /proc/<pid>/exe of this binary, not even for the first instructions.
+    sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
     let back = plan.enter_for_clone(spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()))?;
     // Without CLONE_INTO_CGROUP the init joins its cgroups after clone3; a
     // cgroup namespace made by clone3 would be rooted in our own cgroup.
-    let unshare_cgroupns = cgroup_fd.is_none() && plan.clone_flags().contains(CloneFlags::CLONE_NEWCGROUP);
+    let unshare_cgroupns = plan.has_new(LinuxNamespaceType::Cgroup)
+        && (cgroup_fd.is_none() || plan.joins(LinuxNamespaceType::User));
     let mut flags = plan.clone_flags();
     if unshare_cgroupns {
         flags.remove(CloneFlags::CLONE_NEWCGROUP);
@@ -262,8 +286,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cg.add_task(pid)?;
     }
     drop(cgroup_fd);
+    let who = NotifyState { state_pid: pid, status: "creating", process_pid: pid };
     loop {
-        match recv_handling_seccomp(&parent_end, &spec, &saved, pid)? {
+        match recv_handling_seccomp(&parent_end, &spec, &saved, &who)? {
             Msg::MountsReady => {
                 let st = hook_state(&saved, pid, "creating");
                 let hooks = spec.hooks().as_ref();
@@ -276,6 +301,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             m => return Err(Error::Init(format!("unexpected message {m:?}"))),
         }
     }
+    drain_after_ready(&parent_end, &spec, &saved, &who)?;
     saved.pid = pid;
     saved.pid_start = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
     dir.save(&saved)?;
@@ -369,10 +395,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let _ = std::fs::remove_file(&fifo_path);
     let spec = saved_spec(&c.dir)?;
     let st = hook_state(&c.saved, c.saved.pid, "running");
-    if let Err(e) = hooks::run(spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &st) {
-        tracing::warn!("poststart hook failed: {e}");
-        return Err(e);
-    }
+    hooks::run_warn("poststart", spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &st);
     Ok(())
 }
 
@@ -469,9 +492,7 @@ fn destroy(c: Loaded) -> Result<()> {
     destroy_cgroup(cg.as_ref())?;
     if let Ok(spec) = saved_spec(&c.dir) {
         let st = hook_state(&c.saved, 0, "stopped");
-        if let Err(e) = hooks::run(spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st) {
-            tracing::warn!("poststop hook failed: {e}");
-        }
+        hooks::run_warn("poststop", spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st);
     }
     c.dir.remove()
 }

@@ -93,6 +93,8 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
             nix::sched::setns(fd.as_fd(), clone_flag(*t)).map_err(|e| Error::sys_at(format!("setns {}", proc_name(*t)), e))?;
             back.push((clone_flag(*t), mine));
         }
+        // Non-dumpable before clone3: see container::create.
+        sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
         let r = sys::clone3(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd()));
         if !matches!(r, Ok(Forked::Child)) {
             for (flag, fd) in back.iter().rev() {
@@ -119,6 +121,7 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                 let p = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process missing".into()))?;
                 let exe = init::become_process(p, &spec, console_socket.as_ref(), false, seccomp.as_ref(), &child_end)?;
                 child_end.send(&Msg::Ready)?;
+                init::finish_setup_channel(p, seccomp.as_ref(), &child_end)?;
                 Err(init::final_exec(p, &exe, opts.preserve_fds))
             })();
             let e = match r {
@@ -146,11 +149,13 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                 cg.add_task(pid).map_err(|e| kill(e.into()))?;
             }
             parent_end.send(&Msg::Go).map_err(kill)?;
-            match container::recv_handling_seccomp(&parent_end, &spec, &c.saved, pid).map_err(kill)? {
+            let notify_state = container::NotifyState { state_pid: c.saved.pid, status: "running", process_pid: pid };
+            match container::recv_handling_seccomp(&parent_end, &spec, &c.saved, &notify_state).map_err(kill)? {
                 Msg::Ready => {}
                 Msg::Failed(s) => return Err(kill(Error::Init(s))),
                 m => return Err(kill(Error::Init(format!("unexpected message {m:?}")))),
             }
+            container::drain_after_ready(&parent_end, &spec, &c.saved, &notify_state).map_err(kill)?;
             if let Some(pf) = &opts.pid_file {
                 container::write_pid_file(pf, pid).map_err(kill)?;
             }

@@ -90,8 +90,14 @@ fn relay(pidfd: BorrowedFd, sfd: &mut SignalFd, master: &OwnedFd) -> Result<i32>
     // SAFETY: fds 0 and 1 are open for the life of the process.
     let (stdin, stdout) = unsafe { (BorrowedFd::borrow_raw(0), BorrowedFd::borrow_raw(1)) };
     let mut stdin_open = true;
+    let mut master_open = true;
     let mut buf = [0u8; 8192];
     loop {
+        // A master whose slave side is all closed polls as ready forever
+        // (EIO): once seen, stop watching it and just wait for the exit.
+        if !master_open {
+            return wait_forwarding(pidfd, sfd);
+        }
         let mut fds = vec![
             PollFd::new(pidfd, PollFlags::POLLIN),
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
@@ -121,8 +127,9 @@ fn relay(pidfd: BorrowedFd, sfd: &mut SignalFd, master: &OwnedFd) -> Result<i32>
         if out {
             match nix::unistd::read(master.as_raw_fd(), &mut buf) {
                 Ok(n) if n > 0 => write_all(stdout, &buf[..n]),
+                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
                 _ if exited => return sys::pidfd_wait(pidfd).map_err(|e| Error::Sys("waitid", e)),
-                _ => {}
+                _ => master_open = false,
             }
             continue;
         }

@@ -17,6 +17,26 @@ pub fn run(hooks: Option<&Vec<Hook>>, state_json: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// poststart and poststop: a failing hook is logged and the rest still run
+/// (runtime-spec: "log a warning ... the remaining hooks and lifecycle continue").
+pub fn run_warn(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &[u8]) {
+    for h in hooks.into_iter().flatten() {
+        if let Err(e) = run_one(h, state_json) {
+            tracing::warn!("{kind} hook failed: {e}");
+        }
+    }
+}
+
+fn tempfile_unnamed() -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .mode(0o600)
+        .open(std::env::temp_dir())
+}
+
 fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
     let err = |msg: String| Error::Hook { path: h.path().clone(), msg };
     let args = h.args().clone().unwrap_or_default();
@@ -30,7 +50,11 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    // stderr goes to an unnamed file, not a pipe: a chatty hook cannot fill
+    // a pipe nobody reads and hang the runtime.
+    let errfile = tempfile_unnamed().map_err(|e| err(format!("temp file for stderr: {e}")))?;
+    let errfile_read = errfile.try_clone().map_err(|e| err(e.to_string()))?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::from(errfile));
     let mut child = cmd.spawn().map_err(|e| err(format!("cannot run: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook may exit without reading its stdin: EPIPE is not an error.
@@ -40,12 +64,14 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
                 if status.success() {
                     return Ok(());
                 }
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                return Err(err(format!("{status}, stderr: {}", stderr.trim())));
+                let mut text = String::new();
+                let mut f = errfile_read;
+                let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0));
+                let _ = std::io::Read::read_to_string(&mut std::io::Read::take(&mut f, 4096), &mut text);
+                return Err(err(format!("{status}, stderr: {}", text.trim())));
             }
             Ok(None) => {}
             Err(e) => return Err(err(e.to_string())),

@@ -54,6 +54,22 @@ fn join_session_keyring(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// After Ready, as runc: with no_new_privs the filter is loaded only now,
+/// so the profile need not allow our setup syscalls; a notify fd follows
+/// Ready on the channel. Then the channel is shut down, which tells the
+/// runtime that setup is over.
+pub fn finish_setup_channel(p: &Process, seccomp: Option<&cove_seccomp::Filter>, sync: &Channel) -> Result<()> {
+    if p.no_new_privileges().unwrap_or(false) {
+        load_seccomp(seccomp, sync)?;
+    }
+    // close(2), not shutdown(2): a strict profile allows close (runc needs it
+    // too) but maybe not shutdown, and the runtime waits for this EOF.
+    // SAFETY: the channel is never used or dropped again in this process,
+    // which ends in execve or _exit.
+    unsafe { libc::close(std::os::fd::AsRawFd::as_raw_fd(&sync.0)) };
+    Ok(())
+}
+
 /// Loads the filter; a notify fd goes to the runtime, which hands it to the
 /// spec's listener.
 fn load_seccomp(filter: Option<&cove_seccomp::Filter>, sync: &Channel) -> Result<()> {
@@ -111,7 +127,7 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
     }
     let linux = spec.linux().as_ref();
     let proc_ = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
-    if ctx.plan.is_private(LinuxNamespaceType::Mount) {
+    let fifo = if ctx.plan.is_private(LinuxNamespaceType::Mount) {
         let root = rootfs::enter(ctx.rootfs, linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
         rootfs::mount_all(root.as_fd(), spec, &ctx.mounts)?;
         crate::mounts::ensure_in_root(root.as_fd(), &crate::mounts::relative_dest(proc_.cwd()), true)?;
@@ -126,28 +142,30 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
         rootfs::write_sysctls(root.as_fd(), spec)?;
         rootfs::readonly_paths(root.as_fd(), linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or(&[]))?;
         rootfs::masked_paths(root.as_fd(), linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or(&[]))?;
+        // Reopened read-write here, through the host's /proc (before pivot,
+        // so the container's /proc has no say) and while we are still root
+        // (a non-dumpable process of another uid cannot use /proc/self/fd).
+        // Holding both ends, our read blocks until `start` writes.
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(sys::fd_path(ctx.exec_fifo))
+            .map_err(|e| Error::io("open exec fifo", sys::fd_path(ctx.exec_fifo), e))?;
         rootfs::pivot(root, ctx.no_pivot)?;
         rootfs::finalize(spec)?;
+        fifo
     } else {
         return Err(Error::InvalidConfig("a container needs a mount namespace: add {\"type\":\"mount\"} to linux.namespaces".into()));
-    }
-    // Opened read-write while we are still root: as a non-dumpable process
-    // of another uid we could no longer reach /proc/self/fd. Holding both
-    // ends, our read blocks until `start` writes; `start` finds no reader
-    // (ENXIO) if we died.
-    let fifo = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(sys::fd_path(ctx.exec_fifo))
-        .map_err(|e| Error::io("open exec fifo", sys::fd_path(ctx.exec_fifo), e))?;
-    let mount_console = true;
-    let exe = become_process(proc_, spec, ctx.console_socket, mount_console, ctx.seccomp, ctx.sync)?;
+    };
+    let exe = become_process(proc_, spec, ctx.console_socket, true, ctx.seccomp, ctx.sync)?;
     ctx.sync.send(&Msg::Ready)?;
+    finish_setup_channel(proc_, ctx.seccomp, ctx.sync)?;
     let mut byte = [0u8; 1];
     loop {
         match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&fifo), &mut byte) {
-            Ok(_) => break,
+            Ok(1) => break,
+            Ok(_) => return Err(Error::Other("exec fifo: empty read".into())),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Error::Sys("read exec fifo", e)),
         }
@@ -207,7 +225,6 @@ pub fn become_process(
     process::set_umask(p);
     if nnp {
         process::set_no_new_privs()?;
-        load_seccomp(seccomp, sync)?;
     }
     Ok(exe)
 }

@@ -11,7 +11,7 @@ use nix::sys::stat::{Mode, SFlag};
 use oci_spec::runtime::Mount;
 
 use crate::error::{Error, Result};
-use crate::sys::{fd_path, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
+use crate::sys::{fd_path, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS};
 
 /// What one word of `mounts[].options` means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +223,17 @@ pub fn mount_entry(root: BorrowedFd, m: &Mount, ctx: &crate::rootfs::MountContex
     if typ == "cgroup" || typ == "cgroup2" {
         let source = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "cgroup".into());
         return crate::rootfs::mount_cgroup(root, &rel, &source, &opts, ctx);
+    }
+    if typ == "proc" || typ == "sysfs" {
+        // A rootfs that turns /proc or /sys into a symlink would move the
+        // mount somewhere the container controls (CVE-2019-19921's class).
+        match openat2(root, &rel, libc::O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS) {
+            Ok(_) | Err(Errno::ENOENT) => {}
+            Err(Errno::ELOOP) => {
+                return Err(Error::InvalidConfig(format!("{typ} mount destination {dest_name} is a symlink in the rootfs: refused")))
+            }
+            Err(e) => return Err(Error::sys_at(format!("open {dest_name} in rootfs"), e)),
+        }
     }
     let source = m.source().as_ref().map(|s| s.to_string_lossy().into_owned());
     let is_dir = if is_bind {

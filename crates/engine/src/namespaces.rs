@@ -153,8 +153,11 @@ impl Plan {
                 setns(j.fd.as_fd(), clone_flag(t)).map_err(|e| Error::sys_at(format!("setns {}", j.path.display()), e))?;
             }
         }
-        if self.joins(LinuxNamespaceType::User) && !self.new.is_empty() {
-            unshare(self.new).map_err(|e| Error::Sys("unshare", e))?;
+        // The cgroup namespace waits until the init is in its cgroups (see
+        // InitContext::unshare_cgroupns).
+        let rest = self.new & !CloneFlags::CLONE_NEWCGROUP;
+        if self.joins(LinuxNamespaceType::User) && !rest.is_empty() {
+            unshare(rest).map_err(|e| Error::Sys("unshare", e))?;
         }
         Ok(())
     }

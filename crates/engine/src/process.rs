@@ -198,18 +198,34 @@ pub fn enter_cwd(cwd: &Path) -> Result<()> {
     }
 }
 
-/// The environment for execve; HOME from the container's /etc/passwd when
-/// the spec does not set it, as runc does.
+/// The environment for execve: later entries win over earlier ones with
+/// the same name (exec -e over the spec, as runc), and HOME comes from the
+/// container's /etc/passwd when the spec does not set it, as runc does.
 pub fn environment(p: &Process) -> Vec<String> {
-    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    let mut env: Vec<String> = Vec::new();
+    for kv in p.env().iter().flatten() {
+        let name = kv.split('=').next().unwrap_or(kv);
+        env.retain(|e| e.split('=').next() != Some(name));
+        env.push(kv.clone());
+    }
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(p.user().uid()).unwrap_or_else(|| "/".into())));
     }
     env
 }
 
+/// Reads the container's /etc/passwd defensively: a FIFO, a device or a
+/// symlink planted there must not hang or feed the runtime.
 fn home_of(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    use std::io::Read;
+    let root = std::fs::File::open("/").ok()?;
+    let fd = openat2(root.as_fd(), Path::new("etc/passwd"), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW, RESOLVE_NO_MAGICLINKS).ok()?;
+    let file = std::fs::File::from(fd);
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut passwd = String::new();
+    file.take(1 << 20).read_to_string(&mut passwd).ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[5].to_string())

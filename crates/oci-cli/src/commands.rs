@@ -57,8 +57,20 @@ pub fn run(cli: &Cli) -> Res {
     }
 }
 
+/// Socket-activation fds passed on, as runc does: only when LISTEN_PID
+/// names us, so a stale LISTEN_FDS in the environment leaks nothing.
 fn listen_fds() -> u32 {
+    let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    if !for_us {
+        return 0;
+    }
     std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A relative --pid-file is relative to where cove-oci was called, not to
+/// the bundle it changes into.
+fn absolute(p: &Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+    p.as_ref().map(|p| if p.is_absolute() { p.clone() } else { std::env::current_dir().unwrap_or_default().join(p) })
 }
 
 fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
@@ -67,7 +79,7 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
         bundle: a.bundle.clone(),
         root: cli.root.clone(),
         console_socket: a.console_socket.clone(),
-        pid_file: a.pid_file.clone(),
+        pid_file: absolute(&a.pid_file),
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds + listen_fds(),
@@ -299,7 +311,7 @@ fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
     let opts = ExecOptions {
         process,
         console_socket: console.as_ref().map(|l| l.path.clone()).or_else(|| a.console_socket.clone()),
-        pid_file: a.pid_file.clone(),
+        pid_file: absolute(&a.pid_file),
         preserve_fds: a.preserve_fds + listen_fds(),
     };
     let mut sfd = if a.detach { None } else { Some(cove_engine::foreground::block_signals().map_err(e2s)?) };

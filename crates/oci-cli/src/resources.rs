@@ -52,7 +52,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if secs <= 0.0 {
         return Err("the interval must be greater than 0".into());
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }
 
 fn merged(spec: &Spec, a: &UpdateArgs) -> Result<LinuxResources, String> {
