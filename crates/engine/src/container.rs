@@ -390,8 +390,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         s => return Err(Error::WrongState { id: id.into(), status: s.to_string(), what: "cannot start an already running container" }),
     }
     let fifo_path = c.dir.fifo();
-    let pidfd = open_init(&c.saved)?;
-    release_init(&fifo_path, &pidfd, id)?;
+    release_init(&fifo_path, id)?;
     let _ = std::fs::remove_file(&fifo_path);
     let spec = saved_spec(&c.dir)?;
     let st = hook_state(&c.saved, c.saved.pid, "running");
@@ -402,7 +401,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
 /// Writes the byte the parked init waits for, then waits until the init
 /// has closed the fifo, which happens at its execve (close-on-exec), so
 /// startContainer hooks are done before poststart runs (as with runc).
-fn release_init(fifo_path: &Path, pidfd: &OwnedFd, id: &str) -> Result<()> {
+fn release_init(fifo_path: &Path, id: &str) -> Result<()> {
     let open = |write: bool| {
         std::fs::OpenOptions::new()
             .read(!write)
@@ -429,7 +428,6 @@ fn release_init(fifo_path: &Path, pidfd: &OwnedFd, id: &str) -> Result<()> {
     // The byte still there means the init died without reading it.
     let mut b = [0u8; 1];
     if matches!(nix::unistd::read(reader.as_raw_fd(), &mut b), Ok(1)) {
-        let _ = pidfd;
         return Err(Error::Other(format!("container {id}: its init exited before start")));
     }
     Ok(())

@@ -50,7 +50,7 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
     }
     let mut spec = container::saved_spec(&c.dir)?;
     spec.set_process(Some(opts.process.clone()));
-    if opts.process.args().as_ref().map_or(true, |a| a.is_empty()) {
+    if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::InvalidConfig("exec: no command given (args are empty)".into()));
     }
     if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() {

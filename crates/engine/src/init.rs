@@ -3,7 +3,7 @@
 //! exits. Nothing here may panic or return into the runtime's code.
 
 use std::convert::Infallible;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
@@ -263,6 +263,3 @@ pub fn final_exec(p: &Process, exe: &Path, preserve_fds: u32) -> Error {
     process::exec(exe, &args, &env)
 }
 
-pub fn raw(fd: &OwnedFd) -> i32 {
-    fd.as_raw_fd()
-}

@@ -115,8 +115,9 @@ pub fn mount_cgroup(root: BorrowedFd, rel: &Path, source: &str, opts: &ParsedOpt
             }
         }
     }
-    // runc leaves the tmpfs root 0555: no new entries even for root with
-    // CAP_DAC_OVERRIDE-less default capabilities.
+    // runc leaves the tmpfs root 0555 and read-write (it does not remount
+    // it read-only even with "ro"): root without CAP_DAC_OVERRIDE cannot add
+    // entries, and what the container sees matches runc.
     let top = ensure_in_root(root, rel, true)?;
     nix::sys::stat::fchmodat(None, fd_path(&top).as_str(), nix::sys::stat::Mode::from_bits_truncate(0o555), nix::sys::stat::FchmodatFlags::FollowSymlink)
         .map_err(|e| Error::sys_at(format!("chmod /{}", rel.display()), e))?;

@@ -103,7 +103,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("config.json: process is missing".into()))?;
-    if process.args().as_ref().map_or(true, |a| a.is_empty()) {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::InvalidConfig("config.json: process.args must not be empty".into()));
     }
     if !process.cwd().is_absolute() {
@@ -134,22 +134,22 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     }
     if private.contains(&LinuxNamespaceType::User) {
         let joins = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
-        let has_maps = linux.uid_mappings().as_ref().map_or(false, |m| !m.is_empty())
-            && linux.gid_mappings().as_ref().map_or(false, |m| !m.is_empty());
+        let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            && linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if !joins && !has_maps {
             return Err(Error::InvalidConfig(
                 "config.json: a user namespace needs linux.uidMappings and linux.gidMappings".into(),
             ));
         }
-    } else if linux.uid_mappings().as_ref().map_or(false, |m| !m.is_empty()) {
+    } else if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(Error::InvalidConfig(
             "config.json: uidMappings given without a user namespace: add {\"type\":\"user\"} to linux.namespaces".into(),
         ));
     }
-    if spec.hostname().as_ref().map_or(false, |h| !h.is_empty()) && !private.contains(&LinuxNamespaceType::Uts) {
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !private.contains(&LinuxNamespaceType::Uts) {
         return Err(Error::InvalidConfig("unable to set hostname without a private UTS namespace".into()));
     }
-    if spec.domainname().as_ref().map_or(false, |h| !h.is_empty()) && !private.contains(&LinuxNamespaceType::Uts) {
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !private.contains(&LinuxNamespaceType::Uts) {
         return Err(Error::InvalidConfig("unable to set domainname without a private UTS namespace".into()));
     }
     if linux.time_offsets().is_some() && !private.contains(&LinuxNamespaceType::Time) {

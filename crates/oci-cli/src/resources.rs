@@ -71,7 +71,7 @@ fn merged(spec: &Spec, a: &UpdateArgs) -> Result<LinuxResources, String> {
         return serde_json::from_value(merged).map_err(|e| format!("resources: {e}"));
     }
     let mut r = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
-    let mut mem = r.memory().clone().unwrap_or_default();
+    let mut mem = (*r.memory()).unwrap_or_default();
     let mut cpu = r.cpu().clone().unwrap_or_default();
     if let Some(v) = &a.memory {
         mem.set_limit(Some(parse_bytes(v)?));
