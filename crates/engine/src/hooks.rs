@@ -27,14 +27,16 @@ pub fn run_warn(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &[u8]) {
     }
 }
 
+/// A memfd: needs no file system (O_TMPFILE is refused on overlay/9p).
 fn tempfile_unnamed() -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .mode(0o600)
-        .open(std::env::temp_dir())
+    use std::os::fd::FromRawFd;
+    // SAFETY: a valid C string; the returned fd is new and ours.
+    let fd = unsafe { libc::memfd_create(c"cove-hook-stderr".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
