@@ -487,7 +487,8 @@ mod tests {
     }
 
     fn scratch_file(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cove-spec-test-{}", std::process::id()));
+        // Under target/, not /tmp: nothing of the tests' is left on the host.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/test-scratch/cove-spec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
