@@ -3,6 +3,7 @@
 //! to its own terminal, as runc does.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,12 @@ pub struct ConsoleListener {
 
 impl ConsoleListener {
     pub fn bind(root: &Path, id: &str) -> Result<ConsoleListener, String> {
-        std::fs::create_dir_all(root).map_err(|e| format!("create {}: {e}", root.display()))?;
+        // Same mode as the engine gives a new state root: private to root.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| format!("create {}: {e}", root.display()))?;
         let path = root.join(format!(".console-{id}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
