@@ -43,7 +43,10 @@ fn build_list_import_remove() {
     };
     let t = Instant::now();
     // Generous: under the VM lane's software emulation this takes tens of seconds.
-    let out = env.cmd_timeout(&["template", "build", "busybox"], std::time::Duration::from_secs(300));
+    let out = env.cmd_timeout(
+        &["template", "build", "busybox"],
+        std::time::Duration::from_secs(300),
+    );
     out.assert_ok();
     eprintln!("MEASURE cove template build busybox: {:?}", t.elapsed());
     let rootfs = env.data.join("templates/busybox/rootfs");

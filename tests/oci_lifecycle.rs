@@ -628,14 +628,30 @@ fn exec_process_starts_with_no_signal_blocked_or_ignored() {
     let Some(env) = prerequisites("exec_process_starts_with_no_signal_blocked_or_ignored") else {
         return;
     };
-    let ct = detached(&env, "exec_process_starts_with_no_signal_blocked_or_ignored");
+    let ct = detached(
+        &env,
+        "exec_process_starts_with_no_signal_blocked_or_ignored",
+    );
     let out = ct.exec(&[], &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
     out.assert_ok();
     let field = |name: &str| {
-        let line = out.stdout.lines().find(|l| l.starts_with(name)).unwrap_or_default();
-        u64::from_str_radix(line.split_whitespace().nth(1).unwrap_or("ffff"), 16).unwrap_or(u64::MAX)
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap_or("ffff"), 16)
+            .unwrap_or(u64::MAX)
     };
-    assert_eq!(field("SigBlk:"), 0, "signals blocked in the exec'd process: {out}");
+    assert_eq!(
+        field("SigBlk:"),
+        0,
+        "signals blocked in the exec'd process: {out}"
+    );
     // SIGPIPE is bit 12; signals the caller ignores may stay ignored, as with runc.
-    assert_eq!(field("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE ignored: {out}");
+    assert_eq!(
+        field("SigIgn:") & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored: {out}"
+    );
 }

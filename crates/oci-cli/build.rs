@@ -16,9 +16,15 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-changed=build.rs");
-    if let Ok(out) = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output() {
+    if let Ok(out) = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+    {
         if out.status.success() {
-            println!("cargo:rustc-env=COVE_COMMIT={}", String::from_utf8_lossy(&out.stdout).trim());
+            println!(
+                "cargo:rustc-env=COVE_COMMIT={}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
         }
     }
 }

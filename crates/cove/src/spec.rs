@@ -488,7 +488,10 @@ mod tests {
 
     fn scratch_file(name: &str, text: &str) -> PathBuf {
         // Under target/, not /tmp: nothing of the tests' is left on the host.
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/test-scratch/cove-spec-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "../../target/test-scratch/cove-spec-{}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();

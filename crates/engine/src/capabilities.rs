@@ -13,7 +13,11 @@ fn to_caps(set: &Option<Capabilities>) -> HashSet<Capability> {
         .flatten()
         .filter_map(|c| {
             let name = c.to_string();
-            let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
+            let name = if name.starts_with("CAP_") {
+                name
+            } else {
+                format!("CAP_{name}")
+            };
             match Capability::from_str(&name) {
                 Ok(c) => Some(c),
                 Err(_) => {
@@ -46,11 +50,17 @@ pub fn drop_bounding(spec: Option<&LinuxCapabilities>) -> Result<()> {
 /// kernel accepts: effective must stay within permitted at every step, so it shrinks first.
 pub fn apply(spec: Option<&LinuxCapabilities>) -> Result<()> {
     let (inh, perm, eff, amb) = match spec {
-        Some(c) => (to_caps(c.inheritable()), to_caps(c.permitted()), to_caps(c.effective()), to_caps(c.ambient())),
+        Some(c) => (
+            to_caps(c.inheritable()),
+            to_caps(c.permitted()),
+            to_caps(c.effective()),
+            to_caps(c.ambient()),
+        ),
         None => Default::default(),
     };
     let set = |which: CapSet, v: &HashSet<Capability>| {
-        caps::set(None, which, v).map_err(|e| Error::Other(format!("set {which:?} capabilities: {e}")))
+        caps::set(None, which, v)
+            .map_err(|e| Error::Other(format!("set {which:?} capabilities: {e}")))
     };
     set(CapSet::Effective, &eff)?;
     set(CapSet::Inheritable, &inh)?;

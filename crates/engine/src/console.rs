@@ -17,7 +17,8 @@ nix::ioctl_read_bad!(tiocgptn, libc::TIOCGPTN, libc::c_uint);
 nix::ioctl_write_ptr_bad!(tiocswinsz, libc::TIOCSWINSZ, libc::winsize);
 
 pub fn connect(path: &Path) -> Result<OwnedFd> {
-    let s = UnixStream::connect(path).map_err(|e| Error::io("connect to console socket", path, e))?;
+    let s =
+        UnixStream::connect(path).map_err(|e| Error::io("connect to console socket", path, e))?;
     Ok(s.into())
 }
 
@@ -38,10 +39,15 @@ pub fn open_pty(size: Option<(u16, u16)>) -> Result<Pty> {
         .into();
     // The container owns /dev: make sure this is a pty multiplexer (5:2),
     // not whatever file or device was planted under that name.
-    let st = nix::sys::stat::fstat(master.as_raw_fd()).map_err(|e| Error::Sys("fstat /dev/ptmx", e))?;
-    let is_chr = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT == nix::sys::stat::SFlag::S_IFCHR;
+    let st =
+        nix::sys::stat::fstat(master.as_raw_fd()).map_err(|e| Error::Sys("fstat /dev/ptmx", e))?;
+    let is_chr = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
+        & nix::sys::stat::SFlag::S_IFMT
+        == nix::sys::stat::SFlag::S_IFCHR;
     if !is_chr || nix::sys::stat::major(st.st_rdev) != 5 || nix::sys::stat::minor(st.st_rdev) != 2 {
-        return Err(Error::Other("/dev/ptmx in the container is not the pty multiplexer (5:2)".into()));
+        return Err(Error::Other(
+            "/dev/ptmx in the container is not the pty multiplexer (5:2)".into(),
+        ));
     }
     let unlock: libc::c_int = 0;
     let mut number: libc::c_uint = 0;
@@ -53,18 +59,33 @@ pub fn open_pty(size: Option<(u16, u16)>) -> Result<Pty> {
     // TIOCGPTPEER opens the slave through the master, with no path lookup a
     // container could redirect.
     // SAFETY: ioctl returning a new fd or -1.
-    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if slave < 0 {
         return Err(Error::Sys("TIOCGPTPEER", nix::errno::Errno::last()));
     }
     // SAFETY: the kernel returned a new fd.
     let slave = unsafe { OwnedFd::from_raw_fd(slave as RawFd) };
     if let Some((rows, cols)) = size {
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: valid winsize pointer.
         unsafe { tiocswinsz(slave.as_raw_fd(), &ws) }.map_err(|e| Error::Sys("TIOCSWINSZ", e))?;
     }
-    Ok(Pty { master, slave, number })
+    Ok(Pty {
+        master,
+        slave,
+        number,
+    })
 }
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -75,7 +96,8 @@ pub fn send_master(sock: &OwnedFd, master: &OwnedFd) -> Result<()> {
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(b"/dev/ptmx")];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).map_err(|e| Error::Sys("send console master", e))?;
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .map_err(|e| Error::Sys("send console master", e))?;
     Ok(())
 }
 

@@ -80,14 +80,20 @@ fn cgroup_spec(spec: &Spec, id: &str, systemd: bool) -> CgroupSpec {
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned())
         .filter(|p| !p.is_empty());
-    CgroupSpec { path, id: id.to_string(), systemd }
+    CgroupSpec {
+        path,
+        id: id.to_string(),
+        systemd,
+    }
 }
 
 /// The resources to apply: the spec's, with the device rules every
 /// container needs added.
 fn resources_of(spec: &Spec) -> oci_spec::runtime::LinuxResources {
     let linux = spec.linux().as_ref();
-    let mut res = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+    let mut res = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
     let devs = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
     let rules = crate::devices::cgroup_rules(res.devices().as_deref().unwrap_or(&[]), &devs);
     res.set_devices(Some(rules));
@@ -117,7 +123,9 @@ pub fn hook_state(saved: &Saved, pid: i32, status: &str) -> Vec<u8> {
 pub fn compile_seccomp(spec: &Spec) -> Result<Option<cove_seccomp::Filter>> {
     match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         None => Ok(None),
-        Some(s) => cove_seccomp::compile(s).map(Some).map_err(|e| Error::InvalidConfig(format!("seccomp: {e}"))),
+        Some(s) => cove_seccomp::compile(s)
+            .map(Some)
+            .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}"))),
     }
 }
 
@@ -133,7 +141,12 @@ pub struct NotifyState {
 
 /// After Ready the child may still send a notify fd or a failure; its
 /// closing the channel ends setup.
-pub fn drain_after_ready(ch: &sync::Channel, spec: &Spec, saved: &Saved, who: &NotifyState) -> Result<()> {
+pub fn drain_after_ready(
+    ch: &sync::Channel,
+    spec: &Spec,
+    saved: &Saved,
+    who: &NotifyState,
+) -> Result<()> {
     match recv_handling_seccomp(ch, spec, saved, who) {
         Err(Error::PeerGone) => Ok(()),
         Ok(Msg::Failed(s)) => Err(Error::Init(s)),
@@ -142,23 +155,35 @@ pub fn drain_after_ready(ch: &sync::Channel, spec: &Spec, saved: &Saved, who: &N
     }
 }
 
-pub fn recv_handling_seccomp(ch: &sync::Channel, spec: &Spec, saved: &Saved, who: &NotifyState) -> Result<Msg> {
+pub fn recv_handling_seccomp(
+    ch: &sync::Channel,
+    spec: &Spec,
+    saved: &Saved,
+    who: &NotifyState,
+) -> Result<Msg> {
     loop {
         let (msg, fd) = ch.recv_with_fd()?;
         if msg != Msg::SeccompFd {
             return Ok(msg);
         }
-        let fd = fd.ok_or_else(|| Error::Init("seccomp notify message came without its fd".into()))?;
+        let fd =
+            fd.ok_or_else(|| Error::Init("seccomp notify message came without its fd".into()))?;
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         let path = seccomp
             .and_then(|s| s.listener_path().clone())
-            .ok_or_else(|| Error::InvalidConfig("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into()))?;
-        let state: oci_spec::runtime::State = serde_json::from_slice(&hook_state(saved, who.state_pid, who.status))
-            .map_err(|e| Error::Other(format!("container state: {e}")))?;
+            .ok_or_else(|| {
+                Error::InvalidConfig(
+                    "seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into(),
+                )
+            })?;
+        let state: oci_spec::runtime::State =
+            serde_json::from_slice(&hook_state(saved, who.state_pid, who.status))
+                .map_err(|e| Error::Other(format!("container state: {e}")))?;
         let meta = seccomp.and_then(|s| s.listener_metadata().clone());
         let msg = cove_seccomp::container_process_state(who.process_pid, meta.as_deref(), &state)
             .map_err(|e| Error::Other(format!("seccomp: {e}")))?;
-        cove_seccomp::send_listener(&path, fd.as_fd(), &msg).map_err(|e| Error::Other(format!("seccomp: {e}")))?;
+        cove_seccomp::send_listener(&path, fd.as_fd(), &msg)
+            .map_err(|e| Error::Other(format!("seccomp: {e}")))?;
     }
 }
 
@@ -170,14 +195,21 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let rootfs = specmod::validate(&spec, &bundle)?;
     let plan = Plan::from_spec(&spec)?;
     let seccomp = compile_seccomp(&spec)?;
-    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
     if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
         return Err(Error::InvalidConfig(
             "cannot allocate tty if cove-oci will detach without setting console socket".into(),
         ));
     }
     let dir = StateDir::create(&opts.root, &opts.id)?;
-    let mut cleanup = Cleanup { child: None, cgroup: None, state_dir: Some(dir.path.clone()) };
+    let mut cleanup = Cleanup {
+        child: None,
+        cgroup: None,
+        state_dir: Some(dir.path.clone()),
+    };
     std::env::set_current_dir(&bundle).map_err(|e| Error::io("chdir", &bundle, e))?;
 
     let cg = cove_cgroups::manager(&cgroup_spec(&spec, &opts.id, opts.systemd_cgroup))?;
@@ -188,8 +220,16 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let fifo_path = dir.fifo();
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .map_err(|e| Error::sys_at(format!("mkfifo {}", fifo_path.display()), e))?;
-    let uid_maps = spec.linux().as_ref().and_then(|l| l.uid_mappings().clone()).unwrap_or_default();
-    let gid_maps = spec.linux().as_ref().and_then(|l| l.gid_mappings().clone()).unwrap_or_default();
+    let uid_maps = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gid_maps = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
     if plan.has_new(LinuxNamespaceType::User) {
         // The init opens the fifo as container root: let that user have it.
         let uid = namespaces::host_id(Some(&uid_maps), 0);
@@ -202,7 +242,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .open(&fifo_path)
         .map_err(|e| Error::io("open", &fifo_path, e))?
         .into();
-    let console_socket = opts.console_socket.as_deref().map(crate::console::connect).transpose()?;
+    let console_socket = opts
+        .console_socket
+        .as_deref()
+        .map(crate::console::connect)
+        .transpose()?;
 
     let mut saved = Saved {
         oci_version: specmod::SPEC_VERSION.into(),
@@ -219,7 +263,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         stopped: false,
     };
     // Later commands read the spec from here, never from the bundle again.
-    state::write_atomic(&dir.path.join(state::CONFIG_FILE), &serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?)?;
+    state::write_atomic(
+        &dir.path.join(state::CONFIG_FILE),
+        &serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?,
+    )?;
 
     let (parent_end, child_end) = sync::pair()?;
     let cgroup_fd = cg.dir_fd();
@@ -229,7 +276,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // child is never visible in a container's /proc as an openable
     // /proc/<pid>/exe of this binary, not even for the first instructions.
     sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
-    let back = plan.enter_for_clone(spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()))?;
+    let back = plan.enter_for_clone(
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.time_offsets().as_ref()),
+    )?;
     // Without CLONE_INTO_CGROUP the init joins its cgroups after clone3; a
     // cgroup namespace made by clone3 would be rooted in our own cgroup.
     let unshare_cgroupns = plan.has_new(LinuxNamespaceType::Cgroup)
@@ -238,7 +289,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if unshare_cgroupns {
         flags.remove(CloneFlags::CLONE_NEWCGROUP);
     }
-    let forked = sys::clone3(flags.bits() as u64, cgroup_fd.as_ref().map(|f| f.as_raw_fd()));
+    let forked = sys::clone3(
+        flags.bits() as u64,
+        cgroup_fd.as_ref().map(|f| f.as_raw_fd()),
+    );
     // Only the runtime goes back to its namespaces; the child stays.
     match forked {
         Ok(Forked::Child) => std::mem::forget(back),
@@ -274,7 +328,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     };
     drop(child_end);
     drop(console_socket);
-    cleanup.child = Some(pidfd.try_clone().map_err(|e| Error::io("dup", "pidfd", e))?);
+    cleanup.child = Some(
+        pidfd
+            .try_clone()
+            .map_err(|e| Error::io("dup", "pidfd", e))?,
+    );
     if plan.has_new(LinuxNamespaceType::User) && !plan.joins(LinuxNamespaceType::User) {
         namespaces::write_id_maps(pid, &uid_maps, &gid_maps)?;
     }
@@ -286,7 +344,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cg.add_task(pid)?;
     }
     drop(cgroup_fd);
-    let who = NotifyState { state_pid: pid, status: "creating", process_pid: pid };
+    let who = NotifyState {
+        state_pid: pid,
+        status: "creating",
+        process_pid: pid,
+    };
     loop {
         match recv_handling_seccomp(&parent_end, &spec, &saved, &who)? {
             Msg::MountsReady => {
@@ -315,7 +377,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
 use std::os::unix::fs::OpenOptionsExt;
 
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
     state::write_atomic(&abs, pid.to_string().as_bytes())
 }
 
@@ -365,7 +431,11 @@ pub fn update(root: &Path, id: &str, res: &oci_spec::runtime::LinuxResources) ->
     }
     let mut spec = saved_spec(&c.dir)?;
     let mut res = res.clone();
-    let devices = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).and_then(|r| r.devices().clone());
+    let devices = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().clone());
     res.set_devices(None);
     cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&res)?;
     res.set_devices(devices);
@@ -386,15 +456,31 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let c = load(root, id)?;
     match c.status {
         Status::Created => {}
-        Status::Stopped => return Err(Error::WrongState { id: id.into(), status: "stopped".into(), what: "cannot start a container that has stopped" }),
-        s => return Err(Error::WrongState { id: id.into(), status: s.to_string(), what: "cannot start an already running container" }),
+        Status::Stopped => {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: "stopped".into(),
+                what: "cannot start a container that has stopped",
+            })
+        }
+        s => {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: s.to_string(),
+                what: "cannot start an already running container",
+            })
+        }
     }
     let fifo_path = c.dir.fifo();
     release_init(&fifo_path, id)?;
     let _ = std::fs::remove_file(&fifo_path);
     let spec = saved_spec(&c.dir)?;
     let st = hook_state(&c.saved, c.saved.pid, "running");
-    hooks::run_warn("poststart", spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()), &st);
+    hooks::run_warn(
+        "poststart",
+        spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
+        &st,
+    );
     Ok(())
 }
 
@@ -421,14 +507,22 @@ fn release_init(fifo_path: &Path, id: &str) -> Result<()> {
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Error::Sys("poll exec fifo", e)),
-            Ok(_) if fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)) => break,
+            Ok(_)
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)) =>
+            {
+                break
+            }
             Ok(_) => {}
         }
     }
     // The byte still there means the init died without reading it.
     let mut b = [0u8; 1];
     if matches!(nix::unistd::read(reader.as_raw_fd(), &mut b), Ok(1)) {
-        return Err(Error::Other(format!("container {id}: its init exited before start")));
+        return Err(Error::Other(format!(
+            "container {id}: its init exited before start"
+        )));
     }
     Ok(())
 }
@@ -490,7 +584,11 @@ fn destroy(c: Loaded) -> Result<()> {
     destroy_cgroup(cg.as_ref())?;
     if let Ok(spec) = saved_spec(&c.dir) {
         let st = hook_state(&c.saved, 0, "stopped");
-        hooks::run_warn("poststop", spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()), &st);
+        hooks::run_warn(
+            "poststop",
+            spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
+            &st,
+        );
     }
     c.dir.remove()
 }
@@ -504,7 +602,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     match c.status {
         Status::Stopped | Status::Created => destroy(c),
         _ if force => destroy(c),
-        s => Err(Error::WrongState { id: id.into(), status: s.to_string(), what: "cannot delete a container that is not stopped (use --force)" }),
+        s => Err(Error::WrongState {
+            id: id.into(),
+            status: s.to_string(),
+            what: "cannot delete a container that is not stopped (use --force)",
+        }),
     }
 }
 

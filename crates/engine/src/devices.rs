@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::stat::{makedev, Mode, SFlag};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
+use oci_spec::runtime::{
+    LinuxDevice, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+};
 
 use crate::error::{Error, Result};
 use crate::mounts::{ensure_in_root, relative_dest};
@@ -36,7 +38,15 @@ fn nodes(spec_devices: &[LinuxDevice]) -> Vec<Node> {
     let mut out: Vec<Node> = DEFAULT_DEVICES
         .iter()
         .filter(|d| !spec_devices.iter().any(|s| s.path() == Path::new(d.0)))
-        .map(|&(p, kind, major, minor)| Node { path: p.into(), kind, major, minor, mode: 0o666, uid: 0, gid: 0 })
+        .map(|&(p, kind, major, minor)| Node {
+            path: p.into(),
+            kind,
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        })
         .collect();
     for d in spec_devices {
         let kind = match d.typ() {
@@ -82,7 +92,9 @@ pub fn create_nodes(root: BorrowedFd, spec_devices: &[LinuxDevice], in_userns: b
         }
         let parent = rel.parent().unwrap_or(Path::new(""));
         let pfd = ensure_in_root(root, parent, true)?;
-        let name = rel.file_name().ok_or_else(|| Error::InvalidConfig(format!("bad device path {}", n.path.display())))?;
+        let name = rel
+            .file_name()
+            .ok_or_else(|| Error::InvalidConfig(format!("bad device path {}", n.path.display())))?;
         let kind = match n.kind {
             'b' => SFlag::S_IFBLK,
             'p' => SFlag::S_IFIFO,
@@ -132,7 +144,11 @@ pub fn create_links(root: BorrowedFd) -> Result<()> {
     for (target, name) in links {
         if name == "ptmx" {
             // A node left in the rootfs would shadow the devpts instance.
-            let _ = nix::unistd::unlinkat(Some(dev.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            let _ = nix::unistd::unlinkat(
+                Some(dev.as_raw_fd()),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
         }
         match nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name) {
             Ok(()) | Err(Errno::EEXIST) => {}
@@ -142,8 +158,16 @@ pub fn create_links(root: BorrowedFd) -> Result<()> {
     Ok(())
 }
 
-fn rule(allow: bool, typ: Option<LinuxDeviceType>, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
-    let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).access(access.to_string());
+fn rule(
+    allow: bool,
+    typ: Option<LinuxDeviceType>,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut b = LinuxDeviceCgroupBuilder::default()
+        .allow(allow)
+        .access(access.to_string());
     if let Some(t) = typ {
         b = b.typ(t);
     }
@@ -158,7 +182,10 @@ fn rule(allow: bool, typ: Option<LinuxDeviceType>, major: Option<i64>, minor: Op
 
 /// The device cgroup rules: the spec's rules, then the devices every
 /// container may use (runc's list), then linux.devices.
-pub fn cgroup_rules(spec_rules: &[LinuxDeviceCgroup], spec_devices: &[LinuxDevice]) -> Vec<LinuxDeviceCgroup> {
+pub fn cgroup_rules(
+    spec_rules: &[LinuxDeviceCgroup],
+    spec_devices: &[LinuxDevice],
+) -> Vec<LinuxDeviceCgroup> {
     use LinuxDeviceType::{B, C};
     let mut out = spec_rules.to_vec();
     out.push(rule(true, Some(C), None, None, "m"));

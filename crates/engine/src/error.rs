@@ -8,9 +8,15 @@ pub enum Error {
     #[error("{0}")]
     InvalidConfig(String),
     #[error("cannot read {path}: {source}")]
-    ReadConfig { path: PathBuf, source: std::io::Error },
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: malformed JSON: {source}")]
-    ParseConfig { path: PathBuf, source: serde_json::Error },
+    ParseConfig {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("container with id {0} already exists")]
     AlreadyExists(String),
     #[error("container {0} does not exist")]
@@ -20,9 +26,17 @@ pub enum Error {
     #[error("container not running")]
     NotRunning,
     #[error("container {id} is {status}, {what}")]
-    WrongState { id: String, status: String, what: &'static str },
+    WrongState {
+        id: String,
+        status: String,
+        what: &'static str,
+    },
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}: {1}")]
     Sys(&'static str, nix::Error),
     #[error("{what}: {source}")]
@@ -45,9 +59,16 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
     pub fn sys_at(what: impl Into<String>, source: nix::Error) -> Self {
-        Error::SysAt { what: what.into(), source }
+        Error::SysAt {
+            what: what.into(),
+            source,
+        }
     }
 }

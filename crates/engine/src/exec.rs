@@ -46,15 +46,23 @@ fn differs_from_ours(pid: i32, name: &str) -> bool {
 pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Created> {
     let c = container::load(root, id)?;
     if !matches!(c.status, Status::Running | Status::Created) {
-        return Err(Error::WrongState { id: id.into(), status: c.status.to_string(), what: "cannot exec in it" });
+        return Err(Error::WrongState {
+            id: id.into(),
+            status: c.status.to_string(),
+            what: "cannot exec in it",
+        });
     }
     let mut spec = container::saved_spec(&c.dir)?;
     spec.set_process(Some(opts.process.clone()));
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::InvalidConfig("exec: no command given (args are empty)".into()));
+        return Err(Error::InvalidConfig(
+            "exec: no command given (args are empty)".into(),
+        ));
     }
     if opts.process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
-        return Err(Error::InvalidConfig("cannot allocate tty if cove-oci will detach without setting console socket".into()));
+        return Err(Error::InvalidConfig(
+            "cannot allocate tty if cove-oci will detach without setting console socket".into(),
+        ));
     }
     let pid = c.saved.pid;
     let init_pidfd = container::open_init(&c.saved)?;
@@ -67,8 +75,20 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
         let f = std::fs::File::open(&p).map_err(|e| Error::io("open", p, e))?;
         Ok(Some((t, f.into())))
     };
-    let child_ns: Vec<_> = CHILD_JOINS.iter().map(|t| open_ns(*t)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
-    let parent_ns: Vec<_> = PARENT_JOINS.iter().map(|t| open_ns(*t)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect();
+    let child_ns: Vec<_> = CHILD_JOINS
+        .iter()
+        .map(|t| open_ns(*t))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let parent_ns: Vec<_> = PARENT_JOINS
+        .iter()
+        .map(|t| open_ns(*t))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     // The namespace fds must belong to our init, not to a process that took its pid.
     if !crate::state::init_alive(&c.saved) {
         return Err(Error::NotRunning);
@@ -77,7 +97,11 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
     let seccomp = container::compile_seccomp(&spec)?;
     let in_userns = child_ns.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
     let cg = cove_cgroups::manager_from_paths(&c.saved.cgroup_paths);
-    let console_socket = opts.console_socket.as_deref().map(crate::console::connect).transpose()?;
+    let console_socket = opts
+        .console_socket
+        .as_deref()
+        .map(crate::console::connect)
+        .transpose()?;
     let (parent_end, child_end) = sync::pair()?;
     let cgroup_fd = cg.dir_fd();
     let forked = {
@@ -89,8 +113,11 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                 t => proc_name(*t),
             };
             let p = format!("/proc/self/ns/{own}");
-            let mine: OwnedFd = std::fs::File::open(&p).map_err(|e| Error::io("open", p, e))?.into();
-            nix::sched::setns(fd.as_fd(), clone_flag(*t)).map_err(|e| Error::sys_at(format!("setns {}", proc_name(*t)), e))?;
+            let mine: OwnedFd = std::fs::File::open(&p)
+                .map_err(|e| Error::io("open", p, e))?
+                .into();
+            nix::sched::setns(fd.as_fd(), clone_flag(*t))
+                .map_err(|e| Error::sys_at(format!("setns {}", proc_name(*t)), e))?;
             back.push((clone_flag(*t), mine));
         }
         // Non-dumpable before clone3: see container::create.
@@ -112,14 +139,26 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
             let r = (|| -> Result<std::convert::Infallible> {
                 sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
                 for (t, fd) in &child_ns {
-                    nix::sched::setns(fd.as_fd(), clone_flag(*t)).map_err(|e| Error::sys_at(format!("setns {}", proc_name(*t)), e))?;
+                    nix::sched::setns(fd.as_fd(), clone_flag(*t))
+                        .map_err(|e| Error::sys_at(format!("setns {}", proc_name(*t)), e))?;
                 }
                 child_end.expect(Msg::Go)?;
                 if in_userns {
-                    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| Error::Sys("setuid 0", e))?;
+                    nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+                        .map_err(|e| Error::Sys("setuid 0", e))?;
                 }
-                let p = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process missing".into()))?;
-                let exe = init::become_process(p, &spec, console_socket.as_ref(), false, seccomp.as_ref(), &child_end)?;
+                let p = spec
+                    .process()
+                    .as_ref()
+                    .ok_or_else(|| Error::InvalidConfig("process missing".into()))?;
+                let exe = init::become_process(
+                    p,
+                    &spec,
+                    console_socket.as_ref(),
+                    false,
+                    seccomp.as_ref(),
+                    &child_end,
+                )?;
                 child_end.send(&Msg::Ready)?;
                 init::finish_setup_channel(p, seccomp.as_ref(), &child_end)?;
                 Err(init::final_exec(p, &exe, opts.preserve_fds))
@@ -149,13 +188,20 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                 cg.add_task(pid).map_err(|e| kill(e.into()))?;
             }
             parent_end.send(&Msg::Go).map_err(kill)?;
-            let notify_state = container::NotifyState { state_pid: c.saved.pid, status: "running", process_pid: pid };
-            match container::recv_handling_seccomp(&parent_end, &spec, &c.saved, &notify_state).map_err(kill)? {
+            let notify_state = container::NotifyState {
+                state_pid: c.saved.pid,
+                status: "running",
+                process_pid: pid,
+            };
+            match container::recv_handling_seccomp(&parent_end, &spec, &c.saved, &notify_state)
+                .map_err(kill)?
+            {
                 Msg::Ready => {}
                 Msg::Failed(s) => return Err(kill(Error::Init(s))),
                 m => return Err(kill(Error::Init(format!("unexpected message {m:?}")))),
             }
-            container::drain_after_ready(&parent_end, &spec, &c.saved, &notify_state).map_err(kill)?;
+            container::drain_after_ready(&parent_end, &spec, &c.saved, &notify_state)
+                .map_err(kill)?;
             if let Some(pf) = &opts.pid_file {
                 container::write_pid_file(pf, pid).map_err(kill)?;
             }

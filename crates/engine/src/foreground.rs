@@ -18,7 +18,8 @@ pub fn block_signals() -> Result<SignalFd> {
     set.remove(Signal::SIGBUS);
     set.remove(Signal::SIGILL);
     set.remove(Signal::SIGFPE);
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(|e| Error::Sys("sigprocmask", e))?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| Error::Sys("sigprocmask", e))?;
     SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).map_err(|e| Error::Sys("signalfd", e))
 }
 
@@ -26,13 +27,19 @@ pub fn block_signals() -> Result<SignalFd> {
 /// (exit code, or 128 + signal number).
 pub fn wait_forwarding(pidfd: BorrowedFd, sfd: &mut SignalFd) -> Result<i32> {
     loop {
-        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN), PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(pidfd, PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Error::Sys("poll", e)),
             Ok(_) => {}
         }
-        if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+        if fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
             if let Ok(Some(info)) = sfd.read_signal() {
                 let sig = info.ssi_signo as i32;
                 if sig != libc::SIGCHLD && sig != libc::SIGWINCH && sig != libc::SIGURG {
@@ -67,7 +74,12 @@ pub fn wait_with_tty(pidfd: BorrowedFd, sfd: &mut SignalFd, master: &OwnedFd) ->
 }
 
 fn copy_winsize(master: &OwnedFd) {
-    let mut ws: libc::winsize = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws: libc::winsize = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize pointer.
     unsafe {
         if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
@@ -111,7 +123,11 @@ fn relay(pidfd: BorrowedFd, sfd: &mut SignalFd, master: &OwnedFd) -> Result<i32>
             Err(e) => return Err(Error::Sys("poll", e)),
             Ok(_) => {}
         }
-        let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
         let (exited, signal, out, input) = (ready(0), ready(1), ready(2), ready(3));
         if signal {
             if let Ok(Some(info)) = sfd.read_signal() {

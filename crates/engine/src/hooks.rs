@@ -40,7 +40,10 @@ fn tempfile_unnamed() -> std::io::Result<std::fs::File> {
 }
 
 fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
-    let err = |msg: String| Error::Hook { path: h.path().clone(), msg };
+    let err = |msg: String| Error::Hook {
+        path: h.path().clone(),
+        msg,
+    };
     let args = h.args().clone().unwrap_or_default();
     let mut cmd = Command::new(h.path());
     if let Some((arg0, rest)) = args.split_first() {
@@ -56,13 +59,18 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
     // a pipe nobody reads and hang the runtime.
     let errfile = tempfile_unnamed().map_err(|e| err(format!("temp file for stderr: {e}")))?;
     let errfile_read = errfile.try_clone().map_err(|e| err(e.to_string()))?;
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::from(errfile));
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(errfile));
     let mut child = cmd.spawn().map_err(|e| err(format!("cannot run: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook may exit without reading its stdin: EPIPE is not an error.
         let _ = stdin.write_all(state_json);
     }
-    let deadline = h.timeout().filter(|t| *t > 0).map(|t| Instant::now() + Duration::from_secs(t as u64));
+    let deadline = h
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t as u64));
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
@@ -72,7 +80,10 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
                 let mut text = String::new();
                 let mut f = errfile_read;
                 let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0));
-                let _ = std::io::Read::read_to_string(&mut std::io::Read::take(&mut f, 4096), &mut text);
+                let _ = std::io::Read::read_to_string(
+                    &mut std::io::Read::take(&mut f, 4096),
+                    &mut text,
+                );
                 return Err(err(format!("{status}, stderr: {}", text.trim())));
             }
             Ok(None) => {}
@@ -81,7 +92,10 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(err(format!("timed out after {} s", h.timeout().unwrap_or(0))));
+            return Err(err(format!(
+                "timed out after {} s",
+                h.timeout().unwrap_or(0)
+            )));
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -24,12 +24,30 @@ const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
 const MOUNT_ATTR_IDMAP: u64 = 0x100000;
 
-pub fn setattr(fd: BorrowedFd, set: u64, clr: u64, userns: u64, recursive: bool) -> std::result::Result<(), Errno> {
-    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: userns };
+pub fn setattr(
+    fd: BorrowedFd,
+    set: u64,
+    clr: u64,
+    userns: u64,
+    recursive: bool,
+) -> std::result::Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: userns,
+    };
     let flags = libc::AT_EMPTY_PATH as u32 | if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: valid fd, empty C string, mount_attr of the size passed.
     let ret = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, fd.as_raw_fd(), c"".as_ptr(), flags, &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
     };
     if ret < 0 {
         Err(Errno::last())
@@ -53,7 +71,14 @@ fn open_tree(path: &str, recursive: bool) -> std::result::Result<OwnedFd, Errno>
 fn move_mount(from: BorrowedFd, to: BorrowedFd) -> std::result::Result<(), Errno> {
     // SAFETY: two valid fds with empty paths.
     let ret = unsafe {
-        libc::syscall(libc::SYS_move_mount, from.as_raw_fd(), c"".as_ptr(), to.as_raw_fd(), c"".as_ptr(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
     };
     if ret < 0 {
         Err(Errno::last())
@@ -63,14 +88,18 @@ fn move_mount(from: BorrowedFd, to: BorrowedFd) -> std::result::Result<(), Errno
 }
 
 pub fn map_lines(maps: &[LinuxIdMapping]) -> String {
-    maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
 }
 
 /// A user namespace holding the given uid_map/gid_map lines, kept alive only as an fd: a
 /// child is cloned into a new user namespace, its maps written, its
 /// namespace opened, and the child killed.
 pub fn userns_with_maps(uid_map: String, gid_map: String) -> Result<OwnedFd> {
-    match sys::clone3(libc::CLONE_NEWUSER as u64, None).map_err(|e| Error::Sys("clone3 (idmap user namespace)", e))? {
+    match sys::clone3(libc::CLONE_NEWUSER as u64, None)
+        .map_err(|e| Error::Sys("clone3 (idmap user namespace)", e))?
+    {
         Forked::Child => loop {
             // SAFETY: pause has no arguments; the parent kills us.
             unsafe { libc::pause() };
@@ -88,7 +117,9 @@ pub fn userns_with_maps(uid_map: String, gid_map: String) -> Result<OwnedFd> {
                 w("uid_map", uid_map)?;
                 w("gid_map", gid_map)?;
                 let p = format!("/proc/{pid}/ns/user");
-                std::fs::File::open(&p).map(OwnedFd::from).map_err(|e| Error::io("open", p, e))
+                std::fs::File::open(&p)
+                    .map(OwnedFd::from)
+                    .map_err(|e| Error::io("open", p, e))
             })();
             let _ = sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), libc::SIGKILL);
             let _ = sys::pidfd_wait(std::os::fd::AsFd::as_fd(&pidfd));
@@ -101,7 +132,10 @@ pub fn userns_with_maps(uid_map: String, gid_map: String) -> Result<OwnedFd> {
 /// namespace of the mounted /proc sees it.
 fn pid_in_proc(pidfd: &OwnedFd) -> Option<i32> {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
-    info.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|v| v.trim().parse().ok()).filter(|p| *p > 0)
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|p| *p > 0)
 }
 
 /// Bind-mounts `src` onto `target` with the mount's uid/gid mappings applied.
@@ -116,12 +150,29 @@ pub fn mount_idmapped(src: &str, target: &OwnedFd, m: &Mount, recursive: bool) -
     // reads an idmapped mount's user namespace the other way round (on-disk
     // id as the namespace's id), so the namespace gets the columns swapped.
     let swapped = |maps: &[LinuxIdMapping]| -> String {
-        maps.iter().map(|m| format!("{} {} {}\n", m.host_id(), m.container_id(), m.size())).collect()
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.host_id(), m.container_id(), m.size()))
+            .collect()
     };
     let ns = userns_with_maps(swapped(uid), swapped(gid))?;
-    let what = |op: &str, e| Error::sys_at(format!("{op} for idmapped mount {}", m.destination().display()), e);
+    let what = |op: &str, e| {
+        Error::sys_at(
+            format!("{op} for idmapped mount {}", m.destination().display()),
+            e,
+        )
+    };
     let tree = open_tree(src, recursive).map_err(|e| what("open_tree", e))?;
-    setattr(std::os::fd::AsFd::as_fd(&tree), MOUNT_ATTR_IDMAP, 0, ns.as_raw_fd() as u64, recursive)
-        .map_err(|e| what("mount_setattr", e))?;
-    move_mount(std::os::fd::AsFd::as_fd(&tree), std::os::fd::AsFd::as_fd(target)).map_err(|e| what("move_mount", e))
+    setattr(
+        std::os::fd::AsFd::as_fd(&tree),
+        MOUNT_ATTR_IDMAP,
+        0,
+        ns.as_raw_fd() as u64,
+        recursive,
+    )
+    .map_err(|e| what("mount_setattr", e))?;
+    move_mount(
+        std::os::fd::AsFd::as_fd(&tree),
+        std::os::fd::AsFd::as_fd(target),
+    )
+    .map_err(|e| what("move_mount", e))
 }

@@ -40,14 +40,18 @@ pub struct InitContext<'a> {
 /// keys (runc's default; --no-new-keyring keeps the caller's).
 fn join_session_keyring(id: &str) -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    let name = std::ffi::CString::new(format!("_ses.{id}")).map_err(|_| Error::InvalidConfig("NUL in id".into()))?;
+    let name = std::ffi::CString::new(format!("_ses.{id}"))
+        .map_err(|_| Error::InvalidConfig("NUL in id".into()))?;
     // SAFETY: keyctl with a valid C string.
     let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     if r < 0 {
         let e = nix::errno::Errno::last();
         // Kernels without keys, or a user namespace that may not create
         // one: the container runs with the inherited keyring, as runc does.
-        if e != nix::errno::Errno::ENOSYS && e != nix::errno::Errno::EACCES && e != nix::errno::Errno::EPERM {
+        if e != nix::errno::Errno::ENOSYS
+            && e != nix::errno::Errno::EACCES
+            && e != nix::errno::Errno::EPERM
+        {
             return Err(Error::Sys("keyctl(JOIN_SESSION_KEYRING)", e));
         }
     }
@@ -58,7 +62,11 @@ fn join_session_keyring(id: &str) -> Result<()> {
 /// so the profile need not allow our setup syscalls; a notify fd follows
 /// Ready on the channel. Then the channel is shut down, which tells the
 /// runtime that setup is over.
-pub fn finish_setup_channel(p: &Process, seccomp: Option<&cove_seccomp::Filter>, sync: &Channel) -> Result<()> {
+pub fn finish_setup_channel(
+    p: &Process,
+    seccomp: Option<&cove_seccomp::Filter>,
+    sync: &Channel,
+) -> Result<()> {
     if p.no_new_privileges().unwrap_or(false) {
         load_seccomp(seccomp, sync)?;
     }
@@ -74,7 +82,10 @@ pub fn finish_setup_channel(p: &Process, seccomp: Option<&cove_seccomp::Filter>,
 /// spec's listener.
 fn load_seccomp(filter: Option<&cove_seccomp::Filter>, sync: &Channel) -> Result<()> {
     let Some(f) = filter else { return Ok(()) };
-    if let Some(fd) = f.load().map_err(|e| Error::Other(format!("seccomp: {e}")))? {
+    if let Some(fd) = f
+        .load()
+        .map_err(|e| Error::Other(format!("seccomp: {e}")))?
+    {
         sync.send_fd(&Msg::SeccompFd, &fd)?;
     }
     Ok(())
@@ -111,8 +122,10 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
     let in_userns = ctx.plan.is_private(LinuxNamespaceType::User);
     if in_userns {
         let root = nix::unistd::Uid::from_raw(0);
-        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| Error::Sys("setgid 0 in user namespace", e))?;
-        nix::unistd::setresuid(root, root, root).map_err(|e| Error::Sys("setuid 0 in user namespace", e))?;
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(|e| Error::Sys("setgid 0 in user namespace", e))?;
+        nix::unistd::setresuid(root, root, root)
+            .map_err(|e| Error::Sys("setuid 0 in user namespace", e))?;
     }
     if ctx.plan.is_private(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -126,22 +139,48 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
         }
     }
     let linux = spec.linux().as_ref();
-    let proc_ = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
+    let proc_ = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process is missing".into()))?;
     let fifo = if ctx.plan.is_private(LinuxNamespaceType::Mount) {
-        let root = rootfs::enter(ctx.rootfs, linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
+        let root = rootfs::enter(
+            ctx.rootfs,
+            linux.and_then(|l| l.rootfs_propagation().as_deref()),
+        )?;
         rootfs::mount_all(root.as_fd(), spec, &ctx.mounts)?;
-        crate::mounts::ensure_in_root(root.as_fd(), &crate::mounts::relative_dest(proc_.cwd()), true)?;
+        crate::mounts::ensure_in_root(
+            root.as_fd(),
+            &crate::mounts::relative_dest(proc_.cwd()),
+            true,
+        )?;
         ctx.sync.send(&Msg::MountsReady)?;
         ctx.sync.expect(Msg::HooksDone)?;
         if ctx.unshare_cgroupns {
             // Only now are we in our cgroups (v1/hybrid: the runtime moved
             // us): a cgroup namespace made now has them as its root.
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| Error::Sys("unshare cgroup namespace", e))?;
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| Error::Sys("unshare cgroup namespace", e))?;
         }
-        hooks::run(spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()), &(ctx.hook_state)(1, "creating"))?;
+        hooks::run(
+            spec.hooks()
+                .as_ref()
+                .and_then(|h| h.create_container().as_ref()),
+            &(ctx.hook_state)(1, "creating"),
+        )?;
         rootfs::write_sysctls(root.as_fd(), spec)?;
-        rootfs::readonly_paths(root.as_fd(), linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or(&[]))?;
-        rootfs::masked_paths(root.as_fd(), linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or(&[]))?;
+        rootfs::readonly_paths(
+            root.as_fd(),
+            linux
+                .and_then(|l| l.readonly_paths().as_deref())
+                .unwrap_or(&[]),
+        )?;
+        rootfs::masked_paths(
+            root.as_fd(),
+            linux
+                .and_then(|l| l.masked_paths().as_deref())
+                .unwrap_or(&[]),
+        )?;
         // Reopened read-write here, through the host's /proc (before pivot,
         // so the container's /proc has no say) and while we are still root
         // (a non-dumpable process of another uid cannot use /proc/self/fd).
@@ -156,7 +195,10 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
         rootfs::finalize(spec)?;
         fifo
     } else {
-        return Err(Error::InvalidConfig("a container needs a mount namespace: add {\"type\":\"mount\"} to linux.namespaces".into()));
+        return Err(Error::InvalidConfig(
+            "a container needs a mount namespace: add {\"type\":\"mount\"} to linux.namespaces"
+                .into(),
+        ));
     };
     let exe = become_process(proc_, spec, ctx.console_socket, true, ctx.seccomp, ctx.sync)?;
     ctx.sync.send(&Msg::Ready)?;
@@ -171,7 +213,12 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
         }
     }
     // `fifo` stays open (close-on-exec): `start` waits for it to close.
-    hooks::run(spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), &(ctx.hook_state)(1, "created"))?;
+    hooks::run(
+        spec.hooks()
+            .as_ref()
+            .and_then(|h| h.start_container().as_ref()),
+        &(ctx.hook_state)(1, "created"),
+    )?;
     Err(final_exec(proc_, &exe, ctx.preserve_fds))
 }
 
@@ -193,11 +240,19 @@ pub fn become_process(
         let sock = console_socket.ok_or_else(|| {
             Error::InvalidConfig("process.terminal is set but no --console-socket was given".into())
         })?;
-        let size = p.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        let size = p
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
         let pty = console::open_pty(size)?;
         if mount_console {
             let root = std::fs::File::open("/").map_err(|e| Error::io("open", "/", e))?;
-            crate::mounts::bind_fd_in_root(root.as_fd(), &pty.slave, Path::new("dev/console"), false)?;
+            crate::mounts::bind_fd_in_root(
+                root.as_fd(),
+                &pty.slave,
+                Path::new("dev/console"),
+                false,
+            )?;
         }
         console::send_master(sock, &pty.master)?;
         drop(pty.master);
@@ -209,7 +264,10 @@ pub fn become_process(
     process::set_scheduler(p)?;
     process::set_personality(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
     let env = process::environment(p);
-    let exe = process::find_executable(p.args().as_ref().and_then(|a| a.first()).map_or("", |s| s), &env)?;
+    let exe = process::find_executable(
+        p.args().as_ref().and_then(|a| a.first()).map_or("", |s| s),
+        &env,
+    )?;
     process::enter_cwd(p.cwd())?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     // The kernel takes a filter from a process with no_new_privs or with
@@ -244,12 +302,29 @@ fn reset_signals() {
         restorer: usize,
         mask: u64,
     }
-    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
     for sig in [libc::SIGPIPE, 33] {
         // SAFETY: a valid kernel sigaction for SIG_DFL, no old action asked for.
-        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8) };
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8,
+            )
+        };
     }
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 /// Closes everything that is not stdio or preserved, then execve.
@@ -262,4 +337,3 @@ pub fn final_exec(p: &Process, exe: &Path, preserve_fds: u32) -> Error {
     let env = process::environment(p);
     process::exec(exe, &args, &env)
 }
-

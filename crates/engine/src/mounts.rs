@@ -110,14 +110,24 @@ pub struct ParsedOptions {
 }
 
 pub fn parse_options(opts: &[String]) -> ParsedOptions {
-    let mut p = ParsedOptions { flags: MsFlags::empty(), propagation: Vec::new(), attr_set: 0, attr_clr: 0, idmap: None, data: Vec::new() };
+    let mut p = ParsedOptions {
+        flags: MsFlags::empty(),
+        propagation: Vec::new(),
+        attr_set: 0,
+        attr_clr: 0,
+        idmap: None,
+        data: Vec::new(),
+    };
     for o in opts {
         match parse_option(o) {
             Some(MountOption::Flag(true, f)) => p.flags |= f,
             Some(MountOption::Flag(false, f)) => p.flags &= !f,
             Some(MountOption::Propagation(f)) => p.propagation.push(f),
             Some(MountOption::Recursive(true, a)) => {
-                if a == MOUNT_ATTR_RELATIME || a == MOUNT_ATTR_NOATIME || a == MOUNT_ATTR_STRICTATIME {
+                if a == MOUNT_ATTR_RELATIME
+                    || a == MOUNT_ATTR_NOATIME
+                    || a == MOUNT_ATTR_STRICTATIME
+                {
                     p.attr_clr |= MOUNT_ATTR__ATIME;
                 }
                 p.attr_set |= a;
@@ -148,8 +158,17 @@ pub fn relative_dest(dest: &Path) -> PathBuf {
 }
 
 fn open_in_root(root: BorrowedFd, rel: &Path, flags: i32) -> std::result::Result<OwnedFd, Errno> {
-    let p = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-    openat2(root, p, flags | libc::O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    let p = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    openat2(
+        root,
+        p,
+        flags | libc::O_PATH,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 /// Opens `rel` inside the root, creating missing directories (and the last
@@ -163,29 +182,55 @@ pub fn ensure_in_root(root: BorrowedFd, rel: &Path, dir: bool) -> Result<OwnedFd
         match open_in_root(root, &prefix, 0) {
             Ok(_) => continue,
             Err(Errno::ENOENT) => {}
-            Err(e) => return Err(Error::sys_at(format!("open {} in rootfs", prefix.display()), e)),
+            Err(e) => {
+                return Err(Error::sys_at(
+                    format!("open {} in rootfs", prefix.display()),
+                    e,
+                ))
+            }
         }
         let pfd = open_in_root(root, &parent, libc::O_DIRECTORY)
             .map_err(|e| Error::sys_at(format!("open {} in rootfs", parent.display()), e))?;
         let last = i + 1 == comps.len();
         let name = Path::new(c.as_os_str());
         let res = if last && !dir {
-            nix::sys::stat::mknodat(Some(pfd.as_raw_fd()), name, SFlag::S_IFREG, Mode::from_bits_truncate(0o644), 0)
+            nix::sys::stat::mknodat(
+                Some(pfd.as_raw_fd()),
+                name,
+                SFlag::S_IFREG,
+                Mode::from_bits_truncate(0o644),
+                0,
+            )
         } else {
             nix::sys::stat::mkdirat(Some(pfd.as_raw_fd()), name, Mode::from_bits_truncate(0o755))
         };
         match res {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(Error::sys_at(format!("create {} in rootfs", prefix.display()), e)),
+            Err(e) => {
+                return Err(Error::sys_at(
+                    format!("create {} in rootfs", prefix.display()),
+                    e,
+                ))
+            }
         }
     }
     open_in_root(root, rel, 0).map_err(|e| {
-        let hint = if e == Errno::ENOENT { " (a dangling symlink in the rootfs?)" } else { "" };
+        let hint = if e == Errno::ENOENT {
+            " (a dangling symlink in the rootfs?)"
+        } else {
+            ""
+        };
         Error::sys_at(format!("open mount target {}{hint}", rel.display()), e)
     })
 }
 
-fn mount_at(src: Option<&str>, target: &OwnedFd, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> std::result::Result<(), Errno> {
+fn mount_at(
+    src: Option<&str>,
+    target: &OwnedFd,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> std::result::Result<(), Errno> {
     mount(src, fd_path(target).as_str(), fstype, flags, data)
 }
 
@@ -221,25 +266,43 @@ pub fn mount_entry(root: BorrowedFd, m: &Mount, ctx: &crate::rootfs::MountContex
     let rel = relative_dest(m.destination());
     let dest_name = m.destination().display().to_string();
     if typ == "cgroup" || typ == "cgroup2" {
-        let source = m.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "cgroup".into());
+        let source = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cgroup".into());
         return crate::rootfs::mount_cgroup(root, &rel, &source, &opts, ctx);
     }
     if typ == "proc" || typ == "sysfs" {
         // A rootfs that turns /proc or /sys into a symlink would move the
         // mount somewhere the container controls (CVE-2019-19921's class).
-        match openat2(root, &rel, libc::O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS) {
+        match openat2(
+            root,
+            &rel,
+            libc::O_PATH,
+            RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS,
+        ) {
             Ok(_) | Err(Errno::ENOENT) => {}
             Err(Errno::ELOOP) => {
-                return Err(Error::InvalidConfig(format!("{typ} mount destination {dest_name} is a symlink in the rootfs: refused")))
+                return Err(Error::InvalidConfig(format!(
+                    "{typ} mount destination {dest_name} is a symlink in the rootfs: refused"
+                )))
             }
             Err(e) => return Err(Error::sys_at(format!("open {dest_name} in rootfs"), e)),
         }
     }
-    let source = m.source().as_ref().map(|s| s.to_string_lossy().into_owned());
+    let source = m
+        .source()
+        .as_ref()
+        .map(|s| s.to_string_lossy().into_owned());
     let is_dir = if is_bind {
-        let src = source.as_deref().ok_or_else(|| Error::InvalidConfig(format!("bind mount {dest_name} has no source")))?;
+        let src = source
+            .as_deref()
+            .ok_or_else(|| Error::InvalidConfig(format!("bind mount {dest_name} has no source")))?;
         std::fs::metadata(src)
-            .map_err(|e| Error::InvalidConfig(format!("bind mount source {src} of {dest_name}: {e}")))?
+            .map_err(|e| {
+                Error::InvalidConfig(format!("bind mount source {src} of {dest_name}: {e}"))
+            })?
             .is_dir()
     } else {
         true
@@ -247,18 +310,34 @@ pub fn mount_entry(root: BorrowedFd, m: &Mount, ctx: &crate::rootfs::MountContex
     let target = ensure_in_root(root, &rel, is_dir)?;
     let data = opts.data.join(",");
     let data = (!data.is_empty()).then_some(data.as_str());
-    let what = |e| Error::sys_at(format!("mount {} on {dest_name}", source.as_deref().unwrap_or(typ)), e);
+    let what = |e| {
+        Error::sys_at(
+            format!("mount {} on {dest_name}", source.as_deref().unwrap_or(typ)),
+            e,
+        )
+    };
     if is_bind {
         let src = source.as_deref().unwrap_or_default();
         if let Some(recursive) = opts.idmap {
             crate::idmap::mount_idmapped(src, &target, m, recursive)?;
         } else {
-            mount_at(Some(src), &target, None, MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC), None).map_err(what)?;
+            mount_at(
+                Some(src),
+                &target,
+                None,
+                MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC),
+                None,
+            )
+            .map_err(what)?;
         }
-        let remount_flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        let remount_flags =
+            opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !remount_flags.is_empty() {
             let top = open_in_root(root, &rel, 0).map_err(what)?;
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | remount_flags | (locked_flags(&top) & !MsFlags::MS_RDONLY);
+            let flags = MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | remount_flags
+                | (locked_flags(&top) & !MsFlags::MS_RDONLY);
             mount_at(None, &top, None, flags, None).map_err(what)?;
         }
     } else {
@@ -269,7 +348,14 @@ pub fn mount_entry(root: BorrowedFd, m: &Mount, ctx: &crate::rootfs::MountContex
             // sysfs cannot be mounted from a user namespace that does not own
             // the network namespace: fall back to the host's /sys, as runc does.
             Err(Errno::EPERM) if typ == "sysfs" => {
-                mount_at(Some("/sys"), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None).map_err(what)?;
+                mount_at(
+                    Some("/sys"),
+                    &target,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .map_err(what)?;
                 let top = open_in_root(root, &rel, 0).map_err(what)?;
                 let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(&top);
                 mount_at(None, &top, None, flags, None).map_err(what)?;
@@ -293,10 +379,15 @@ pub fn mount_entry(root: BorrowedFd, m: &Mount, ctx: &crate::rootfs::MountContex
 /// Bind-mounts `src_fd`'s object onto `rel` inside the root.
 pub fn bind_fd_in_root(root: BorrowedFd, src: &OwnedFd, rel: &Path, dir: bool) -> Result<()> {
     let target = ensure_in_root(root, rel, dir)?;
-    mount_at(Some(fd_path(src).as_str()), &target, None, MsFlags::MS_BIND, None)
-        .map_err(|e| Error::sys_at(format!("bind mount onto /{}", rel.display()), e))
+    mount_at(
+        Some(fd_path(src).as_str()),
+        &target,
+        None,
+        MsFlags::MS_BIND,
+        None,
+    )
+    .map_err(|e| Error::sys_at(format!("bind mount onto /{}", rel.display()), e))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -304,7 +395,14 @@ mod tests {
 
     #[test]
     fn options_split_by_kind() {
-        let o = parse_options(&["nosuid".into(), "strictatime".into(), "mode=755".into(), "size=65536k".into(), "rslave".into(), "rro".into()]);
+        let o = parse_options(&[
+            "nosuid".into(),
+            "strictatime".into(),
+            "mode=755".into(),
+            "size=65536k".into(),
+            "rslave".into(),
+            "rro".into(),
+        ]);
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
         assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
         assert_eq!(o.propagation, vec![MsFlags::MS_SLAVE | MsFlags::MS_REC]);
@@ -321,7 +419,10 @@ mod tests {
 
     #[test]
     fn destination_is_lexically_confined() {
-        assert_eq!(relative_dest(Path::new("/a/../../b/./c")), PathBuf::from("b/c"));
+        assert_eq!(
+            relative_dest(Path::new("/a/../../b/./c")),
+            PathBuf::from("b/c")
+        );
         assert_eq!(relative_dest(Path::new("../../etc")), PathBuf::from("etc"));
     }
 }

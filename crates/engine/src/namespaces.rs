@@ -62,12 +62,22 @@ impl Plan {
     pub fn from_spec(spec: &Spec) -> Result<Plan> {
         let mut new = CloneFlags::empty();
         let mut joined = Vec::new();
-        for ns in spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+        for ns in spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
             match ns.path() {
                 None => new |= clone_flag(ns.typ()),
                 Some(p) => {
                     let f = File::open(p).map_err(|e| Error::io("open namespace", p, e))?;
-                    joined.push(Joined { typ: ns.typ(), path: p.clone(), fd: f.into() });
+                    joined.push(Joined {
+                        typ: ns.typ(),
+                        path: p.clone(),
+                        fd: f.into(),
+                    });
                 }
             }
         }
@@ -116,7 +126,10 @@ impl Plan {
 
     /// Runtime side, before clone3: enter the joined namespaces the child
     /// inherits. The returned guard puts the runtime back where it was.
-    pub fn enter_for_clone(&self, time_offsets: Option<&HashMap<String, LinuxTimeOffset>>) -> Result<Restore> {
+    pub fn enter_for_clone(
+        &self,
+        time_offsets: Option<&HashMap<String, LinuxTimeOffset>>,
+    ) -> Result<Restore> {
         let mut saved = Vec::new();
         if self.has_new(LinuxNamespaceType::Time) && !self.joins(LinuxNamespaceType::User) {
             // Offsets can only be written before a process is in the new
@@ -125,7 +138,8 @@ impl Plan {
             let p = "/proc/self/ns/time_for_children";
             let f = File::open(p).map_err(|e| Error::io("open namespace", p, e))?;
             saved.push((clone_flag(LinuxNamespaceType::Time), OwnedFd::from(f)));
-            unshare(clone_flag(LinuxNamespaceType::Time)).map_err(|e| Error::Sys("unshare time namespace", e))?;
+            unshare(clone_flag(LinuxNamespaceType::Time))
+                .map_err(|e| Error::Sys("unshare time namespace", e))?;
             let restore = Restore(saved);
             write_time_offsets(time_offsets)?;
             saved = restore.into_inner();
@@ -150,7 +164,8 @@ impl Plan {
     pub fn enter_in_child(&self) -> Result<()> {
         for t in [LinuxNamespaceType::User, LinuxNamespaceType::Mount] {
             if let Some(j) = self.joined.iter().find(|j| j.typ == t) {
-                setns(j.fd.as_fd(), clone_flag(t)).map_err(|e| Error::sys_at(format!("setns {}", j.path.display()), e))?;
+                setns(j.fd.as_fd(), clone_flag(t))
+                    .map_err(|e| Error::sys_at(format!("setns {}", j.path.display()), e))?;
             }
         }
         // The cgroup namespace waits until the init is in its cgroups (see
@@ -178,12 +193,21 @@ fn write_time_offsets(offsets: Option<&HashMap<String, LinuxTimeOffset>>) -> Res
         let name = match clock.as_str() {
             "monotonic" => "monotonic",
             "boottime" => "boottime",
-            other => return Err(Error::InvalidConfig(format!("timeOffsets: unknown clock {other:?} (monotonic or boottime)"))),
+            other => {
+                return Err(Error::InvalidConfig(format!(
+                    "timeOffsets: unknown clock {other:?} (monotonic or boottime)"
+                )))
+            }
         };
-        text.push_str(&format!("{name} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+        text.push_str(&format!(
+            "{name} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
     }
     if !text.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", text).map_err(|e| Error::io("write", "/proc/self/timens_offsets", e))?;
+        std::fs::write("/proc/self/timens_offsets", text)
+            .map_err(|e| Error::io("write", "/proc/self/timens_offsets", e))?;
     }
     Ok(())
 }

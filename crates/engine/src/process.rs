@@ -38,12 +38,19 @@ fn rlimit_resource(t: PosixRlimitType) -> Option<libc::__rlimit_resource_t> {
 
 pub fn set_rlimits(p: &Process) -> Result<()> {
     for r in p.rlimits().iter().flatten() {
-        let res = rlimit_resource(r.typ())
-            .ok_or_else(|| Error::InvalidConfig(format!("rlimit {:?} is not supported", r.typ())))?;
-        let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
+        let res = rlimit_resource(r.typ()).ok_or_else(|| {
+            Error::InvalidConfig(format!("rlimit {:?} is not supported", r.typ()))
+        })?;
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
         // SAFETY: a valid resource number and rlimit struct.
         if unsafe { libc::setrlimit(res, &lim) } != 0 {
-            return Err(Error::sys_at(format!("setrlimit {:?}", r.typ()), nix::errno::Errno::last()));
+            return Err(Error::sys_at(
+                format!("setrlimit {:?}", r.typ()),
+                nix::errno::Errno::last(),
+            ));
         }
     }
     Ok(())
@@ -67,7 +74,14 @@ pub fn set_io_priority(p: &Process) -> Result<()> {
         };
         const IOPRIO_WHO_PROCESS: i64 = 1;
         // SAFETY: integer-only syscall.
-        let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, (class << 13) | io.priority()) };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_ioprio_set,
+                IOPRIO_WHO_PROCESS,
+                0,
+                (class << 13) | io.priority(),
+            )
+        };
         if r < 0 {
             return Err(Error::Sys("ioprio_set", nix::errno::Errno::last()));
         }
@@ -89,7 +103,9 @@ struct SchedAttr {
 }
 
 pub fn set_scheduler(p: &Process) -> Result<()> {
-    let Some(s) = p.scheduler() else { return Ok(()) };
+    let Some(s) = p.scheduler() else {
+        return Ok(());
+    };
     use oci_spec::runtime::LinuxSchedulerFlag as F;
     use oci_spec::runtime::LinuxSchedulerPolicy as P;
     let policy = match s.policy() {
@@ -134,7 +150,9 @@ pub fn set_scheduler(p: &Process) -> Result<()> {
 pub fn personality_value(p: &LinuxPersonality) -> Result<libc::c_ulong> {
     // runtime-spec 1.3 defines no personality flags yet.
     if let Some(f) = p.flags().iter().flatten().next() {
-        return Err(Error::InvalidConfig(format!("personality flag {f:?} is not supported")));
+        return Err(Error::InvalidConfig(format!(
+            "personality flag {f:?} is not supported"
+        )));
     }
     Ok(match p.domain() {
         LinuxPersonalityDomain::PerLinux => 0x0000,
@@ -160,7 +178,12 @@ pub fn set_identity(p: &Process, allow_setgroups: bool) -> Result<()> {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     if allow_setgroups {
-        let gids: Vec<Gid> = u.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+        let gids: Vec<Gid> = u
+            .additional_gids()
+            .iter()
+            .flatten()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
         nix::unistd::setgroups(&gids).map_err(|e| Error::Sys("setgroups", e))?;
     }
     let (gid, uid) = (Gid::from_raw(u.gid()), Uid::from_raw(u.uid()));
@@ -174,7 +197,10 @@ pub fn set_identity(p: &Process, allow_setgroups: bool) -> Result<()> {
 pub fn set_no_new_privs() -> Result<()> {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(Error::Sys("prctl(PR_SET_NO_NEW_PRIVS)", nix::errno::Errno::last()));
+        return Err(Error::Sys(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -188,13 +214,22 @@ pub fn set_umask(p: &Process) {
 /// path (/proc/self/fd/N) cannot put the process outside its root.
 pub fn enter_cwd(cwd: &Path) -> Result<()> {
     let root = std::fs::File::open("/").map_err(|e| Error::io("open", "/", e))?;
-    let fd = openat2(root.as_fd(), cwd, libc::O_PATH | libc::O_DIRECTORY, RESOLVE_NO_MAGICLINKS)
-        .map_err(|e| Error::sys_at(format!("chdir to cwd {}", cwd.display()), e))?;
-    nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(&fd)).map_err(|e| Error::sys_at(format!("chdir {}", cwd.display()), e))?;
+    let fd = openat2(
+        root.as_fd(),
+        cwd,
+        libc::O_PATH | libc::O_DIRECTORY,
+        RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(|e| Error::sys_at(format!("chdir to cwd {}", cwd.display()), e))?;
+    nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .map_err(|e| Error::sys_at(format!("chdir {}", cwd.display()), e))?;
     // A cwd outside our root shows up as "(unreachable)" in getcwd.
     match nix::unistd::getcwd() {
         Ok(p) if p.is_absolute() => Ok(()),
-        _ => Err(Error::InvalidConfig(format!("cwd {} is outside the container", cwd.display()))),
+        _ => Err(Error::InvalidConfig(format!(
+            "cwd {} is outside the container",
+            cwd.display()
+        ))),
     }
 }
 
@@ -209,7 +244,10 @@ pub fn environment(p: &Process) -> Vec<String> {
         env.push(kv.clone());
     }
     if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", home_of(p.user().uid()).unwrap_or_else(|| "/".into())));
+        env.push(format!(
+            "HOME={}",
+            home_of(p.user().uid()).unwrap_or_else(|| "/".into())
+        ));
     }
     env
 }
@@ -219,7 +257,13 @@ pub fn environment(p: &Process) -> Vec<String> {
 fn home_of(uid: u32) -> Option<String> {
     use std::io::Read;
     let root = std::fs::File::open("/").ok()?;
-    let fd = openat2(root.as_fd(), Path::new("etc/passwd"), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW, RESOLVE_NO_MAGICLINKS).ok()?;
+    let fd = openat2(
+        root.as_fd(),
+        Path::new("etc/passwd"),
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW,
+        RESOLVE_NO_MAGICLINKS,
+    )
+    .ok()?;
     let file = std::fs::File::from(fd);
     if !file.metadata().ok()?.is_file() {
         return None;
@@ -235,33 +279,51 @@ fn home_of(uid: u32) -> Option<String> {
 /// Finds args[0] as execvp would, with the container's PATH.
 pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
     if arg0.contains('/') {
         let p = PathBuf::from(arg0);
         return if is_exec(&p) {
             Ok(p)
         } else {
-            Err(Error::InvalidConfig(format!("exec: {arg0:?}: no such executable file")))
+            Err(Error::InvalidConfig(format!(
+                "exec: {arg0:?}: no such executable file"
+            )))
         };
     }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     path.split(':')
         .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0))
         .find(|p| is_exec(p))
-        .ok_or_else(|| Error::InvalidConfig(format!("exec: {arg0:?}: executable file not found in $PATH")))
+        .ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "exec: {arg0:?}: executable file not found in $PATH"
+            ))
+        })
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>> {
     v.iter()
-        .map(|s| CString::new(s.as_bytes()).map_err(|_| Error::InvalidConfig(format!("NUL byte in {s:?}"))))
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| Error::InvalidConfig(format!("NUL byte in {s:?}")))
+        })
         .collect()
 }
 
 /// execve; returns only on failure.
 pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
     let run = || -> Result<std::convert::Infallible> {
-        let p = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Error::InvalidConfig("NUL in path".into()))?;
-        nix::unistd::execve(&p, &cstrings(args)?, &cstrings(env)?).map_err(|e| Error::sys_at(format!("exec {}", path.display()), e))
+        let p = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::InvalidConfig("NUL in path".into()))?;
+        nix::unistd::execve(&p, &cstrings(args)?, &cstrings(env)?)
+            .map_err(|e| Error::sys_at(format!("exec {}", path.display()), e))
     };
     match run() {
         Err(e) => e,

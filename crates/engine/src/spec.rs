@@ -14,7 +14,10 @@ const MAX_MINOR: u64 = 3;
 
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
-    let bytes = std::fs::read(&path).map_err(|source| Error::ReadConfig { path: path.clone(), source })?;
+    let bytes = std::fs::read(&path).map_err(|source| Error::ReadConfig {
+        path: path.clone(),
+        source,
+    })?;
     match serde_json::from_slice::<Spec>(&bytes) {
         Ok(spec) => Ok(spec),
         Err(source) => {
@@ -41,10 +44,19 @@ pub fn validate_id(id: &str) -> Result<()> {
         return Err(Error::InvalidId(id.into(), "the id cannot be . or .."));
     }
     if id.len() > 1024 {
-        return Err(Error::InvalidId(id.into(), "the id is longer than 1024 characters"));
+        return Err(Error::InvalidId(
+            id.into(),
+            "the id is longer than 1024 characters",
+        ));
     }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c)) {
-        return Err(Error::InvalidId(id.into(), "use only letters, digits and _ + - ."));
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c))
+    {
+        return Err(Error::InvalidId(
+            id.into(),
+            "use only letters, digits and _ + - .",
+        ));
     }
     Ok(())
 }
@@ -67,8 +79,19 @@ fn validate_version(v: &str) -> Result<()> {
 /// Namespace kinds the sysctl key needs to be private for a container to set it
 /// (the same table runc validates against).
 fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
-    const IPC: [&str; 6] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax"];
-    if IPC.contains(&key) || key == "kernel.shmmni" || key == "kernel.shm_rmid_forced" || key.starts_with("fs.mqueue.") {
+    const IPC: [&str; 6] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+    ];
+    if IPC.contains(&key)
+        || key == "kernel.shmmni"
+        || key == "kernel.shm_rmid_forced"
+        || key.starts_with("fs.mqueue.")
+    {
         return Some(LinuxNamespaceType::Ipc);
     }
     if key.starts_with("net.") {
@@ -84,14 +107,24 @@ fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
 /// `bundle` is the absolute bundle path; returns the absolute rootfs path.
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     validate_version(spec.version())?;
-    let root = spec
-        .root()
-        .as_ref()
-        .ok_or_else(|| Error::InvalidConfig("config.json: root is missing: set root.path to the rootfs directory".into()))?;
-    let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+    let root = spec.root().as_ref().ok_or_else(|| {
+        Error::InvalidConfig(
+            "config.json: root is missing: set root.path to the rootfs directory".into(),
+        )
+    })?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(Error::InvalidConfig(format!("rootfs {} is not a directory", rootfs.display()))),
+        Ok(_) => {
+            return Err(Error::InvalidConfig(format!(
+                "rootfs {} is not a directory",
+                rootfs.display()
+            )))
+        }
         Err(e) => {
             return Err(Error::InvalidConfig(format!(
                 "rootfs {} does not exist ({e}): check root.path in config.json",
@@ -104,7 +137,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("config.json: process is missing".into()))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::InvalidConfig("config.json: process.args must not be empty".into()));
+        return Err(Error::InvalidConfig(
+            "config.json: process.args must not be empty".into(),
+        ));
     }
     if !process.cwd().is_absolute() {
         return Err(Error::InvalidConfig(format!(
@@ -120,7 +155,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     let mut private = HashSet::new();
     for ns in linux.namespaces().iter().flatten() {
         if !seen.insert(ns.typ()) {
-            return Err(Error::InvalidConfig(format!("config.json: namespace {:?} listed twice", ns.typ())));
+            return Err(Error::InvalidConfig(format!(
+                "config.json: namespace {:?} listed twice",
+                ns.typ()
+            )));
         }
         if let Some(p) = ns.path() {
             if !p.exists() {
@@ -133,12 +171,17 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         private.insert(ns.typ());
     }
     if private.contains(&LinuxNamespaceType::User) {
-        let joins = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+        let joins = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
         let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
             && linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
         if !joins && !has_maps {
             return Err(Error::InvalidConfig(
-                "config.json: a user namespace needs linux.uidMappings and linux.gidMappings".into(),
+                "config.json: a user namespace needs linux.uidMappings and linux.gidMappings"
+                    .into(),
             ));
         }
     } else if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
@@ -146,14 +189,24 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             "config.json: uidMappings given without a user namespace: add {\"type\":\"user\"} to linux.namespaces".into(),
         ));
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !private.contains(&LinuxNamespaceType::Uts) {
-        return Err(Error::InvalidConfig("unable to set hostname without a private UTS namespace".into()));
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !private.contains(&LinuxNamespaceType::Uts)
+    {
+        return Err(Error::InvalidConfig(
+            "unable to set hostname without a private UTS namespace".into(),
+        ));
     }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !private.contains(&LinuxNamespaceType::Uts) {
-        return Err(Error::InvalidConfig("unable to set domainname without a private UTS namespace".into()));
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+        && !private.contains(&LinuxNamespaceType::Uts)
+    {
+        return Err(Error::InvalidConfig(
+            "unable to set domainname without a private UTS namespace".into(),
+        ));
     }
     if linux.time_offsets().is_some() && !private.contains(&LinuxNamespaceType::Time) {
-        return Err(Error::InvalidConfig("config.json: timeOffsets need a time namespace".into()));
+        return Err(Error::InvalidConfig(
+            "config.json: timeOffsets need a time namespace".into(),
+        ));
     }
     for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
         match sysctl_namespace(key) {
@@ -172,11 +225,15 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     }
     for m in spec.mounts().iter().flatten() {
         if m.destination().as_os_str().is_empty() {
-            return Err(Error::InvalidConfig("config.json: a mount has an empty destination".into()));
+            return Err(Error::InvalidConfig(
+                "config.json: a mount has an empty destination".into(),
+            ));
         }
         for opt in m.options().iter().flatten() {
             if crate::mounts::parse_option(opt).is_none() && opt.contains('\n') {
-                return Err(Error::InvalidConfig(format!("config.json: bad mount option {opt:?}")));
+                return Err(Error::InvalidConfig(format!(
+                    "config.json: bad mount option {opt:?}"
+                )));
             }
         }
     }
@@ -210,9 +267,18 @@ mod tests {
 
     #[test]
     fn sysctl_needs_its_namespace() {
-        assert_eq!(sysctl_namespace("net.ipv4.ip_forward"), Some(LinuxNamespaceType::Network));
-        assert_eq!(sysctl_namespace("fs.mqueue.msg_max"), Some(LinuxNamespaceType::Ipc));
-        assert_eq!(sysctl_namespace("kernel.shmmax"), Some(LinuxNamespaceType::Ipc));
+        assert_eq!(
+            sysctl_namespace("net.ipv4.ip_forward"),
+            Some(LinuxNamespaceType::Network)
+        );
+        assert_eq!(
+            sysctl_namespace("fs.mqueue.msg_max"),
+            Some(LinuxNamespaceType::Ipc)
+        );
+        assert_eq!(
+            sysctl_namespace("kernel.shmmax"),
+            Some(LinuxNamespaceType::Ipc)
+        );
         assert_eq!(sysctl_namespace("vm.swappiness"), None);
     }
 }

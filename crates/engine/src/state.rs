@@ -86,7 +86,11 @@ pub struct OciState<'a> {
 
 impl Saved {
     pub fn oci(&self, status: Status) -> OciState<'_> {
-        let pid = if status == Status::Stopped { 0 } else { self.pid };
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.pid
+        };
         OciState {
             oci_version: &self.oci_version,
             id: &self.id,
@@ -137,7 +141,9 @@ impl StateDir {
         let path = root.join(id);
         match std::fs::DirBuilder::new().mode(0o711).create(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(id.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(id.into()))
+            }
             Err(e) => return Err(Error::io("create state dir", &path, e)),
         }
         let lock = lock_dir(&path)?;
@@ -148,7 +154,9 @@ impl StateDir {
         let path = root.join(id);
         let lock = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotExist(id.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotExist(id.into()))
+            }
             Err(e) => return Err(Error::io("open", &path, e)),
         };
         flock_exclusive(&lock, &path)?;
@@ -163,7 +171,10 @@ impl StateDir {
     }
 
     pub fn save(&self, saved: &Saved) -> Result<()> {
-        write_atomic(&self.path.join(STATE_FILE), &serde_json::to_vec(saved).map_err(|e| Error::Other(e.to_string()))?)
+        write_atomic(
+            &self.path.join(STATE_FILE),
+            &serde_json::to_vec(saved).map_err(|e| Error::Other(e.to_string()))?,
+        )
     }
 
     /// The fd holding the lock. A forked child must close it: flock belongs
@@ -190,14 +201,18 @@ impl StateDir {
 pub fn read_saved(dir: &Path) -> Result<Saved> {
     let p = dir.join(STATE_FILE);
     let bytes = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Other(format!("{}: corrupt state: {e}", p.display())))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Other(format!("{}: corrupt state: {e}", p.display())))
 }
 
 /// Write to a temp file, fsync, rename: a crash leaves the old or the new file.
 /// The temp file has a name of its own, is created exclusively and never
 /// through a symlink: a pid file's directory may be writable by others.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
@@ -233,7 +248,9 @@ pub fn init_alive(saved: &Saved) -> bool {
 
 /// RFC 3339 with nanoseconds in UTC, as Go's time.RFC3339Nano prints it.
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs() as i64;
     let (days, sod) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Howard Hinnant's days-to-civil algorithm.
@@ -250,8 +267,17 @@ pub fn now_rfc3339() -> String {
     while frac.ends_with('0') {
         frac.pop();
     }
-    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+    let frac = if frac.is_empty() {
+        String::new()
+    } else {
+        format!(".{frac}")
+    };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 /// Ids of all containers under `root` (directories holding a state file).
@@ -277,7 +303,10 @@ mod tests {
     #[test]
     fn rfc3339_shape() {
         let s = now_rfc3339();
-        assert!(s.ends_with('Z') && s.len() >= 20 && &s[4..5] == "-" && &s[10..11] == "T", "{s}");
+        assert!(
+            s.ends_with('Z') && s.len() >= 20 && &s[4..5] == "-" && &s[10..11] == "T",
+            "{s}"
+        );
     }
 
     #[test]

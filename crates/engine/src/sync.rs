@@ -4,7 +4,10 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
+};
 
 use crate::error::{Error, Result};
 
@@ -55,14 +58,20 @@ impl Msg {
 pub struct Channel(pub OwnedFd);
 
 pub fn pair() -> Result<(Channel, Channel)> {
-    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|e| Error::Sys("socketpair", e))?;
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::Sys("socketpair", e))?;
     Ok((Channel(a), Channel(b)))
 }
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
-        send(self.0.as_raw_fd(), &msg.encode(), MsgFlags::MSG_NOSIGNAL).map_err(|e| Error::Sys("sync send", e))?;
+        send(self.0.as_raw_fd(), &msg.encode(), MsgFlags::MSG_NOSIGNAL)
+            .map_err(|e| Error::Sys("sync send", e))?;
         Ok(())
     }
 
@@ -76,7 +85,14 @@ impl Channel {
         let data = msg.encode();
         let iov = [std::io::IoSlice::new(&data)];
         let cmsg = [ControlMessage::ScmRights(&fds)];
-        sendmsg::<()>(self.0.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(|e| Error::Sys("sync sendmsg", e))?;
+        sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(|e| Error::Sys("sync sendmsg", e))?;
         Ok(())
     }
 
@@ -86,7 +102,12 @@ impl Channel {
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         loop {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            let r = recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC);
+            let r = recvmsg::<()>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            );
             let (n, fd) = match r {
                 Ok(m) => {
                     let mut fd = None;
@@ -94,7 +115,9 @@ impl Channel {
                         for c in cmsgs {
                             if let ControlMessageOwned::ScmRights(v) = c {
                                 // SAFETY: SCM_RIGHTS gave us new fds we now own.
-                                fd = v.first().map(|f| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(*f) });
+                                fd = v.first().map(|f| unsafe {
+                                    <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(*f)
+                                });
                             }
                         }
                     }
@@ -106,7 +129,8 @@ impl Channel {
             if n == 0 {
                 return Err(Error::PeerGone);
             }
-            let msg = Msg::decode(&buf[..n]).ok_or_else(|| Error::Init("bad message from container process".into()))?;
+            let msg = Msg::decode(&buf[..n])
+                .ok_or_else(|| Error::Init("bad message from container process".into()))?;
             return Ok((msg, fd));
         }
     }
@@ -116,7 +140,9 @@ impl Channel {
         match self.recv()? {
             m if m == want => Ok(()),
             Msg::Failed(s) => Err(Error::Init(s)),
-            m => Err(Error::Init(format!("expected {want:?} from container process, got {m:?}"))),
+            m => Err(Error::Init(format!(
+                "expected {want:?} from container process, got {m:?}"
+            ))),
         }
     }
 }

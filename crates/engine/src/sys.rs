@@ -48,13 +48,20 @@ pub fn clone3(ns_flags: u64, cgroup_fd: Option<RawFd>) -> Result<Forked, Errno> 
     // SAFETY: args is a valid clone_args of the size we pass; without a stack
     // the child resumes here like fork(2), and the process has one thread.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
     };
     match ret {
         -1 => Err(Errno::last()),
         0 => Ok(Forked::Child),
         // SAFETY: CLONE_PIDFD stored a new fd we now own.
-        pid => Ok(Forked::Parent { pid: pid as i32, pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) } }),
+        pid => Ok(Forked::Parent {
+            pid: pid as i32,
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
     }
 }
 
@@ -71,7 +78,13 @@ pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
 pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: i32) -> Result<(), Errno> {
     // SAFETY: a valid pidfd, a null siginfo (kernel fills it as kill(2)).
     let ret = unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
     };
     if ret < 0 {
         Err(Errno::last())
@@ -87,7 +100,14 @@ pub fn pidfd_wait(pidfd: BorrowedFd) -> Result<i32, Errno> {
         // SAFETY: zeroed siginfo is a valid out-parameter.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: P_PIDFD with a valid fd and out-parameter.
-        let ret = unsafe { libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED) };
+        let ret = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED,
+            )
+        };
         if ret < 0 {
             let e = Errno::last();
             if e == Errno::EINTR {
@@ -97,7 +117,11 @@ pub fn pidfd_wait(pidfd: BorrowedFd) -> Result<i32, Errno> {
         }
         // SAFETY: waitid filled a SIGCHLD siginfo.
         let (code, status) = unsafe { (info.si_code, info.si_status()) };
-        return Ok(if code == libc::CLD_EXITED { status } else { 128 + status });
+        return Ok(if code == libc::CLD_EXITED {
+            status
+        } else {
+            128 + status
+        });
     }
 }
 
@@ -116,11 +140,21 @@ pub const RESOLVE_IN_ROOT: u64 = 0x10;
 /// so `..` and symlinks cannot lead out of it.
 pub fn openat2(dirfd: BorrowedFd, path: &Path, flags: i32, resolve: u64) -> Result<OwnedFd, Errno> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
-    let how = OpenHow { flags: (flags | libc::O_CLOEXEC) as u64, mode: 0, resolve };
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
     loop {
         // SAFETY: valid C string and open_how of the size passed.
         let ret = unsafe {
-            libc::syscall(libc::SYS_openat2, dirfd.as_raw_fd(), c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
         };
         if ret >= 0 {
             // SAFETY: the kernel returned a new fd.

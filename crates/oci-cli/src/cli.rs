@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "cove-oci", about = "cove-oci: an OCI runtime with runc's command line", disable_version_flag = true)]
+#[command(
+    name = "cove-oci",
+    about = "cove-oci: an OCI runtime with runc's command line",
+    disable_version_flag = true
+)]
 pub struct Cli {
     /// Print the version
     #[arg(short = 'v', long = "version")]

@@ -21,7 +21,10 @@ fn e2s(e: cove_engine::Error) -> String {
 pub fn run(cli: &Cli) -> Res {
     if cli.version {
         println!("cove-oci version {}", env!("CARGO_PKG_VERSION"));
-        println!("commit: {}", option_env!("COVE_COMMIT").unwrap_or("unknown"));
+        println!(
+            "commit: {}",
+            option_env!("COVE_COMMIT").unwrap_or("unknown")
+        );
         println!("spec: {}", cove_engine::spec::SPEC_VERSION);
         return Ok(0);
     }
@@ -35,23 +38,40 @@ pub fn run(cli: &Cli) -> Res {
             Ok(0)
         }
         Command::Start { id } => container::start(root, id).map(|_| 0).map_err(e2s),
-        Command::Run { create, detach, keep } => run_container(cli, create, *detach, *keep),
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => run_container(cli, create, *detach, *keep),
         Command::State { id } => state(root, id),
         Command::List { format, quiet } => list(root, format, *quiet),
         Command::Kill { id, signal, all } => {
             let sig = crate::signals::parse(signal.as_deref().unwrap_or("SIGTERM"))?;
             container::kill(root, id, sig, *all).map(|_| 0).map_err(e2s)
         }
-        Command::Delete { id, force } => container::delete(root, id, *force).map(|_| 0).map_err(e2s),
+        Command::Delete { id, force } => {
+            container::delete(root, id, *force).map(|_| 0).map_err(e2s)
+        }
         Command::Exec(a) => exec_cmd(cli, a),
-        Command::Ps { id, format, ps_args } => ps(root, id, format, ps_args),
+        Command::Ps {
+            id,
+            format,
+            ps_args,
+        } => ps(root, id, format, ps_args),
         Command::Pause { id } => pause(root, id, true),
         Command::Resume { id } => pause(root, id, false),
         Command::Spec { bundle, rootless } => spec(bundle.as_deref(), *rootless),
         Command::Update(a) => crate::resources::update(root, a),
-        Command::Events { id, stats, interval } => crate::resources::events(root, id, *stats, interval),
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => crate::resources::events(root, id, *stats, interval),
         Command::Features => {
-            println!("{}", serde_json::to_string_pretty(&features()).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&features()).unwrap_or_default()
+            );
             Ok(0)
         }
     }
@@ -60,17 +80,29 @@ pub fn run(cli: &Cli) -> Res {
 /// Socket-activation fds passed on, as runc does: only when LISTEN_PID
 /// names us, so a stale LISTEN_FDS in the environment leaks nothing.
 fn listen_fds() -> u32 {
-    let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
     if !for_us {
         return 0;
     }
-    std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A relative --pid-file is relative to where cove-oci was called, not to
 /// the bundle it changes into.
 fn absolute(p: &Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
-    p.as_ref().map(|p| if p.is_absolute() { p.clone() } else { std::env::current_dir().unwrap_or_default().join(p) })
+    p.as_ref().map(|p| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        }
+    })
 }
 
 fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
@@ -89,13 +121,14 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
 
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Res {
     let mut opts = create_options(cli, a);
-    let console = if !detach && opts.console_socket.is_none() && crate::tty::bundle_wants_tty(&a.bundle) {
-        let l = crate::tty::ConsoleListener::bind(&cli.root, &a.id)?;
-        opts.console_socket = Some(l.path.clone());
-        Some(l)
-    } else {
-        None
-    };
+    let console =
+        if !detach && opts.console_socket.is_none() && crate::tty::bundle_wants_tty(&a.bundle) {
+            let l = crate::tty::ConsoleListener::bind(&cli.root, &a.id)?;
+            opts.console_socket = Some(l.path.clone());
+            Some(l)
+        } else {
+            None
+        };
     let created = container::create(&opts).map_err(e2s)?;
     let master = match &console {
         Some(l) => match l.receive_master() {
@@ -108,12 +141,18 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Res {
         None => None,
     };
     // Signals that arrive from here on go to the container.
-    let mut sfd = if detach { None } else { Some(cove_engine::foreground::block_signals().map_err(e2s)?) };
+    let mut sfd = if detach {
+        None
+    } else {
+        Some(cove_engine::foreground::block_signals().map_err(e2s)?)
+    };
     if let Err(e) = container::start(&cli.root, &a.id) {
         let _ = container::delete(&cli.root, &a.id, true);
         return Err(e2s(e));
     }
-    let Some(sfd) = sfd.as_mut() else { return Ok(0) };
+    let Some(sfd) = sfd.as_mut() else {
+        return Ok(0);
+    };
     let code = match &master {
         Some(m) => cove_engine::foreground::wait_with_tty(created.pidfd.as_fd(), sfd, m),
         None => cove_engine::foreground::wait_forwarding(created.pidfd.as_fd(), sfd),
@@ -130,14 +169,23 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Res {
 fn state(root: &Path, id: &str) -> Res {
     let c = container::load(root, id).map_err(e2s)?;
     let st = c.saved.oci(c.status);
-    println!("{}", serde_json::to_string_pretty(&st).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&st).map_err(|e| e.to_string())?
+    );
     Ok(0)
 }
 
 fn owner_name(root: &Path, id: &str) -> String {
     use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata(root.join(id)).map(|m| m.uid()).unwrap_or(0);
-    nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string())
+    let uid = std::fs::metadata(root.join(id))
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
 }
 
 fn list(root: &Path, format: &str, quiet: bool) -> Res {
@@ -164,17 +212,41 @@ fn list(root: &Path, format: &str, quiet: bool) -> Res {
                 st
             })
             .collect();
-        let _ = writeln!(out, "{}", serde_json::to_string(&v).map_err(|e| e.to_string())?);
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&v).map_err(|e| e.to_string())?
+        );
         return Ok(0);
     }
-    let rows: Vec<[String; 6]> = std::iter::once(["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from))
-        .chain(all.iter().zip(&owners).map(|(c, o)| {
-            let pid = if c.status == Status::Stopped { 0 } else { c.saved.pid };
-            [c.saved.id.clone(), pid.to_string(), c.status.to_string(), c.saved.bundle.display().to_string(), c.saved.created.clone(), o.clone()]
-        }))
-        .collect();
+    let rows: Vec<[String; 6]> =
+        std::iter::once(["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from))
+            .chain(all.iter().zip(&owners).map(|(c, o)| {
+                let pid = if c.status == Status::Stopped {
+                    0
+                } else {
+                    c.saved.pid
+                };
+                [
+                    c.saved.id.clone(),
+                    pid.to_string(),
+                    c.status.to_string(),
+                    c.saved.bundle.display().to_string(),
+                    c.saved.created.clone(),
+                    o.clone(),
+                ]
+            }))
+            .collect();
     // text/tabwriter with minwidth 12 and padding 3, as runc prints it.
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len() + 3).max().unwrap_or(0).max(12)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(12)
+        })
+        .collect();
     for r in &rows {
         let mut line = String::new();
         for (i, cell) in r.iter().enumerate() {
@@ -205,21 +277,42 @@ fn pause(root: &Path, id: &str, freeze: bool) -> Res {
 fn ps(root: &Path, id: &str, format: &str, ps_args: &[String]) -> Res {
     let pids = container::pids(root, id).map_err(e2s)?;
     if format == "json" {
-        println!("{}", serde_json::to_string(&pids).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string(&pids).map_err(|e| e.to_string())?
+        );
         return Ok(0);
     }
-    let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
-    let out = std::process::Command::new("ps").args(&args).output().map_err(|e| format!("cannot run ps: {e}"))?;
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| format!("cannot run ps: {e}"))?;
     if !out.status.success() {
-        return Err(format!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
-    let pid_col = header.split_whitespace().position(|h| h == "PID").ok_or("ps output has no PID column")?;
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or("ps output has no PID column")?;
     println!("{header}");
     for l in lines {
-        if let Some(p) = l.split_whitespace().nth(pid_col).and_then(|p| p.parse::<i32>().ok()) {
+        if let Some(p) = l
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok())
+        {
             if pids.contains(&p) {
                 println!("{l}");
             }
@@ -243,7 +336,8 @@ fn spec(bundle: Option<&Path>, rootless: bool) -> Res {
 fn exec_process(cli: &Cli, a: &ExecArgs) -> Result<Process, String> {
     if let Some(p) = &a.process {
         let b = std::fs::read(p).map_err(|e| format!("read process file {}: {e}", p.display()))?;
-        return serde_json::from_slice(&b).map_err(|e| format!("process file {}: malformed JSON: {e}", p.display()));
+        return serde_json::from_slice(&b)
+            .map_err(|e| format!("process file {}: malformed JSON: {e}", p.display()));
     }
     if a.command.is_empty() {
         return Err("exec: no command given: cove-oci exec ID COMMAND [ARGS...]".into());
@@ -266,8 +360,16 @@ fn exec_process(cli: &Cli, a: &ExecArgs) -> Result<Process, String> {
             None => (u.as_str(), None),
         };
         let mut user = User::default();
-        user.set_uid(uid.parse().map_err(|_| format!("--user {u:?}: expected UID[:GID] as numbers"))?);
-        user.set_gid(gid.map(|g| g.parse()).transpose().map_err(|_| format!("--user {u:?}: expected UID[:GID] as numbers"))?.unwrap_or(0));
+        user.set_uid(
+            uid.parse()
+                .map_err(|_| format!("--user {u:?}: expected UID[:GID] as numbers"))?,
+        );
+        user.set_gid(
+            gid.map(|g| g.parse())
+                .transpose()
+                .map_err(|_| format!("--user {u:?}: expected UID[:GID] as numbers"))?
+                .unwrap_or(0),
+        );
         user.set_umask(p.user().umask());
         p.set_user(user);
     }
@@ -303,36 +405,103 @@ fn exec_process(cli: &Cli, a: &ExecArgs) -> Result<Process, String> {
 
 fn exec_cmd(cli: &Cli, a: &ExecArgs) -> Res {
     let process = exec_process(cli, a)?;
-    let console = if !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false) {
+    let console = if !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false)
+    {
         Some(crate::tty::ConsoleListener::bind(&cli.root, &a.id)?)
     } else {
         None
     };
     let opts = ExecOptions {
         process,
-        console_socket: console.as_ref().map(|l| l.path.clone()).or_else(|| a.console_socket.clone()),
+        console_socket: console
+            .as_ref()
+            .map(|l| l.path.clone())
+            .or_else(|| a.console_socket.clone()),
         pid_file: absolute(&a.pid_file),
         preserve_fds: a.preserve_fds + listen_fds(),
     };
-    let mut sfd = if a.detach { None } else { Some(cove_engine::foreground::block_signals().map_err(e2s)?) };
+    let mut sfd = if a.detach {
+        None
+    } else {
+        Some(cove_engine::foreground::block_signals().map_err(e2s)?)
+    };
     let child = exec::exec(&cli.root, &a.id, &opts).map_err(e2s)?;
     let master = console.as_ref().map(|l| l.receive_master()).transpose()?;
     match (sfd.as_mut(), &master) {
         (None, _) => Ok(0),
-        (Some(sfd), Some(m)) => cove_engine::foreground::wait_with_tty(child.pidfd.as_fd(), sfd, m).map_err(e2s),
-        (Some(sfd), None) => cove_engine::foreground::wait_forwarding(child.pidfd.as_fd(), sfd).map_err(e2s),
+        (Some(sfd), Some(m)) => {
+            cove_engine::foreground::wait_with_tty(child.pidfd.as_fd(), sfd, m).map_err(e2s)
+        }
+        (Some(sfd), None) => {
+            cove_engine::foreground::wait_forwarding(child.pidfd.as_fd(), sfd).map_err(e2s)
+        }
     }
 }
 
 fn features() -> serde_json::Value {
     let caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     let opts: Vec<&str> = vec![
-        "acl", "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap", "iversion", "lazytime",
-        "loud", "mand", "noacl", "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand",
-        "norelatime", "nostrictatime", "nosuid", "nosymfollow", "private", "ratime", "rbind", "rdev", "rdiratime", "relatime",
-        "remount", "rexec", "ridmap", "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime",
-        "rnosuid", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave", "rstrictatime", "rsuid", "runbindable",
-        "rw", "shared", "silent", "slave", "strictatime", "suid", "sync", "tmpcopyup", "unbindable",
+        "acl",
+        "async",
+        "atime",
+        "bind",
+        "defaults",
+        "dev",
+        "diratime",
+        "dirsync",
+        "exec",
+        "idmap",
+        "iversion",
+        "lazytime",
+        "loud",
+        "mand",
+        "noacl",
+        "noatime",
+        "nodev",
+        "nodiratime",
+        "noexec",
+        "noiversion",
+        "nolazytime",
+        "nomand",
+        "norelatime",
+        "nostrictatime",
+        "nosuid",
+        "nosymfollow",
+        "private",
+        "ratime",
+        "rbind",
+        "rdev",
+        "rdiratime",
+        "relatime",
+        "remount",
+        "rexec",
+        "ridmap",
+        "rnoatime",
+        "rnodev",
+        "rnodiratime",
+        "rnoexec",
+        "rnorelatime",
+        "rnostrictatime",
+        "rnosuid",
+        "ro",
+        "rprivate",
+        "rrelatime",
+        "rro",
+        "rrw",
+        "rshared",
+        "rslave",
+        "rstrictatime",
+        "rsuid",
+        "runbindable",
+        "rw",
+        "shared",
+        "silent",
+        "slave",
+        "strictatime",
+        "suid",
+        "sync",
+        "tmpcopyup",
+        "unbindable",
     ];
     serde_json::json!({
         "ociVersionMin": "1.0.0",

@@ -44,7 +44,10 @@ pub fn default_spec(rootless: bool) -> Value {
 /// runc's rootless changes: a user namespace mapping only the caller, no
 /// network namespace, no device cgroup, /sys bound from the host.
 fn make_rootless(spec: &mut Value) {
-    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     let linux = &mut spec["linux"];
     linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
     linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
@@ -55,7 +58,13 @@ fn make_rootless(spec: &mut Value) {
     if let Some(mounts) = spec["mounts"].as_array_mut() {
         for m in mounts.iter_mut() {
             if m["destination"] == "/dev/pts" {
-                m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+                m["options"] = json!([
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620"
+                ]);
             }
             if m["destination"] == "/sys" {
                 *m = json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});

@@ -57,9 +57,18 @@ pub fn format_line(level: &str, msg: &str, json: bool) -> String {
 impl Logger {
     pub fn new(path: Option<&std::path::Path>, json: bool, debug: bool) -> std::io::Result<Logger> {
         let file = path
-            .map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p))
+            .map(|p| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+            })
             .transpose()?;
-        Ok(Logger { file: Mutex::new(file), json, max: if debug { Level::DEBUG } else { Level::WARN } })
+        Ok(Logger {
+            file: Mutex::new(file),
+            json,
+            max: if debug { Level::DEBUG } else { Level::WARN },
+        })
     }
 
     /// Writes one line at `level` to the log file (or stderr without one).

@@ -23,8 +23,15 @@ fn main() {
                 }
                 _ => {
                     let first = e.to_string();
-                    let first = first.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
-                    eprintln!("{}", log::format_line("error", &format!("{first} (see cove-oci --help)"), false));
+                    let first = first
+                        .lines()
+                        .next()
+                        .unwrap_or("bad usage")
+                        .trim_start_matches("error: ");
+                    eprintln!(
+                        "{}",
+                        log::format_line("error", &format!("{first} (see cove-oci --help)"), false)
+                    );
                     std::process::exit(1)
                 }
             }
@@ -33,7 +40,10 @@ fn main() {
     let logger = match log::Logger::new(cli.log.as_deref(), cli.log_format == "json", cli.debug) {
         Ok(l) => Box::leak(Box::new(l)),
         Err(e) => {
-            eprintln!("{}", log::format_line("error", &format!("cannot open log file: {e}"), false));
+            eprintln!(
+                "{}",
+                log::format_line("error", &format!("cannot open log file: {e}"), false)
+            );
             std::process::exit(1)
         }
     };
@@ -44,7 +54,14 @@ fn main() {
             if logger.has_file() {
                 logger.write("error", &msg);
             }
-            eprintln!("{}", log::format_line("error", &msg, cli.log_format == "json" && !logger.has_file()));
+            eprintln!(
+                "{}",
+                log::format_line(
+                    "error",
+                    &msg,
+                    cli.log_format == "json" && !logger.has_file()
+                )
+            );
             std::process::exit(1)
         }
     }

@@ -19,7 +19,10 @@ pub fn parse_bytes(s: &str) -> Result<i64, String> {
         return Ok(-1);
     }
     let full = t.to_ascii_lowercase();
-    let lower = full.strip_suffix('b').filter(|r| !r.is_empty()).unwrap_or(&full);
+    let lower = full
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty())
+        .unwrap_or(&full);
     let (num, mult) = match lower.chars().last() {
         Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
         Some('m') => (&lower[..lower.len() - 1], 1 << 20),
@@ -27,7 +30,9 @@ pub fn parse_bytes(s: &str) -> Result<i64, String> {
         Some('t') => (&lower[..lower.len() - 1], 1 << 40),
         _ => (lower, 1),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("invalid size {s:?}: use a number with an optional k, m, g or t suffix"))?;
+    let v: f64 = num.trim().parse().map_err(|_| {
+        format!("invalid size {s:?}: use a number with an optional k, m, g or t suffix")
+    })?;
     if v < 0.0 {
         return Err(format!("invalid size {s:?}: negative"));
     }
@@ -37,7 +42,9 @@ pub fn parse_bytes(s: &str) -> Result<i64, String> {
 /// Go durations as runc's --interval takes them: "5s", "100ms", "1m".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?}: use e.g. 5s, 500ms, 1m");
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
     let (n, unit) = s.split_at(split);
     let n: f64 = n.parse().map_err(|_| bad())?;
     let secs = match unit {
@@ -59,18 +66,30 @@ fn merged(spec: &Spec, a: &UpdateArgs) -> Result<LinuxResources, String> {
     if let Some(src) = &a.resources {
         let mut text = String::new();
         if src.as_os_str() == "-" {
-            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("read resources from stdin: {e}"))?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| format!("read resources from stdin: {e}"))?;
         } else {
-            text = std::fs::read_to_string(src).map_err(|e| format!("read {}: {e}", src.display()))?;
+            text =
+                std::fs::read_to_string(src).map_err(|e| format!("read {}: {e}", src.display()))?;
         }
-        let given: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("resources: malformed JSON: {e}"))?;
+        let given: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("resources: malformed JSON: {e}"))?;
         // Fields given replace the current ones; the rest stays (as runc).
-        let current = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+        let current = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone())
+            .unwrap_or_default();
         let mut merged = serde_json::to_value(current).map_err(|e| e.to_string())?;
         merge_json(&mut merged, given);
         return serde_json::from_value(merged).map_err(|e| format!("resources: {e}"));
     }
-    let mut r = spec.linux().as_ref().and_then(|l| l.resources().clone()).unwrap_or_default();
+    let mut r = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
     let mut mem = (*r.memory()).unwrap_or_default();
     let mut cpu = r.cpu().clone().unwrap_or_default();
     if let Some(v) = &a.memory {
@@ -170,7 +189,10 @@ fn stats_json(id: &str, s: &cove_cgroups::Stats) -> serde_json::Value {
         );
     }
     if let Some(p) = &s.pids {
-        data.insert("pids".into(), json!({"current": p.current, "limit": p.limit.unwrap_or(0)}));
+        data.insert(
+            "pids".into(),
+            json!({"current": p.current, "limit": p.limit.unwrap_or(0)}),
+        );
     }
     json!({"type": "stats", "id": id, "data": data})
 }

@@ -24,19 +24,31 @@ impl ConsoleListener {
             .map_err(|e| format!("create {}: {e}", root.display()))?;
         let path = root.join(format!(".console-{id}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).map_err(|e| format!("console socket {}: {e}", path.display()))?;
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| format!("console socket {}: {e}", path.display()))?;
         Ok(ConsoleListener { listener, path })
     }
 
     /// The container already connected and sent the master during create.
     pub fn receive_master(&self) -> Result<OwnedFd, String> {
-        let (conn, _) = self.listener.accept().map_err(|e| format!("console socket accept: {e}"))?;
+        let (conn, _) = self
+            .listener
+            .accept()
+            .map_err(|e| format!("console socket accept: {e}"))?;
         let mut buf = [0u8; 256];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-            .map_err(|e| format!("receive console master: {e}"))?;
-        for c in msg.cmsgs().map_err(|e| format!("receive console master: {e}"))? {
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("receive console master: {e}"))?;
+        for c in msg
+            .cmsgs()
+            .map_err(|e| format!("receive console master: {e}"))?
+        {
             if let ControlMessageOwned::ScmRights(fds) = c {
                 if let Some(fd) = fds.first() {
                     // SAFETY: SCM_RIGHTS handed us a new fd we now own.
