@@ -295,7 +295,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     );
     // Only the runtime goes back to its namespaces; the child stays.
     match forked {
-        Ok(Forked::Child) => std::mem::forget(back),
+        Ok(Forked::Child) => back.keep(),
         _ => drop(back),
     }
     let forked = forked.map_err(|e| Error::Sys("clone3", e))?;

@@ -9,7 +9,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 use crate::container::{self, Created};
 use crate::error::{Error, Result};
 use crate::init;
-use crate::namespaces::{clone_flag, proc_name};
+use crate::namespaces::{clone_flag, proc_name, Restore};
 use crate::state::Status;
 use crate::sync::{self, Msg};
 use crate::sys::{self, Forked};
@@ -105,28 +105,16 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
     let (parent_end, child_end) = sync::pair()?;
     let cgroup_fd = cg.dir_fd();
     let forked = {
-        let mut back = Vec::new();
+        let mut back = Restore::default();
         for (t, fd) in &parent_ns {
-            let own = match t {
-                LinuxNamespaceType::Pid => "pid_for_children",
-                LinuxNamespaceType::Time => "time_for_children",
-                t => proc_name(*t),
-            };
-            let p = format!("/proc/self/ns/{own}");
-            let mine: OwnedFd = std::fs::File::open(&p)
-                .map_err(|e| Error::io("open", p, e))?
-                .into();
-            nix::sched::setns(fd.as_fd(), clone_flag(*t))
-                .map_err(|e| Error::sys_at(format!("setns {}", proc_name(*t)), e))?;
-            back.push((clone_flag(*t), mine));
+            back.enter(*t, fd.as_fd(), proc_name(*t))?;
         }
         // Non-dumpable before clone3: see container::create.
         sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
         let r = sys::clone3(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd()));
-        if !matches!(r, Ok(Forked::Child)) {
-            for (flag, fd) in back.iter().rev() {
-                let _ = nix::sched::setns(fd.as_fd(), *flag);
-            }
+        match r {
+            Ok(Forked::Child) => back.keep(),
+            _ => drop(back),
         }
         r.map_err(|e| Error::Sys("clone3", e))?
     };
@@ -137,7 +125,6 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
             // lock from living as long as this process.
             unsafe { libc::close(c.dir.lock_fd()) };
             let r = (|| -> Result<std::convert::Infallible> {
-                sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
                 for (t, fd) in &child_ns {
                     nix::sched::setns(fd.as_fd(), clone_flag(*t))
                         .map_err(|e| Error::sys_at(format!("setns {}", proc_name(*t)), e))?;
@@ -163,18 +150,10 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                 init::finish_setup_channel(p, seccomp.as_ref(), &child_end)?;
                 Err(init::final_exec(p, &exe, opts.preserve_fds))
             })();
-            let e = match r {
+            match r {
                 Ok(never) => match never {},
-                Err(e) => e,
-            };
-            if matches!(e, Error::PeerGone) {
-                sys::exit_now(255)
+                Err(e) => init::report_failure(&child_end, e, "exec", 255),
             }
-            // After Ready the runtime may be gone: say it on stderr too.
-            if child_end.send(&Msg::Failed(e.to_string())).is_err() {
-                eprintln!("cove-oci exec: {e}");
-            }
-            sys::exit_now(255)
         }
         Forked::Parent { pid, pidfd } => {
             drop(child_end);

@@ -94,25 +94,26 @@ fn load_seccomp(filter: Option<&cove_seccomp::Filter>, sync: &Channel) -> Result
 pub fn child_main(ctx: &InitContext) -> ! {
     // SAFETY: the fd is the parent's lock; we own our copy and never use it.
     unsafe { libc::close(ctx.lock_fd) };
-    let err = match run(ctx) {
+    match run(ctx) {
         Ok(never) => match never {},
-        Err(e) => e,
-    };
-    // The runtime gave up first and reports its own error: stay quiet.
-    if matches!(err, Error::PeerGone) {
-        sys::exit_now(1)
+        Err(e) => report_failure(ctx.sync, e, "container init", 1),
     }
-    // After create returned nobody reads the channel: say it on stderr.
-    if ctx.sync.send(&Msg::Failed(err.to_string())).is_err() {
-        eprintln!("cove-oci: container init: {err}");
+}
+
+/// How a child that failed ends: the error goes to the runtime; once the
+/// runtime has returned (after Ready) it goes to stderr; if the runtime gave
+/// up first, it reports its own error and the child stays quiet.
+pub fn report_failure(sync: &Channel, err: Error, who: &str, code: i32) -> ! {
+    if !matches!(err, Error::PeerGone) && sync.send(&Msg::Failed(err.to_string())).is_err() {
+        eprintln!("cove-oci: {who}: {err}");
     }
-    sys::exit_now(1)
+    sys::exit_now(code)
 }
 
 fn run(ctx: &InitContext) -> Result<Infallible> {
-    // Until execve, /proc/self/exe is the runtime binary on the host: nobody
-    // in the container may open it (CVE-2019-5736).
-    sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
+    // Until execve, /proc/self/exe is the runtime binary on the host; we
+    // are non-dumpable since the runtime made itself so before clone3
+    // (CVE-2019-5736), so nobody in the container may open it.
     ctx.plan.enter_in_child()?;
     ctx.sync.expect(Msg::Go)?;
     if !ctx.no_new_keyring {

@@ -7,7 +7,7 @@
 //! restored right after; user and mount namespaces are joined by the child.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sched::{setns, unshare, CloneFlags};
@@ -130,33 +130,20 @@ impl Plan {
         &self,
         time_offsets: Option<&HashMap<String, LinuxTimeOffset>>,
     ) -> Result<Restore> {
-        let mut saved = Vec::new();
+        let mut back = Restore::default();
         if self.has_new(LinuxNamespaceType::Time) && !self.joins(LinuxNamespaceType::User) {
             // Offsets can only be written before a process is in the new
             // time namespace: unshare makes it for our children only, we
             // write them, and clone3 puts the init in it.
-            let p = "/proc/self/ns/time_for_children";
-            let f = File::open(p).map_err(|e| Error::io("open namespace", p, e))?;
-            saved.push((clone_flag(LinuxNamespaceType::Time), OwnedFd::from(f)));
+            back.remember(LinuxNamespaceType::Time)?;
             unshare(clone_flag(LinuxNamespaceType::Time))
                 .map_err(|e| Error::Sys("unshare time namespace", e))?;
-            let restore = Restore(saved);
             write_time_offsets(time_offsets)?;
-            saved = restore.into_inner();
         }
         for j in self.joined.iter().filter(|j| Self::parent_joins(j.typ)) {
-            let own = match j.typ {
-                LinuxNamespaceType::Pid => "pid_for_children",
-                LinuxNamespaceType::Time => "time_for_children",
-                t => proc_name(t),
-            };
-            let p = format!("/proc/self/ns/{own}");
-            let f = File::open(&p).map_err(|e| Error::io("open namespace", &p, e))?;
-            saved.push((clone_flag(j.typ), OwnedFd::from(f)));
-            setns(j.fd.as_fd(), clone_flag(j.typ))
-                .map_err(|e| Error::sys_at(format!("setns {}", j.path.display()), e))?;
+            back.enter(j.typ, j.fd.as_fd(), &j.path.display().to_string())?;
         }
-        Ok(Restore(saved))
+        Ok(back)
     }
 
     /// Child side, right after clone3: join user and mount namespaces by
@@ -178,11 +165,35 @@ impl Plan {
     }
 }
 
+/// The runtime's own namespaces, entered again on drop (in reverse), so an
+/// error half-way through joining leaves the runtime where it started.
+#[derive(Default)]
 pub struct Restore(Vec<(CloneFlags, OwnedFd)>);
 
 impl Restore {
-    fn into_inner(mut self) -> Vec<(CloneFlags, OwnedFd)> {
-        std::mem::take(&mut self.0)
+    /// Saves our current namespace of type `t` (for pid and time: the one
+    /// our children get).
+    fn remember(&mut self, t: LinuxNamespaceType) -> Result<()> {
+        let own = match t {
+            LinuxNamespaceType::Pid => "pid_for_children",
+            LinuxNamespaceType::Time => "time_for_children",
+            t => proc_name(t),
+        };
+        let p = format!("/proc/self/ns/{own}");
+        let f = File::open(&p).map_err(|e| Error::io("open namespace", &p, e))?;
+        self.0.push((clone_flag(t), OwnedFd::from(f)));
+        Ok(())
+    }
+
+    /// Enters the namespace `fd` (named `what` in errors) after saving ours.
+    pub fn enter(&mut self, t: LinuxNamespaceType, fd: BorrowedFd, what: &str) -> Result<()> {
+        self.remember(t)?;
+        setns(fd, clone_flag(t)).map_err(|e| Error::sys_at(format!("setns {what}"), e))
+    }
+
+    /// The child side of clone3: stay where we are, restore nothing.
+    pub fn keep(mut self) {
+        self.0.clear();
     }
 }
 
