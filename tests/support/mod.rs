@@ -358,6 +358,20 @@ impl fmt::Display for Out {
 /// (never pipes: a detached container inherits the runtime's stdio, and a
 /// pipe would then stay open until the container exits).
 pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Duration) -> Out {
+    let mut command = Command::new(program);
+    command.args(args);
+    run_prepared(command, program, args, io_dir, timeout)
+}
+
+/// The one place that spawns a command for a test: `command` has its
+/// program, args and extras set; stdio, timeout and collection are here.
+fn run_prepared(
+    mut command: Command,
+    program: &Path,
+    args: &[String],
+    io_dir: &Path,
+    timeout: Duration,
+) -> Out {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let out_path = io_dir.join(format!("cmd-{n}.out"));
     let err_path = io_dir.join(format!("cmd-{n}.err"));
@@ -367,8 +381,7 @@ pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Dura
         .join(" ");
     let create =
         |p: &Path| File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
-    let child = Command::new(program)
-        .args(args)
+    let child = command
         .stdin(Stdio::null())
         .stdout(create(&out_path))
         .stderr(create(&err_path))
@@ -402,7 +415,7 @@ pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Dura
     let mut stderr = read(&err_path);
     if code == -1 {
         stderr.push_str(&format!(
-            "\n[test harness: TIMEOUT after {timeout:?}, runtime killed]"
+            "\n[test harness: TIMEOUT after {timeout:?}, command killed]"
         ));
     }
     let out = Out {
@@ -1067,21 +1080,8 @@ pub fn run_command_with_fds(
     let mut sources = [-1; MAX_FDS];
     sources[..fds.len()].copy_from_slice(fds);
     let count = fds.len();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let out_path = io_dir.join(format!("cmd-{n}.out"));
-    let err_path = io_dir.join(format!("cmd-{n}.err"));
-    let cmdline = std::iter::once(program.display().to_string())
-        .chain(args.iter().map(|a| shell_quote(a)))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let create =
-        |p: &Path| File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
     let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(create(&out_path))
-        .stderr(create(&err_path));
+    command.args(args);
     // SAFETY: the closure runs between fork and exec and only calls fcntl
     // and dup2 (async-signal-safe) on a copied array; no allocation.
     unsafe {
@@ -1104,41 +1104,7 @@ pub fn run_command_with_fds(
             Ok(())
         })
     };
-    let child = command.spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            return Out {
-                cmdline,
-                code: -1,
-                stdout: String::new(),
-                stderr: format!("spawn failed: {e}"),
-            };
-        }
-    };
-    let deadline = Instant::now() + timeout;
-    let code = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break exit_code(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break -1;
-            }
-            Err(e) => panic!("wait for {cmdline}: {e}"),
-        }
-    };
-    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
-    let out = Out {
-        cmdline,
-        code,
-        stdout: read(&out_path),
-        stderr: read(&err_path),
-    };
-    let _ = fs::remove_file(&out_path);
-    let _ = fs::remove_file(&err_path);
-    out
+    run_prepared(command, program, args, io_dir, timeout)
 }
 
 impl Ct {
@@ -1712,62 +1678,9 @@ pub fn run_command_env(
     io_dir: &Path,
     timeout: Duration,
 ) -> Out {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let out_path = io_dir.join(format!("cmd-{n}.out"));
-    let err_path = io_dir.join(format!("cmd-{n}.err"));
-    let cmdline = std::iter::once(program.display().to_string())
-        .chain(args.iter().map(|a| shell_quote(a)))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let create =
-        |p: &Path| File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
-    let child = Command::new(program)
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(create(&out_path))
-        .stderr(create(&err_path))
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            return Out {
-                cmdline,
-                code: -1,
-                stdout: String::new(),
-                stderr: format!("spawn failed: {e}"),
-            }
-        }
-    };
-    let deadline = Instant::now() + timeout;
-    let code = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break exit_code(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break -1;
-            }
-            Err(e) => panic!("wait for {cmdline}: {e}"),
-        }
-    };
-    let read = |p: &Path| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned();
-    let mut stderr = read(&err_path);
-    if code == -1 {
-        stderr.push_str(&format!(
-            "\n[test harness: TIMEOUT after {timeout:?}, command killed]"
-        ));
-    }
-    let out = Out {
-        cmdline,
-        code,
-        stdout: read(&out_path),
-        stderr,
-    };
-    let _ = fs::remove_file(&out_path);
-    let _ = fs::remove_file(&err_path);
-    out
+    let mut command = Command::new(program);
+    command.args(args).envs(envs.iter().map(|(k, v)| (k, v)));
+    run_prepared(command, program, args, io_dir, timeout)
 }
 
 /// A refusal as bad input must look for cove: the exit code, exactly one
