@@ -10,9 +10,9 @@
 mod support;
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -160,7 +160,7 @@ fn receive_state(listener: &UnixListener) -> Result<(Value, OwnedFd), String> {
     conn.set_nonblocking(false)
         .and_then(|()| conn.set_read_timeout(Some(Duration::from_secs(5))))
         .map_err(|e| format!("agent connection: {e}"))?;
-    let (mut data, fd) = recv_with_fd(&conn)?;
+    let (mut data, fd) = recv_with_fd(&conn, 64 * 1024)?;
     let fd = fd.ok_or("the state message came without an fd")?;
     // A stream socket may deliver the JSON in pieces; the runtime need not
     // close the connection after it (runc keeps it open a while), so read
@@ -189,46 +189,6 @@ fn receive_state(listener: &UnixListener) -> Result<(Value, OwnedFd), String> {
         }
     };
     Ok((state, fd))
-}
-
-fn recv_with_fd(conn: &UnixStream) -> Result<(Vec<u8>, Option<OwnedFd>), String> {
-    let mut data = vec![0u8; 64 * 1024];
-    // u64 storage keeps the control buffer aligned for cmsghdr.
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: an all-zero msghdr is valid; the pointers set below point
-    // into buffers that outlive the recvmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: recvmsg on a connected socket we own, msg set up above.
-    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(format!(
-            "recvmsg on the agent connection: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    data.truncate(n as usize);
-    let mut fd = None;
-    // SAFETY: msg was filled by a successful recvmsg; CMSG_* walk the
-    // control buffer within msg_controllen.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
-                fd = Some(OwnedFd::from_raw_fd(raw));
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    Ok((data, fd))
 }
 
 /// Receives one notification and answers it. None when the target went

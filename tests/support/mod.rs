@@ -857,7 +857,6 @@ impl ConsoleSocket {
     /// The pty master the runtime sent; call after `create` returned (the
     /// runtime's message waits in the socket buffer).
     pub fn receive_master(&self, timeout: Duration) -> Result<std::os::fd::OwnedFd, String> {
-        use std::os::fd::{FromRawFd, OwnedFd};
         self.listener
             .set_nonblocking(true)
             .map_err(|e| format!("console socket: {e}"))?;
@@ -877,45 +876,58 @@ impl ConsoleSocket {
             .map_err(|e| format!("console socket: {e}"))?;
         conn.set_read_timeout(Some(timeout))
             .map_err(|e| format!("console socket: {e}"))?;
-        let mut data = [0u8; 4096];
-        // u64 storage keeps the control buffer aligned for cmsghdr.
-        let mut control = [0u64; 16];
-        let mut iov = libc::iovec {
-            iov_base: data.as_mut_ptr().cast(),
-            iov_len: data.len(),
-        };
-        // SAFETY: an all-zero msghdr is valid; the pointers set below point
-        // into buffers that outlive the recvmsg call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        // SAFETY: recvmsg on a connected socket we own, msg set up above.
-        let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            return Err(format!(
-                "recvmsg on {}: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: msg was filled by a successful recvmsg; CMSG_* walk the
-        // control buffer within msg_controllen.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                    let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
-                    return Ok(OwnedFd::from_raw_fd(fd));
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
-        Err(format!(
-            "no fd in the console socket message ({n} bytes of data)"
-        ))
+        let (data, fd) =
+            recv_with_fd(&conn, 4096).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        fd.ok_or_else(|| {
+            format!(
+                "no fd in the console socket message ({} bytes of data)",
+                data.len()
+            )
+        })
     }
+}
+
+/// One message and the fd that came with it (SCM_RIGHTS), from a unix
+/// stream socket.
+pub fn recv_with_fd(
+    conn: &std::os::unix::net::UnixStream,
+    max: usize,
+) -> Result<(Vec<u8>, Option<std::os::fd::OwnedFd>), String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut data = vec![0u8; max];
+    // u64 storage keeps the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; the pointers set below point
+    // into buffers that outlive the recvmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: recvmsg on a connected socket we own, msg set up above.
+    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(format!("recvmsg: {}", std::io::Error::last_os_error()));
+    }
+    data.truncate(n as usize);
+    let mut fd = None;
+    // SAFETY: msg was filled by a successful recvmsg; CMSG_* walk the
+    // control buffer within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
+                fd = Some(OwnedFd::from_raw_fd(raw));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((data, fd))
 }
 
 /// Everything the container writes to its terminal until it closes it (or
