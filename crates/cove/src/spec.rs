@@ -486,16 +486,32 @@ mod tests {
         Ok(serde_json::to_value(&spec).unwrap())
     }
 
-    fn scratch_file(name: &str, text: &str) -> PathBuf {
-        // Under target/, not /tmp: nothing of the tests' is left on the host.
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-            "../../target/test-scratch/cove-spec-{}",
-            std::process::id()
-        ));
+    /// A file in a directory of its own under the temp dir (in the VM lane
+    /// the source tree is read-only); the directory goes when this drops.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn path(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn scratch_file(name: &str, text: &str) -> Scratch {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cove-spec-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
-        path
+        Scratch(path)
     }
 
     #[test]
@@ -571,7 +587,7 @@ mod tests {
             "oci.json",
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#,
         );
-        cfg.seccomp = Some(oci.display().to_string());
+        cfg.seccomp = Some(oci.path());
         let v = spec_for(&cfg).unwrap();
         assert_eq!(
             v["linux"]["seccomp"]["syscalls"][0]["names"],
@@ -587,7 +603,7 @@ mod tests {
                   {"names": ["reboot"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_BOOT"]}}
                 ]}"#,
         );
-        cfg.seccomp = Some(containers.display().to_string());
+        cfg.seccomp = Some(containers.path());
         if cfg!(target_arch = "x86_64") {
             let v = spec_for(&cfg).unwrap();
             let rules = v["linux"]["seccomp"]["syscalls"].as_array().unwrap();
@@ -600,7 +616,7 @@ mod tests {
     fn bad_profile_files_are_refused_naming_the_file() {
         let (_, mut cfg, _, _) = input_parts();
         let bad = scratch_file("bad.json", r#"{"defaultAction": "SCMP_ACT_FOO"}"#);
-        cfg.seccomp = Some(bad.display().to_string());
+        cfg.seccomp = Some(bad.path());
         let e = spec_for(&cfg).unwrap_err().to_string();
         assert!(e.contains("bad.json") && e.contains("SCMP_ACT_FOO"), "{e}");
         cfg.seccomp = Some("/nonexistent/profile.json".into());
