@@ -7,6 +7,10 @@
 //! treats i386 and x32 as 32-bit architectures: an argument comparison there
 //! looks at the low 32 bits only.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
 use oci_spec::runtime::Arch;
 
 use crate::syscall_table;
@@ -28,13 +32,10 @@ pub(crate) enum Abi {
 impl Abi {
     /// The syscall number `name` has on this ABI, as the filter sees it.
     pub(crate) fn syscall_nr(self, name: &str) -> Option<u32> {
-        let table = match self {
-            Abi::X86_64 => syscall_table::X86_64,
-            Abi::I386 => syscall_table::I386,
-            Abi::X32 => syscall_table::X32,
-        };
-        let i = table.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
-        let nr = table[i].1;
+        let nr = *syscall_index().get(name)?.get(self as usize)?;
+        if nr == NONE {
+            return None;
+        }
         Some(if self == Abi::X32 {
             nr | X32_SYSCALL_BIT
         } else {
@@ -47,6 +48,59 @@ impl Abi {
     pub(crate) fn has_32bit_args(self) -> bool {
         self != Abi::X86_64
     }
+}
+
+/// No syscall of this name on that ABI.
+const NONE: u32 = u32::MAX;
+
+/// FNV-1a: syscall names are short, and SipHash's set-up would cost more
+/// than the hashing itself. Nothing here is attacker-chosen in a way that
+/// matters: the table is fixed and a profile only looks names up.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Index = HashMap<&'static str, [u32; 3], BuildHasherDefault<Fnv>>;
+
+/// Name -> number on each ABI (indexed by `Abi as usize`), built once per
+/// process. A profile such as podman's names over 400 syscalls for three
+/// ABIs; one hash probe per name and ABI replaces three binary searches of
+/// string compares, which were most of the compile time.
+fn syscall_index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut index = Index::with_capacity_and_hasher(
+            syscall_table::X86_64.len() + 64,
+            BuildHasherDefault::default(),
+        );
+        for (abi, table) in [
+            (Abi::X86_64, syscall_table::X86_64),
+            (Abi::I386, syscall_table::I386),
+            (Abi::X32, syscall_table::X32),
+        ] {
+            for &(name, nr) in table {
+                index.entry(name).or_insert([NONE; 3])[abi as usize] = nr;
+            }
+        }
+        index
+    })
 }
 
 /// What an OCI architecture name means on the host this was built for.
