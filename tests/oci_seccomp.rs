@@ -300,3 +300,28 @@ fn unknown_architecture_is_refused_naming_it() {
         "SCMP_ARCH_FOO",
     );
 }
+
+/// Found while compiling, not while parsing: create compiles on a thread
+/// beside making the state directory and cgroups, so this shows those are
+/// removed again. (runc 1.1 ignores errnoRet on a non-ERRNO rule; the
+/// runtime-spec says it applies to ERRNO only, so cove refuses it.)
+#[test]
+fn errno_ret_on_an_allow_rule_is_refused_cleanly() {
+    let test = "errno_ret_on_an_allow_rule_is_refused_cleanly";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let mut ct = Ct::new(&env, test);
+    ct.sh("sleep 100");
+    ct.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ARCHES,
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW", "errnoRet": 5}],
+    });
+    let out = ct.create();
+    assert_refused_cleanly(&ct, &out);
+    assert!(
+        out.stderr.contains("errnoRet"),
+        "the error does not name errnoRet:\n{out}"
+    );
+}

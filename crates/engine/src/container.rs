@@ -118,14 +118,67 @@ pub fn hook_state(saved: &Saved, pid: i32, status: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// Compiles linux.seccomp once, before anything exists, so a bad profile
-/// is refused with nothing to clean up.
+/// Compiles linux.seccomp once (for exec: before anything exists, so a bad
+/// profile is refused with nothing to clean up).
 pub fn compile_seccomp(spec: &Spec) -> Result<Option<cove_seccomp::Filter>> {
-    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        None => Ok(None),
-        Some(s) => cove_seccomp::compile(s)
-            .map(Some)
-            .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}"))),
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(compile_profile)
+        .transpose()
+}
+
+fn compile_profile(profile: &oci_spec::runtime::LinuxSeccomp) -> Result<cove_seccomp::Filter> {
+    let t = std::time::Instant::now();
+    let filter = cove_seccomp::compile(profile)
+        .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?;
+    tracing::debug!(
+        instructions = filter.instructions().len(),
+        micros = t.elapsed().as_micros() as u64,
+        "seccomp filter compiled"
+    );
+    Ok(filter)
+}
+
+/// `create` compiles the profile on a thread of its own while it makes the
+/// state directory and the cgroups (some 250 µs for podman's profile, the
+/// first compile in a process, hidden on any machine with a second CPU),
+/// and joins it before clone3, which must see one thread. A bad profile is
+/// then refused after those exist; the create's clean-up removes them, and
+/// nothing of the container has run.
+struct SeccompJob(Option<std::thread::JoinHandle<Result<cove_seccomp::Filter>>>);
+
+impl SeccompJob {
+    fn start(spec: &Spec) -> Result<SeccompJob> {
+        let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
+            return Ok(SeccompJob(None));
+        };
+        std::thread::Builder::new()
+            .name("seccomp".into())
+            .stack_size(256 << 10)
+            .spawn(move || compile_profile(&profile))
+            .map(|h| SeccompJob(Some(h)))
+            .map_err(|e| Error::Other(format!("cannot start the seccomp compile thread: {e}")))
+    }
+
+    fn join(mut self) -> Result<Option<cove_seccomp::Filter>> {
+        match self.0.take() {
+            None => Ok(None),
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::Other("the seccomp compiler panicked".into()))?
+                .map(Some),
+        }
+    }
+}
+
+impl Drop for SeccompJob {
+    /// An early error return still waits for the thread: nothing may run
+    /// beside a later clone3 or exit.
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -194,7 +247,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let spec = specmod::load(&bundle)?;
     let rootfs = specmod::validate(&spec, &bundle)?;
     let plan = Plan::from_spec(&spec)?;
-    let seccomp = compile_seccomp(&spec)?;
     let process = spec
         .process()
         .as_ref()
@@ -204,6 +256,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             "cannot allocate tty if cove-oci will detach without setting console socket".into(),
         ));
     }
+    let seccomp_job = SeccompJob::start(&spec)?;
     let dir = StateDir::create(&opts.root, &opts.id)?;
     let mut cleanup = Cleanup {
         child: None,
@@ -268,6 +321,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         &serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?,
     )?;
 
+    let seccomp = seccomp_job.join()?;
     let (parent_end, child_end) = sync::pair()?;
     let cgroup_fd = cg.dir_fd();
     let saved_for_hooks = saved.clone();

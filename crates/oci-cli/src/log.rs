@@ -97,6 +97,18 @@ impl Subscriber for Layer {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
         *m.level() <= self.0.max
     }
+    // With these two, a disabled callsite (every debug! without --debug)
+    // costs one comparison: tracing caches the answer per callsite.
+    fn register_callsite(&self, m: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        if self.enabled(m) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::from_level(self.0.max))
+    }
     fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
         tracing::span::Id::from_u64(1)
     }
