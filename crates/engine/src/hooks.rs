@@ -71,23 +71,43 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
         .timeout()
         .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
+    // Wait on a pidfd: woken the moment the hook exits (a sleep-and-poll
+    // loop added a millisecond on average to every hook).
+    let pidfd =
+        crate::sys::pidfd_open(child.id() as i32).map_err(|e| err(format!("pidfd_open: {e}")))?;
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                if status.success() {
-                    return Ok(());
-                }
-                let mut text = String::new();
-                let mut f = errfile_read;
-                let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0));
-                let _ = std::io::Read::read_to_string(
-                    &mut std::io::Read::take(&mut f, 4096),
-                    &mut text,
-                );
-                return Err(err(format!("{status}, stderr: {}", text.trim())));
+        let wait_ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                left.as_millis().min(i32::MAX as u128) as i32
             }
-            Ok(None) => {}
-            Err(e) => return Err(err(e.to_string())),
+        };
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd that outlives the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err(format!("poll: {e}")));
+        }
+        if rc > 0 {
+            let status = child.wait().map_err(|e| err(e.to_string()))?;
+            if status.success() {
+                return Ok(());
+            }
+            let mut text = String::new();
+            let mut f = errfile_read;
+            let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0));
+            let _ =
+                std::io::Read::read_to_string(&mut std::io::Read::take(&mut f, 4096), &mut text);
+            return Err(err(format!("{status}, stderr: {}", text.trim())));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = child.kill();
@@ -97,6 +117,5 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
                 h.timeout().unwrap_or(0)
             )));
         }
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
