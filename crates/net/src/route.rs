@@ -112,9 +112,18 @@ pub fn delete(nl: &mut Netlink, route: &Route) -> Result<()> {
     })
 }
 
-/// The main table's routes of both families as (destination, gateway,
-/// out-interface index); a default route has no destination.
-pub fn list(nl: &mut Netlink) -> Result<Vec<(Option<Cidr>, Option<IpAddr>, Option<u32>)>> {
+/// One route of the main table as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// None for a default route.
+    pub dest: Option<Cidr>,
+    pub via: Option<IpAddr>,
+    /// The index of the interface it goes out of.
+    pub oif: Option<u32>,
+}
+
+/// The main table's routes of both families.
+pub fn list(nl: &mut Netlink) -> Result<Vec<Entry>> {
     let answers = nl.dump(
         RouteNetlinkMessage::GetRoute(RouteMessage::default()),
         || "list routes".into(),
@@ -148,7 +157,7 @@ pub fn list(nl: &mut Netlink) -> Result<Vec<(Option<Cidr>, Option<IpAddr>, Optio
                 _ => {}
             }
         }
-        out.push((dest, gw, oif));
+        out.push(Entry { dest, via: gw, oif });
     }
     Ok(out)
 }
