@@ -143,7 +143,12 @@ fn bridged_cts_reach_each_other_and_the_host() {
         "MEASURE cove start of a bridged CT (new bridge, veth, addresses, DNS files): {:?}",
         t.elapsed()
     );
+    let t = std::time::Instant::now();
     env.cmd(&["start", &b]).assert_ok();
+    eprintln!(
+        "MEASURE cove start of a second bridged CT (bridge there): {:?}",
+        t.elapsed()
+    );
 
     // The host side: both veths are ports of cove0, which cove made and
     // gave the gateway address.

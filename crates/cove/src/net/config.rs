@@ -12,8 +12,8 @@
 //! publish = ["8080:80/tcp"]         # bridged: host port -> CT port
 //! ```
 //!
-//! A CT has a network interface when `netif` or `ip` is set; without, it
-//! has only its loopback, as before networking existed.
+//! A CT has a network interface when `netif`, `ip` or `bridge` is set;
+//! without, it has only its loopback, as before networking existed.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -260,9 +260,10 @@ impl NetConfig {
         self == &NetConfig::default()
     }
 
-    /// The CT gets a network interface.
+    /// The CT gets a network interface (a bridged one without addresses
+    /// can still take them by DHCP from the bridge's network).
     pub fn enabled(&self) -> bool {
-        self.netif.is_some() || !self.ip.is_empty()
+        self.netif.is_some() || !self.ip.is_empty() || self.bridge.is_some()
     }
 
     pub fn netif(&self) -> Netif {
