@@ -15,6 +15,32 @@ use std::time::Duration;
 
 use support::*;
 
+/// How long one cove command may take here: a start sets up a network as
+/// well, and the VM lane runs under software emulation on a shared machine
+/// (seen: 17 s for one start while other VMs ran).
+const NET_COVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn cove(env: &CoveEnv, args: &[&str]) -> Out {
+    env.cmd_timeout(args, NET_COVE_TIMEOUT)
+}
+
+/// `cove create CTID --template busybox EXTRA...`, asserted to work.
+#[track_caller]
+fn create(env: &CoveEnv, extra: &[&str]) -> String {
+    let ctid = env.new_ctid();
+    let mut args = vec!["create", ctid.as_str(), "--template", "busybox"];
+    args.extend_from_slice(extra);
+    cove(env, &args).assert_ok();
+    ctid
+}
+
+#[track_caller]
+fn status_json(env: &CoveEnv, ctid: &str) -> serde_json::Value {
+    let out = cove(env, &["status", ctid, "--json"]);
+    out.assert_ok();
+    out.stdout_json().unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A test's cove, running in a network namespace of its own.
 fn net_env(test: &str) -> Option<CoveEnv> {
     let ns = HostNetns::new(test)?;
@@ -36,11 +62,11 @@ fn host_ping(env: &CoveEnv, addr: &str) -> Out {
 /// `ping` from inside CT `ctid`.
 fn ct_ping(env: &CoveEnv, ctid: &str, addr: &str) -> Out {
     let ping = if addr.contains(':') { "ping6" } else { "ping" };
-    env.cmd(&["exec", ctid, ping, "-c", "1", "-W", "3", addr])
+    cove(env, &["exec", ctid, ping, "-c", "1", "-W", "3", addr])
 }
 
 fn ct_file(env: &CoveEnv, ctid: &str, path: &str) -> String {
-    let out = env.cmd(&["exec", ctid, "cat", path]);
+    let out = cove(env, &["exec", ctid, "cat", path]);
     out.assert_ok();
     out.stdout
 }
@@ -111,40 +137,46 @@ fn bridged_cts_reach_each_other_and_the_host() {
     let Some(env) = net_env("bridged_cts_reach_each_other_and_the_host") else {
         return;
     };
-    let a = env.create_busybox(&[
-        "--hostname",
-        "alpha.example.test",
-        "--ipadd",
-        "198.18.0.2/24",
-        "--ipadd",
-        "fd00:c0::2/64",
-        "--gateway",
-        "198.18.0.1",
-        "--gateway",
-        "fd00:c0::1",
-        "--nameserver",
-        "198.18.0.1",
-        "--nameserver",
-        "fd00:c0::1",
-        "--searchdomain",
-        "example.test",
-    ]);
-    let b = env.create_busybox(&[
-        "--ipadd",
-        "198.18.0.3/24",
-        "--ipadd",
-        "fd00:c0::3/64",
-        "--gateway",
-        "198.18.0.1",
-    ]);
+    let a = create(
+        &env,
+        &[
+            "--hostname",
+            "alpha.example.test",
+            "--ipadd",
+            "198.18.0.2/24",
+            "--ipadd",
+            "fd00:c0::2/64",
+            "--gateway",
+            "198.18.0.1",
+            "--gateway",
+            "fd00:c0::1",
+            "--nameserver",
+            "198.18.0.1",
+            "--nameserver",
+            "fd00:c0::1",
+            "--searchdomain",
+            "example.test",
+        ],
+    );
+    let b = create(
+        &env,
+        &[
+            "--ipadd",
+            "198.18.0.3/24",
+            "--ipadd",
+            "fd00:c0::3/64",
+            "--gateway",
+            "198.18.0.1",
+        ],
+    );
     let t = std::time::Instant::now();
-    env.cmd(&["start", &a]).assert_ok();
+    cove(&env, &["start", &a]).assert_ok();
     eprintln!(
         "MEASURE cove start of a bridged CT (new bridge, veth, addresses, DNS files): {:?}",
         t.elapsed()
     );
     let t = std::time::Instant::now();
-    env.cmd(&["start", &b]).assert_ok();
+    cove(&env, &["start", &b]).assert_ok();
     eprintln!(
         "MEASURE cove start of a second bridged CT (bridge there): {:?}",
         t.elapsed()
@@ -170,13 +202,13 @@ fn bridged_cts_reach_each_other_and_the_host() {
     assert!(addrs.stdout.contains("198.18.0.1/24"), "{addrs}");
 
     // Inside: eth0 with the addresses, default routes through the gateways.
-    let ip = env.cmd(&["exec", &a, "ip", "addr", "show", "eth0"]);
+    let ip = cove(&env, &["exec", &a, "ip", "addr", "show", "eth0"]);
     ip.assert_ok();
     assert!(
         ip.stdout.contains("198.18.0.2/24") && ip.stdout.contains("fd00:c0::2/64"),
         "{ip}"
     );
-    let routes = env.cmd(&["exec", &a, "ip", "route"]);
+    let routes = cove(&env, &["exec", &a, "ip", "route"]);
     assert!(
         routes.stdout.contains("default via 198.18.0.1 dev eth0"),
         "{routes}"
@@ -214,12 +246,12 @@ fn bridged_cts_reach_each_other_and_the_host() {
         hosts.lines().any(|l| l.starts_with("127.0.0.1")),
         "localhost went: {hosts}"
     );
-    let resolved = env.cmd(&["exec", &a, "ping", "-c", "1", "-W", "3", "alpha"]);
+    let resolved = cove(&env, &["exec", &a, "ping", "-c", "1", "-W", "3", "alpha"]);
     assert!(
         resolved.ok() && resolved.stdout.contains("198.18.0.2"),
         "the CT's own name does not resolve through /etc/hosts:\n{resolved}"
     );
-    let listed = env.cmd(&["list", "--json"]);
+    let listed = cove(&env, &["list", "--json"]);
     let rows = listed.stdout_json().unwrap_or_else(|e| panic!("{e}"));
     assert!(
         rows.as_array()
@@ -228,14 +260,14 @@ fn bridged_cts_reach_each_other_and_the_host() {
     );
 
     // Stopping one CT takes its veth; the bridge stays for the other.
-    env.cmd(&["stop", &b, "--timeout", "10"]).assert_ok();
+    cove(&env, &["stop", &b, "--timeout", "10"]).assert_ok();
     let gone = n.ip(&["link", "show", &host_veth(&b)]);
     assert!(!gone.ok(), "veth of the stopped CT left:\n{gone}");
     assert!(n.ip(&["link", "show", "cove0"]).ok(), "bridge went early");
     host_ping(&env, "198.18.0.2").assert_ok();
 
-    env.cmd(&["destroy", "--force", &a]).assert_ok();
-    env.cmd(&["destroy", &b]).assert_ok();
+    cove(&env, &["destroy", "--force", &a]).assert_ok();
+    cove(&env, &["destroy", &b]).assert_ok();
     assert_host_clean(
         &env,
         &[&a, &b],
@@ -275,20 +307,23 @@ fn routed_ct_is_reached_at_its_single_address() {
         .assert_ok();
     outside.ip(&["link", "set", "nb0", "up"]).assert_ok();
 
-    let ct = env.create_busybox(&[
-        "--netif",
-        "routed",
-        "--ipadd",
-        "198.19.0.50",
-        "--ipadd",
-        "fd00:c1::50",
-        "--uplink",
-        "up0",
-    ]);
-    env.cmd(&["start", &ct]).assert_ok();
+    let ct = create(
+        &env,
+        &[
+            "--netif",
+            "routed",
+            "--ipadd",
+            "198.19.0.50",
+            "--ipadd",
+            "fd00:c1::50",
+            "--uplink",
+            "up0",
+        ],
+    );
+    cove(&env, &["start", &ct]).assert_ok();
 
     // Inside: single addresses, default route onto the link.
-    let ip = env.cmd(&["exec", &ct, "ip", "addr", "show", "eth0"]);
+    let ip = cove(&env, &["exec", &ct, "ip", "addr", "show", "eth0"]);
     assert!(
         ip.stdout.contains("198.19.0.50/32") && ip.stdout.contains("fd00:c1::50/128"),
         "{ip}"
@@ -320,7 +355,7 @@ fn routed_ct_is_reached_at_its_single_address() {
         .exec(&["busybox", "ping6", "-c", "1", "-W", "3", "fd00:c1::50"])
         .assert_ok();
 
-    env.cmd(&["destroy", "--force", &ct]).assert_ok();
+    cove(&env, &["destroy", "--force", &ct]).assert_ok();
     assert_host_clean(&env, &[&ct], &["198.19.0.50", "fd00:c1::50"]);
     assert!(
         !outside
@@ -335,34 +370,40 @@ fn addresses_and_dns_change_live() {
     let Some(env) = net_env("addresses_and_dns_change_live") else {
         return;
     };
-    let ct = env.create_busybox(&[
-        "--hostname",
-        "live",
-        "--ipadd",
-        "198.18.0.20/24",
-        "--gateway",
-        "198.18.0.1",
-    ]);
-    env.cmd(&["start", &ct]).assert_ok();
+    let ct = create(
+        &env,
+        &[
+            "--hostname",
+            "live",
+            "--ipadd",
+            "198.18.0.20/24",
+            "--gateway",
+            "198.18.0.1",
+        ],
+    );
+    cove(&env, &["start", &ct]).assert_ok();
     host_ping(&env, "198.18.0.20").assert_ok();
-    let before = env.status_json(&ct)["init_pid"].clone();
+    let before = status_json(&env, &ct)["init_pid"].clone();
 
     let t = std::time::Instant::now();
-    env.cmd(&[
-        "set",
-        &ct,
-        "--ipadd",
-        "198.18.0.21/24",
-        "--nameserver",
-        "198.18.0.1",
-        "--save",
-    ])
+    cove(
+        &env,
+        &[
+            "set",
+            &ct,
+            "--ipadd",
+            "198.18.0.21/24",
+            "--nameserver",
+            "198.18.0.1",
+            "--save",
+        ],
+    )
     .assert_ok();
     eprintln!(
         "MEASURE cove set --ipadd on a running CT: {:?}",
         t.elapsed()
     );
-    let ip = env.cmd(&["exec", &ct, "ip", "-4", "addr", "show", "eth0"]);
+    let ip = cove(&env, &["exec", &ct, "ip", "-4", "addr", "show", "eth0"]);
     assert!(ip.stdout.contains("198.18.0.21/24"), "{ip}");
     host_ping(&env, "198.18.0.21").assert_ok();
     assert!(
@@ -376,8 +417,8 @@ fn addresses_and_dns_change_live() {
     let saved = std::fs::read_to_string(env.ct_dir(&ct).join("ct.toml")).unwrap();
     assert!(saved.contains("198.18.0.21/24"), "not saved:\n{saved}");
 
-    env.cmd(&["set", &ct, "--ipdel", "198.18.0.21"]).assert_ok();
-    let ip = env.cmd(&["exec", &ct, "ip", "-4", "addr", "show", "eth0"]);
+    cove(&env, &["set", &ct, "--ipdel", "198.18.0.21"]).assert_ok();
+    let ip = cove(&env, &["exec", &ct, "ip", "-4", "addr", "show", "eth0"]);
     assert!(!ip.stdout.contains("198.18.0.21"), "{ip}");
     assert!(
         !host_ping(&env, "198.18.0.21").ok(),
@@ -385,10 +426,14 @@ fn addresses_and_dns_change_live() {
     );
     // The other address and the CT itself were never touched.
     host_ping(&env, "198.18.0.20").assert_ok();
-    assert_eq!(env.status_json(&ct)["init_pid"], before, "the CT restarted");
+    assert_eq!(
+        status_json(&env, &ct)["init_pid"],
+        before,
+        "the CT restarted"
+    );
     assert!(!ct_file(&env, &ct, "/etc/hosts").contains("198.18.0.21"));
 
-    env.cmd(&["destroy", "--force", &ct]).assert_ok();
+    cove(&env, &["destroy", "--force", &ct]).assert_ok();
     assert_host_clean(&env, &[&ct], &["198.18.0.20", "198.18.0.21"]);
 }
 
@@ -401,15 +446,18 @@ fn published_port_is_reached_from_the_host() {
     let Some(env) = net_env(test) else {
         return;
     };
-    let ct = env.create_busybox(&[
-        "--ipadd",
-        "198.18.0.30/24",
-        "--gateway",
-        "198.18.0.1",
-        "--publish",
-        "8080:80",
-    ]);
-    env.cmd(&["start", &ct]).assert_ok();
+    let ct = create(
+        &env,
+        &[
+            "--ipadd",
+            "198.18.0.30/24",
+            "--gateway",
+            "198.18.0.1",
+            "--publish",
+            "8080:80",
+        ],
+    );
+    cove(&env, &["start", &ct]).assert_ok();
     let rules = ns(&env).exec(&["nft", "list", "table", "inet", "cove"]);
     assert!(
         rules.stdout.contains(&format!("comment \"cove:{ct}\"")),
@@ -418,13 +466,16 @@ fn published_port_is_reached_from_the_host() {
     // A one-shot server in the CT on port 80; the host connects to its own
     // address on 8080.
     let serve = |text: &str| {
-        env.cmd(&[
-            "exec",
-            &ct,
-            "sh",
-            "-c",
-            &format!("(echo {text} | nc -l -p 80 >/dev/null 2>&1 &)"),
-        ])
+        cove(
+            &env,
+            &[
+                "exec",
+                &ct,
+                "sh",
+                "-c",
+                &format!("(echo {text} | nc -l -p 80 >/dev/null 2>&1 &)"),
+            ],
+        )
         .assert_ok();
         std::thread::sleep(Duration::from_millis(300));
     };
@@ -436,7 +487,7 @@ fn published_port_is_reached_from_the_host() {
     );
 
     // Unpublished live: the rule and the (now empty) table go.
-    env.cmd(&["set", &ct, "--unpublish", "8080"]).assert_ok();
+    cove(&env, &["set", &ct, "--unpublish", "8080"]).assert_ok();
     let table = ns(&env).exec(&["nft", "list", "table", "inet", "cove"]);
     assert!(!table.ok(), "table left after the last unpublish:\n{table}");
     serve("not-published");
@@ -446,8 +497,8 @@ fn published_port_is_reached_from_the_host() {
         "an unpublished port still leads to the CT:\n{got}"
     );
 
-    env.cmd(&["set", &ct, "--publish", "8081:80"]).assert_ok();
-    env.cmd(&["destroy", "--force", &ct]).assert_ok();
+    cove(&env, &["set", &ct, "--publish", "8081:80"]).assert_ok();
+    cove(&env, &["destroy", "--force", &ct]).assert_ok();
     assert_host_clean(&env, &[&ct], &["198.18.0.30"]);
 }
 
@@ -466,28 +517,34 @@ fn network_left_by_a_crash_is_cleaned_by_the_next_command() {
     // The host's own address, the source of its pings.
     n.ip(&["addr", "add", "198.19.0.1/24", "dev", "up0"])
         .assert_ok();
-    let routed = env.create_busybox(&[
-        "--netif",
-        "routed",
-        "--ipadd",
-        "198.19.0.60",
-        "--uplink",
-        "up0",
-    ]);
-    let bridged = env.create_busybox(&[
-        "--ipadd",
-        "198.18.0.40/24",
-        "--gateway",
-        "198.18.0.1",
-        "--publish",
-        "8090:80",
-    ]);
+    let routed = create(
+        &env,
+        &[
+            "--netif",
+            "routed",
+            "--ipadd",
+            "198.19.0.60",
+            "--uplink",
+            "up0",
+        ],
+    );
+    let bridged = create(
+        &env,
+        &[
+            "--ipadd",
+            "198.18.0.40/24",
+            "--gateway",
+            "198.18.0.1",
+            "--publish",
+            "8090:80",
+        ],
+    );
     for ct in [&routed, &bridged] {
-        env.cmd(&["start", ct]).assert_ok();
+        cove(&env, &["start", ct]).assert_ok();
     }
     // The crash: monitors and inits killed, nobody tears anything down.
     for ct in [&routed, &bridged] {
-        let st = env.status_json(ct);
+        let st = status_json(&env, ct);
         for pid in [
             env.monitor_pid(ct),
             st["init_pid"].as_i64().map(|p| p as i32),
@@ -507,7 +564,7 @@ fn network_left_by_a_crash_is_cleaned_by_the_next_command() {
     );
     // The next start cleans what the last run left and starts cleanly.
     for ct in [&routed, &bridged] {
-        env.cmd(&["start", ct]).assert_ok();
+        cove(&env, &["start", ct]).assert_ok();
     }
     let rules = n.exec(&["nft", "list", "table", "inet", "cove"]);
     assert_eq!(
@@ -530,7 +587,7 @@ fn network_left_by_a_crash_is_cleaned_by_the_next_command() {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     for ct in [&routed, &bridged] {
-        env.cmd(&["destroy", "--force", ct]).assert_ok();
+        cove(&env, &["destroy", "--force", ct]).assert_ok();
     }
     assert_host_clean(&env, &[&routed, &bridged], &["198.19.0.60", "198.18.0.40"]);
 }
@@ -540,7 +597,7 @@ fn bad_network_values_are_refused_before_anything_is_made() {
     let Some(env) = net_env("bad_network_values_are_refused") else {
         return;
     };
-    let taken = env.create_busybox(&["--ipadd", "198.18.0.50/24"]);
+    let taken = create(&env, &["--ipadd", "198.18.0.50/24"]);
     for (args, says) in [
         (
             vec!["--ipadd", "198.18.0.300"],
@@ -577,24 +634,27 @@ fn bad_network_values_are_refused_before_anything_is_made() {
         let ctid = env.new_ctid();
         let mut full = vec!["create", ctid.as_str(), "--template", "busybox"];
         full.extend_from_slice(&args);
-        let out = env.cmd(&full);
+        let out = cove(&env, &full);
         assert_cove_refused(&out, 1);
         assert!(out.stderr.contains(says), "expected {says:?}:\n{out}");
         assert!(!env.ct_dir(&ctid).exists(), "refused create made {ctid}");
     }
-    let out = env.cmd(&["set", &taken, "--ipdel", "198.18.0.99"]);
+    let out = cove(&env, &["set", &taken, "--ipdel", "198.18.0.99"]);
     assert_cove_refused(&out, 1);
     assert!(out.stderr.contains("no such address"), "{out}");
     // A start whose uplink is missing fails with one line and leaves nothing.
-    let routed = env.create_busybox(&[
-        "--netif",
-        "routed",
-        "--ipadd",
-        "198.19.0.70",
-        "--uplink",
-        "nope0",
-    ]);
-    let out = env.cmd(&["start", &routed]);
+    let routed = create(
+        &env,
+        &[
+            "--netif",
+            "routed",
+            "--ipadd",
+            "198.19.0.70",
+            "--uplink",
+            "nope0",
+        ],
+    );
+    let out = cove(&env, &["start", &routed]);
     assert_cove_refused(&out, 1);
     assert!(out.stderr.contains("uplink nope0 does not exist"), "{out}");
     env.assert_ct_cleaned_up(&routed);

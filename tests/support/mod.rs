@@ -1919,11 +1919,12 @@ impl HostNetns {
 
     fn run(&self, program: &str, args: &[&str]) -> Out {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        // Generous: the VM lane runs emulated on a shared machine.
         run_command(
             Path::new(program),
             &args,
             &self.io_dir.path,
-            COMMAND_TIMEOUT,
+            Duration::from_secs(60),
         )
     }
 
