@@ -426,6 +426,18 @@ impl NetArgs {
     pub fn applied_to(&self, net: &NetConfig) -> Result<NetConfig, String> {
         let mut n = net.clone();
         if let Some(m) = self.netif {
+            // What only the other kind has goes with the change of kind
+            // (given again in this call, it is refused below).
+            if n.netif() != m {
+                match m {
+                    Netif::Routed => {
+                        n.bridge = None;
+                        n.gateway.clear();
+                        n.publish.clear();
+                    }
+                    Netif::Bridged => n.uplink = None,
+                }
+            }
             n.netif = Some(m);
         }
         if let Some(b) = &self.bridge {
@@ -558,6 +570,18 @@ mod tests {
         assert_eq!(ips, ["198.18.0.2/24", "198.18.0.9/24"]);
         let u = args(&["--unpublish", "8080"]).applied_to(&m).unwrap();
         assert!(u.publish.is_empty());
+        // Turning routed drops what only a bridged CT has.
+        let r = args(&[
+            "--netif",
+            "routed",
+            "--ipdel",
+            "all",
+            "--ipadd",
+            "198.19.0.5",
+        ])
+        .applied_to(&n)
+        .unwrap();
+        assert!(r.gateway.is_empty() && r.publish.is_empty() && r.bridge.is_none());
     }
 
     #[test]
