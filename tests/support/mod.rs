@@ -1426,6 +1426,10 @@ pub struct CoveEnv {
     pub run: PathBuf,
     /// Absolute cgroup parent of this test's CTs (`COVE_CGROUP_PARENT`).
     pub cgroup_parent: String,
+    /// The network namespace every cove command of this test runs in
+    /// (the test's "host"), when it has one. Dropped after the CTs are
+    /// destroyed: fields drop after `Drop::drop` has run.
+    pub netns: Option<HostNetns>,
     counter: AtomicUsize,
     _cgroup_lock: CgroupParentLock,
 }
@@ -1465,6 +1469,7 @@ impl CoveEnv {
             data,
             run,
             cgroup_parent: format!("/{CGROUP_PARENT}/{name}"),
+            netns: None,
             counter: AtomicUsize::new(1),
             _cgroup_lock: CgroupParentLock::shared(),
         })
@@ -1509,7 +1514,15 @@ impl CoveEnv {
 
     pub fn cmd_timeout(&self, args: &[&str], timeout: Duration) -> Out {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        run_command_env(&self.bin, &args, &self.envs(), &self.root, timeout)
+        match &self.netns {
+            None => run_command_env(&self.bin, &args, &self.envs(), &self.root, timeout),
+            Some(ns) => {
+                let mut command = Command::new(&self.bin);
+                command.args(&args).envs(self.envs());
+                ns.enter_on_spawn(&mut command);
+                run_prepared(command, &self.bin, &args, &self.root, timeout)
+            }
+        }
     }
 
     /// The environment every cove command of this test gets.
@@ -1532,6 +1545,9 @@ impl CoveEnv {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         c.args(args).envs(self.envs()).stdin(Stdio::null());
+        if let Some(ns) = &self.netns {
+            ns.enter_on_spawn(&mut c);
+        }
         c
     }
 
@@ -1862,6 +1878,98 @@ impl Drop for TestCgroupParent {
                 eprintln!("WARNING: could not remove cgroup {}", self.path);
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- a network namespace as the host
+
+/// A network namespace (`ip netns add`) that plays the host for a test:
+/// cove runs in it, bridges, routes and nftables are made in it, and it
+/// goes (with all of that) when the guard drops. The machine's own network
+/// namespace is never configured.
+pub struct HostNetns {
+    pub name: String,
+    pub path: PathBuf,
+    io_dir: TempDir,
+}
+
+impl HostNetns {
+    /// A fresh namespace with its loopback up, or a SKIP line and None.
+    pub fn new(test: &str) -> Option<HostNetns> {
+        let name = format!(
+            "cvt-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let io_dir = TempDir::new(test);
+        let ns = HostNetns {
+            path: PathBuf::from("/run/netns").join(&name),
+            name,
+            io_dir,
+        };
+        let add = ns.run("ip", &["netns", "add", &ns.name]);
+        if !add.ok() {
+            skip(test, &format!("cannot make a network namespace:\n{add}"));
+            return None;
+        }
+        ns.ip(&["link", "set", "lo", "up"]).assert_ok();
+        Some(ns)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Out {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        // Generous: the VM lane runs emulated on a shared machine.
+        run_command(
+            Path::new(program),
+            &args,
+            &self.io_dir.path,
+            Duration::from_secs(60),
+        )
+    }
+
+    /// `ip -n NAME ARGS...`.
+    pub fn ip(&self, args: &[&str]) -> Out {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        self.run("ip", &all)
+    }
+
+    /// `ip netns exec NAME ARGS...`: a program in the namespace.
+    pub fn exec(&self, args: &[&str]) -> Out {
+        let mut all = vec!["netns", "exec", self.name.as_str()];
+        all.extend_from_slice(args);
+        self.run("ip", &all)
+    }
+
+    /// Makes `command` enter this namespace (network only: the mounts stay
+    /// the test's, so cove's overlay mounts are where the test looks).
+    pub fn enter_on_spawn(&self, command: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        let ns =
+            File::open(&self.path).unwrap_or_else(|e| panic!("open {}: {e}", self.path.display()));
+        // SAFETY: setns on a descriptor the closure owns, between fork and
+        // exec; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+}
+
+impl Drop for HostNetns {
+    fn drop(&mut self) {
+        let del = self.run("ip", &["netns", "del", &self.name]);
+        if !del.ok() {
+            eprintln!(
+                "WARNING: could not remove network namespace {}:\n{del}",
+                self.name
+            );
         }
     }
 }

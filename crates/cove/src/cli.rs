@@ -50,11 +50,14 @@ The hostname defaults to the --name, else ct<CTID>."
         #[command(flatten)]
         settings: Settings,
     },
-    /// Change a CT's settings; limits apply at once to a running CT
+    /// Change a CT's settings; limits and network apply at once to a running CT
     Set {
         ctid: String,
         #[command(flatten)]
         settings: Settings,
+        /// Accepted as vzctl takes it: set always saves the config and applies what it can to a running CT
+        #[arg(long)]
+        save: bool,
     },
     /// Remove a stopped CT: its config, private area and run-time state
     Destroy {
@@ -188,6 +191,8 @@ pub struct Settings {
     /// Seccomp profile: default (cove's deny list), unconfined, or a profile file (OCI linux.seccomp JSON, or podman's and docker's format)
     #[arg(long, value_name = "PROFILE")]
     pub seccomp: Option<String>,
+    #[command(flatten)]
+    pub net: crate::net::NetArgs,
 }
 
 fn limit<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Limit<T>, String> {

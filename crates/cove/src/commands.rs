@@ -25,7 +25,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             println!("CT {id} created from template {template}");
             Ok(0)
         }
-        Command::Set { ctid, settings } => {
+        Command::Set { ctid, settings, .. } => {
             let ctid = &config::resolve(&paths, ctid)?.to_string();
             let c = changes(settings);
             if c.name.is_none()
@@ -34,6 +34,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 && c.cpus.is_none()
                 && c.pids.is_none()
                 && c.seccomp.is_none()
+                && c.net.is_empty()
             {
                 return Err(Error::BadInput(
                     "set: nothing to change (see cove set --help)".into(),
@@ -113,6 +114,7 @@ fn changes(s: &Settings) -> Changes {
         cpus: s.cpus,
         pids: s.pids,
         seccomp: s.seccomp.clone(),
+        net: s.net.clone(),
     }
 }
 

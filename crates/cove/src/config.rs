@@ -12,6 +12,10 @@
 //! memory = "256M"
 //! cpus = 1.5
 //! pids = 512
+//!
+//! [net]                      # see net::config
+//! ip = ["198.18.0.2/24"]
+//! gateway = ["198.18.0.1"]
 //! ```
 //!
 //! Unknown keys are refused, so a typo in a hand-edited file is reported
@@ -24,6 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ctid::{self, Ctid};
 use crate::error::{Error, Result};
+use crate::net::NetConfig;
 use crate::paths::Paths;
 use crate::signals;
 
@@ -49,6 +54,9 @@ pub struct CtConfig {
     pub seccomp: Option<String>,
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
+    /// The CT's network (see `net::config`).
+    #[serde(default, skip_serializing_if = "NetConfig::is_empty")]
+    pub net: NetConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -102,7 +110,8 @@ impl CtConfig {
         if let Some(s) = &self.seccomp {
             crate::spec::SeccompSetting::parse(s)?;
         }
-        self.resources.validate()
+        self.resources.validate()?;
+        self.net.validate()
     }
 
     pub fn stop_signal(&self) -> Option<i32> {
@@ -332,6 +341,7 @@ mod tests {
                 cpus: Some(1.5),
                 pids: Some(100),
             },
+            net: NetConfig::default(),
         };
         let text = toml::to_string(&cfg).unwrap();
         assert!(text.contains("memory = \"256M\""), "{text}");

@@ -12,6 +12,7 @@ use crate::config::{self, Bytes, CtConfig, Resources};
 use crate::ctid::{self, Ctid};
 use crate::error::{Error, Result};
 use crate::lifecycle;
+use crate::net;
 use crate::paths::Paths;
 use crate::runstate::{self, CtStatus};
 use crate::spec;
@@ -43,6 +44,8 @@ pub struct Changes {
     pub pids: Option<Limit<u32>>,
     /// `default`, `unconfined` or a profile path (checked by compiling it).
     pub seccomp: Option<String>,
+    /// The network flags.
+    pub net: net::NetArgs,
 }
 
 impl Changes {
@@ -141,9 +144,11 @@ pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) 
         stop_signal: None,
         seccomp: None,
         resources: Resources::default(),
+        net: Default::default(),
     };
     let changes = &checked_seccomp(changes)?;
     changes.apply(&mut cfg);
+    cfg.net = changes.net.applied_to(&cfg.net).map_err(Error::BadInput)?;
     cfg.validate(&ctid).map_err(Error::BadInput)?;
     let ct = paths.ct(&ctid);
     let _lock = lifecycle::lock_ct(&ct, &ctid)?;
@@ -155,6 +160,7 @@ pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) 
     if let Some(n) = &cfg.name {
         check_name_free(paths, n, &ctid)?;
     }
+    net::check_addresses_free(paths, &ctid, &cfg.net)?;
     let mut private = std::fs::DirBuilder::new();
     private.recursive(true).mode(0o700);
     let cts = paths.cts();
@@ -208,14 +214,22 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
         ctid::validate_hostname(h)?;
     }
     let changes = &checked_seccomp(changes)?;
+    let old = cfg.clone();
     changes.apply(&mut cfg);
+    cfg.net = changes.net.applied_to(&cfg.net).map_err(Error::BadInput)?;
     cfg.validate(&ctid).map_err(Error::BadInput)?;
+    net::check_addresses_free(paths, &ctid, &cfg.net)?;
     let mut notes = Vec::new();
     let status = runstate::status(&ct, &ctid);
     if status.running() && changes.touches_resources() {
         apply_live(&ct.oci_root, &ctid, changes)?;
     }
     cfg.save(&ct.config)?;
+    if status.running() && (old.net != cfg.net || old.hostname != cfg.hostname) {
+        // After the save: should the live change fail half-way, the
+        // config already says what the next start makes.
+        net::apply_to_running(&ct, &ctid, &old, &cfg)?;
+    }
     if status.running() && changes.seccomp.is_some() {
         notes.push(format!(
             "CT {ctid}: the new seccomp profile takes effect at the next start"
@@ -275,7 +289,7 @@ pub struct Listed {
     pub status: String,
     pub template: Option<String>,
     pub hostname: Option<String>,
-    /// No network yet: always null.
+    /// The CT's first address (IPv4 first), if it has one.
     pub ip: Option<String>,
     pub init_pid: Option<i32>,
 }
@@ -309,7 +323,10 @@ pub fn list(paths: &Paths, all: bool) -> Result<(Vec<Listed>, Vec<String>)> {
             status,
             template: cfg.as_ref().map(|c| c.template.clone()),
             hostname: cfg.as_ref().map(|c| c.hostname.clone()),
-            ip: None,
+            ip: cfg
+                .as_ref()
+                .and_then(|c| c.net.first_ip())
+                .map(|a| a.to_string()),
             init_pid: st.init_pid,
         });
     }

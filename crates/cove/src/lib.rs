@@ -13,8 +13,10 @@
 //! `cove` holds no isolation logic: a CT is an OCI bundle generated at each
 //! start, run by the engine. What is cove's own: CT configs and names
 //! (`config`, `ctid`), the template store (`template`), the root overlay
-//! (`overlay`), the per-CT lock (`lock`), the monitor process (`monitor`)
-//! and the run-time records (`runstate`). Exit codes: see [`error`].
+//! (`overlay`), the per-CT lock (`lock`), the monitor process (`monitor`),
+//! the run-time records (`runstate`) and the CT's network (`net`: veth,
+//! addresses, routes, DNS files, published ports; the kernel work is in
+//! the cove-net crate). Exit codes: see [`error`].
 
 pub mod cli;
 pub mod commands;
@@ -27,6 +29,7 @@ pub mod exec;
 pub mod lifecycle;
 pub mod lock;
 pub mod monitor;
+pub mod net;
 pub mod overlay;
 pub mod paths;
 pub mod runstate;

@@ -37,6 +37,7 @@ use crate::ctid::Ctid;
 use crate::error::{exit, Error, Result};
 use crate::lifecycle;
 use crate::lock::Lock;
+use crate::net;
 use crate::overlay;
 use crate::paths::{CtPaths, Paths};
 use crate::runstate::{ExitRecord, MonitorRecord};
@@ -263,6 +264,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
         armed: true,
     };
     overlay::mount_rootfs(&launch.template.rootfs, &ct.upper, &ct.work, &ct.rootfs)?;
+    net::files::write(&ct.rootfs, &launch.cfg.hostname, &launch.cfg.net)?;
     let init = template::init_of(launch.cfg, &launch.template.manifest, &ct.rootfs);
     let available = spec::available_capabilities()?;
     let spec = spec::system_spec(&SpecInput {
@@ -288,6 +290,8 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     })?;
     // The engine changed into the bundle; the monitor must not pin it.
     let _ = std::env::set_current_dir("/");
+    // The init exists (so does its network namespace) and waits for start.
+    net::setup(&ct, ctid, &launch.cfg.net, created.pid)?;
     let master = listener.receive_master()?;
     drop(listener);
     let peer = console::open_peer(&master)?;

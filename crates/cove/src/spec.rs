@@ -391,6 +391,7 @@ mod tests {
                 cpus: Some(1.5),
                 pids: Some(64),
             },
+            net: Default::default(),
         };
         let init = InitInfo {
             path: "/sbin/init".into(),

@@ -550,6 +550,7 @@ mod tests {
             stop_signal: None,
             seccomp: None,
             resources: Default::default(),
+            net: Default::default(),
         };
         let manifest = Manifest {
             init: Some(InitSpec {

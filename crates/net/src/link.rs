@@ -1,0 +1,218 @@
+//! Network interfaces: veth pairs, bridges, and what is set on a link.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use crate::{Error, Netlink, Result};
+
+/// What `links` reports of one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// The bridge (or other master) it is a port of.
+    pub master: Option<u32>,
+    pub alias: Option<String>,
+    pub kind: Option<String>,
+    pub up: bool,
+}
+
+fn link_of(m: &LinkMessage) -> Option<Link> {
+    let mut link = Link {
+        index: m.header.index,
+        name: String::new(),
+        master: None,
+        alias: None,
+        kind: None,
+        up: m.header.flags.contains(LinkFlags::Up),
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Controller(i) => link.master = Some(*i),
+            LinkAttribute::IfAlias(s) => link.alias = Some(s.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        link.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (!link.name.is_empty()).then_some(link)
+}
+
+/// Every interface of the namespace.
+pub fn links(nl: &mut Netlink) -> Result<Vec<Link>> {
+    let answers = nl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), || {
+        "list network interfaces".into()
+    })?;
+    Ok(answers
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => link_of(l),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The interface called `name`, None when there is none.
+pub fn find(nl: &mut Netlink, name: &str) -> Result<Option<Link>> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    match nl.get(RouteNetlinkMessage::GetLink(msg), || {
+        format!("look up interface {name}")
+    }) {
+        Ok(answers) => Ok(answers.iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => link_of(l),
+            _ => None,
+        })),
+        Err(e) if e.is_gone() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The index of interface `name`, or [`Error::NoSuchLink`].
+pub fn index(nl: &mut Netlink, name: &str) -> Result<u32> {
+    find(nl, name)?
+        .map(|l| l.index)
+        .ok_or_else(|| Error::NoSuchLink(name.to_string()))
+}
+
+/// A veth pair: `name` here, `peer_name` in the network namespace `peer_ns`
+/// (an fd of /proc/PID/ns/net), or here too when None. Creating the peer
+/// straight in the CT's namespace under its final name means no moment where
+/// a half-configured `eth0` sits in the host's namespace, and no rename.
+pub fn add_veth(
+    nl: &mut Netlink,
+    name: &str,
+    peer_name: &str,
+    peer_ns: Option<BorrowedFd>,
+) -> Result<()> {
+    let mut peer = LinkMessage::default();
+    peer.attributes
+        .push(LinkAttribute::IfName(peer_name.to_string()));
+    if let Some(fd) = peer_ns {
+        peer.attributes.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
+    }
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+    ]));
+    nl.change(
+        RouteNetlinkMessage::NewLink(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+        || format!("create veth pair {name} / {peer_name}"),
+    )
+}
+
+/// A bridge called `name`, down.
+pub fn add_bridge(nl: &mut Netlink, name: &str) -> Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::Bridge,
+        )]));
+    nl.change(
+        RouteNetlinkMessage::NewLink(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+        || format!("create bridge {name}"),
+    )
+}
+
+fn set(
+    nl: &mut Netlink,
+    name: &str,
+    what: &str,
+    build: impl FnOnce(&mut LinkMessage),
+) -> Result<()> {
+    let idx = index(nl, name)?;
+    let mut msg = LinkMessage::default();
+    msg.header.index = idx;
+    build(&mut msg);
+    nl.change(RouteNetlinkMessage::SetLink(msg), 0, || {
+        format!("{what} ({name})")
+    })
+}
+
+/// Makes `name` a port of `bridge`.
+pub fn set_master(nl: &mut Netlink, name: &str, bridge: &str) -> Result<()> {
+    let master = index(nl, bridge)?;
+    set(nl, name, &format!("add to bridge {bridge}"), |m| {
+        m.attributes.push(LinkAttribute::Controller(master))
+    })
+}
+
+/// Brings `name` up or down.
+pub fn set_up(nl: &mut Netlink, name: &str, up: bool) -> Result<()> {
+    set(nl, name, if up { "set up" } else { "set down" }, |m| {
+        if up {
+            m.header.flags = LinkFlags::Up;
+        }
+        m.header.change_mask = LinkFlags::Up;
+    })
+}
+
+/// Renames `name` (the kernel wants it down).
+pub fn rename(nl: &mut Netlink, name: &str, new_name: &str) -> Result<()> {
+    set(nl, name, &format!("rename to {new_name}"), |m| {
+        m.attributes
+            .push(LinkAttribute::IfName(new_name.to_string()))
+    })
+}
+
+/// The interface's alias (`ip link set NAME alias TEXT`): cove marks what
+/// it made with it.
+pub fn set_alias(nl: &mut Netlink, name: &str, alias: &str) -> Result<()> {
+    set(nl, name, "set alias", |m| {
+        m.attributes.push(LinkAttribute::IfAlias(alias.to_string()))
+    })
+}
+
+/// Where [`move_to_netns`] sends a link.
+#[derive(Debug, Clone, Copy)]
+pub enum NetnsRef<'a> {
+    /// The network namespace of this process.
+    Pid(u32),
+    /// An open /proc/PID/ns/net (or /run/netns/NAME).
+    Fd(BorrowedFd<'a>),
+}
+
+/// Moves `name` into another network namespace.
+pub fn move_to_netns(nl: &mut Netlink, name: &str, to: NetnsRef) -> Result<()> {
+    set(nl, name, "move to another network namespace", |m| {
+        m.attributes.push(match to {
+            NetnsRef::Pid(p) => LinkAttribute::NetNsPid(p),
+            NetnsRef::Fd(fd) => LinkAttribute::NetNsFd(fd.as_raw_fd()),
+        })
+    })
+}
+
+/// Deletes `name` (for a veth, both ends); [`Error::NoSuchLink`] when it
+/// is not there.
+pub fn delete(nl: &mut Netlink, name: &str) -> Result<()> {
+    let idx = index(nl, name)?;
+    let mut msg = LinkMessage::default();
+    msg.header.index = idx;
+    nl.change(RouteNetlinkMessage::DelLink(msg), 0, || {
+        format!("delete interface {name}")
+    })
+}
+
+/// The interfaces that are ports of the bridge with index `bridge`.
+pub fn ports(nl: &mut Netlink, bridge: u32) -> Result<Vec<Link>> {
+    Ok(links(nl)?
+        .into_iter()
+        .filter(|l| l.master == Some(bridge))
+        .collect())
+}

@@ -1,0 +1,250 @@
+//! Published ports: DNAT rules in an nftables table of cove's own
+//! (`inet cove`), through the `nft` program.
+//!
+//! Why the program and not netlink: nf_tables rules travel over netlink as
+//! expressions of the kernel's rule VM (payload loads, compares, fib
+//! lookups, nat with register ranges) that libnftables compiles from the
+//! rule text; doing that ourselves means re-implementing that compiler
+//! for every expression we use, with no library in Rust that does it for
+//! us without libnftnl. `nft -f -` takes the whole change as one atomic
+//! transaction, and its text is what an administrator reads in
+//! `nft list ruleset`. Debian's `nftables` package provides it.
+//!
+//! Every rule carries the comment `cove:<tag>` (the CTID), so a CT's rules
+//! are found and removed even when its own record is lost; the table goes
+//! when its last rule does.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::{Error, Result};
+
+pub const FAMILY: &str = "inet";
+pub const TABLE: &str = "cove";
+/// The base chains: packets from elsewhere, and the host's own.
+const CHAINS: [(&str, &str); 2] = [("prerouting", "prerouting"), ("output", "output")];
+
+/// tcp or udp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// Traffic to `host_port` on any of the host's addresses goes to `to`:`to_port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dnat {
+    pub proto: Proto,
+    pub host_port: u16,
+    pub to: IpAddr,
+    pub to_port: u16,
+}
+
+impl Dnat {
+    fn rule(&self, tag: &str) -> String {
+        let (nfproto, family, to) = match self.to {
+            IpAddr::V4(a) => ("ipv4", "ip", format!("{a}:{}", self.to_port)),
+            IpAddr::V6(a) => ("ipv6", "ip6", format!("[{a}]:{}", self.to_port)),
+        };
+        format!(
+            "meta nfproto {nfproto} fib daddr type local {} dport {} dnat {family} to {to} comment \"cove:{tag}\"",
+            self.proto.as_str(),
+            self.host_port
+        )
+    }
+}
+
+/// The nft program: /usr/sbin/nft or /sbin/nft, else from PATH.
+pub fn binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["/usr/sbin", "/sbin"]
+        .into_iter()
+        .map(PathBuf::from)
+        .chain(std::env::split_paths(&path))
+        .map(|d| d.join("nft"))
+        .find(|p| p.is_file())
+}
+
+fn nft(args: &[&str], script: Option<&str>) -> Result<String> {
+    let bin = binary().ok_or_else(|| {
+        Error::Nft(
+            "published ports need nft, which is not installed (apt-get install nftables)".into(),
+        )
+    })?;
+    let mut cmd = Command::new(&bin);
+    cmd.args(args)
+        .stdin(if script.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Nft(format!("{}: {e}", bin.display())))?;
+    if let (Some(text), Some(mut stdin)) = (script, child.stdin.take()) {
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Nft(format!("{}: {e}", bin.display())))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("failed");
+        return Err(Error::Nft(format!("nft {}: {first}", args.join(" "))));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Adds the DNAT rules of `tag`, creating the table and its chains when
+/// missing; all in one transaction.
+pub fn add(tag: &str, rules: &[Dnat]) -> Result<()> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let mut script = format!("add table {FAMILY} {TABLE}\n");
+    for (chain, hook) in CHAINS {
+        script.push_str(&format!(
+            "add chain {FAMILY} {TABLE} {chain} {{ type nat hook {hook} priority -100; policy accept; }}\n"
+        ));
+    }
+    for r in rules {
+        for (chain, _) in CHAINS {
+            script.push_str(&format!(
+                "add rule {FAMILY} {TABLE} {chain} {}\n",
+                r.rule(tag)
+            ));
+        }
+    }
+    nft(&["-f", "-"], Some(&script)).map(drop)
+}
+
+/// One rule of cove's table as `nft -a list` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub chain: String,
+    pub handle: u64,
+    pub text: String,
+}
+
+/// Every rule in cove's table; empty when there is no table.
+pub fn list() -> Result<Vec<Listed>> {
+    let text = match nft(&["-a", "list", "table", FAMILY, TABLE], None) {
+        Ok(t) => t,
+        Err(Error::Nft(m)) if m.contains("No such file or directory") => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(parse_listing(&text))
+}
+
+fn parse_listing(text: &str) -> Vec<Listed> {
+    let mut out = Vec::new();
+    let mut chain = String::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("chain ") {
+            chain = rest.split_whitespace().next().unwrap_or("").to_string();
+            continue;
+        }
+        if line.starts_with("table ") || line.starts_with("type ") {
+            continue;
+        }
+        if let Some((rule, handle)) = line.rsplit_once(" # handle ") {
+            if let Ok(h) = handle.trim().parse() {
+                out.push(Listed {
+                    chain: chain.clone(),
+                    handle: h,
+                    text: rule.trim().to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The rules of `tag`.
+pub fn tagged(tag: &str) -> Result<Vec<Listed>> {
+    let mark = format!("comment \"cove:{tag}\"");
+    Ok(list()?
+        .into_iter()
+        .filter(|r| r.text.ends_with(&mark))
+        .collect())
+}
+
+/// Removes every rule of `tag`, and the table when no rule is left in it.
+/// Returns how many rules went.
+pub fn remove(tag: &str) -> Result<usize> {
+    let all = list()?;
+    let mark = format!("comment \"cove:{tag}\"");
+    let (mine, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.text.ends_with(&mark));
+    if mine.is_empty() && !others.is_empty() {
+        return Ok(0);
+    }
+    let mut script = String::new();
+    if others.is_empty() {
+        // Nothing of anyone else's: the table goes, and our rules with it.
+        if mine.is_empty() && !table_exists()? {
+            return Ok(0);
+        }
+        script.push_str(&format!("delete table {FAMILY} {TABLE}\n"));
+    } else {
+        for r in &mine {
+            script.push_str(&format!(
+                "delete rule {FAMILY} {TABLE} {} handle {}\n",
+                r.chain, r.handle
+            ));
+        }
+    }
+    nft(&["-f", "-"], Some(&script))?;
+    Ok(mine.len())
+}
+
+fn table_exists() -> Result<bool> {
+    match nft(&["list", "table", FAMILY, TABLE], None) {
+        Ok(_) => Ok(true),
+        Err(Error::Nft(m)) if m.contains("No such file or directory") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_read_as_nft_writes_them() {
+        let r = Dnat {
+            proto: Proto::Tcp,
+            host_port: 8080,
+            to: "198.18.0.2".parse().unwrap(),
+            to_port: 80,
+        };
+        assert_eq!(
+            r.rule("101"),
+            "meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 198.18.0.2:80 comment \"cove:101\""
+        );
+        let listing = "table inet cove { # handle 7\n\tchain prerouting { # handle 1\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tmeta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 198.18.0.2:80 comment \"cove:101\" # handle 3\n\t}\n\tchain output { # handle 2\n\t\ttype nat hook output priority -100; policy accept;\n\t\tudp dport 53 dnat ip to 198.18.0.3:53 comment \"cove:102\" # handle 4\n\t}\n}\n";
+        let rules = parse_listing(listing);
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            (rules[0].chain.as_str(), rules[0].handle),
+            ("prerouting", 3)
+        );
+        assert!(rules[1].text.ends_with("comment \"cove:102\""));
+    }
+}
