@@ -43,6 +43,8 @@ pub struct Changes {
     pub pids: Option<Limit<u32>>,
     /// `default`, `unconfined` or a profile path (checked by compiling it).
     pub seccomp: Option<String>,
+    pub onboot: Option<bool>,
+    pub bootorder: Option<u32>,
 }
 
 impl Changes {
@@ -66,6 +68,17 @@ impl Changes {
             // The default needs no entry: an absent one means it.
             cfg.seccomp = (s != "default").then(|| s.clone());
         }
+        if let Some(on) = self.onboot {
+            cfg.onboot = Some(on);
+        }
+        if let Some(order) = self.bootorder {
+            cfg.bootorder = Some(order);
+        }
+    }
+
+    /// Whether the CT's systemd units must be brought in line.
+    fn touches_boot(&self) -> bool {
+        self.onboot.is_some() || self.bootorder.is_some()
     }
 
     fn touches_resources(&self) -> bool {
@@ -140,6 +153,8 @@ pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) 
         init: None,
         stop_signal: None,
         seccomp: None,
+        onboot: None,
+        bootorder: None,
         resources: Resources::default(),
     };
     let changes = &checked_seccomp(changes)?;
@@ -188,8 +203,14 @@ pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) 
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| Error::io("chmod", dir, e))?;
     }
+    if changes.onboot == Some(true) {
+        crate::systemd::check_installed()?;
+    }
     cfg.save(&ct.config)?;
     guard.armed = false;
+    if changes.touches_boot() {
+        crate::systemd::sync_onboot(paths)?;
+    }
     Ok(ctid)
 }
 
@@ -210,12 +231,18 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
     let changes = &checked_seccomp(changes)?;
     changes.apply(&mut cfg);
     cfg.validate(&ctid).map_err(Error::BadInput)?;
+    if changes.onboot == Some(true) {
+        crate::systemd::check_installed()?;
+    }
     let mut notes = Vec::new();
     let status = runstate::status(&ct, &ctid);
     if status.running() && changes.touches_resources() {
         apply_live(&ct.oci_root, &ctid, changes)?;
     }
     cfg.save(&ct.config)?;
+    if changes.touches_boot() {
+        crate::systemd::sync_onboot(paths)?;
+    }
     if status.running() && changes.seccomp.is_some() {
         notes.push(format!(
             "CT {ctid}: the new seccomp profile takes effect at the next start"
@@ -278,6 +305,9 @@ pub struct Listed {
     /// No network yet: always null.
     pub ip: Option<String>,
     pub init_pid: Option<i32>,
+    /// The systemd unit that manages the CT (enabled to start at boot, or
+    /// running it now), e.g. `cove@101.service`.
+    pub unit: Option<String>,
 }
 
 /// `cove list`: every CT when `all`, else those running or mounted (as
@@ -311,6 +341,7 @@ pub fn list(paths: &Paths, all: bool) -> Result<(Vec<Listed>, Vec<String>)> {
             hostname: cfg.as_ref().map(|c| c.hostname.clone()),
             ip: None,
             init_pid: st.init_pid,
+            unit: crate::systemd::managing_unit(&ct, &id),
         });
     }
     Ok((rows, warnings))

@@ -76,6 +76,14 @@ impl Readiness {
         }
     }
 
+    /// Tells a service manager that runs the foreground monitor (systemd's
+    /// Type=notify): READY=1 once the CT's init runs.
+    fn notify_ready(&self, ctid: &Ctid, init_pid: i32) {
+        if self.is_foreground() {
+            crate::systemd::notify_ready(ctid, init_pid);
+        }
+    }
+
     fn failed(&mut self, e: &Error) {
         if let Readiness::Pipe(fd) = self {
             if let Some(fd) = fd.take() {
@@ -176,7 +184,15 @@ fn monitor_main(launch: &Launch, lock: Lock, mut readiness: Readiness) -> ! {
 /// `cove start --foreground`: the monitor in this process; returns the
 /// exit code for the CT's end.
 pub fn run_foreground(launch: &Launch, lock: Lock) -> Result<i32> {
-    run(launch, lock, &mut Readiness::Foreground)
+    crate::systemd::notify_status(&format!("Starting CT {}", launch.ctid));
+    run(launch, lock, &mut Readiness::Foreground).map_err(|e| {
+        crate::systemd::notify_status(&format!(
+            "CT {} did not start: {}",
+            launch.ctid,
+            e.one_line()
+        ));
+        e
+    })
 }
 
 /// stdin and stdout from /dev/null (nobody reads them), stderr to the
@@ -303,6 +319,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     // `cove start` returns never finds the CT locked.
     drop(lock);
     readiness.ready(ctid);
+    readiness.notify_ready(ctid, created.pid);
     log(&format!("CT {ctid} running, init pid {}", created.pid));
 
     let ended = watch(
@@ -317,6 +334,9 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     );
     drop(peer);
     log(&format!("CT {ctid} init ended: {}", ended.how));
+    if foreground {
+        crate::systemd::notify_stopping(&format!("CT {ctid} stopped: init {}", ended.how));
+    }
 
     let lock = Lock::acquire(&ct.lock)?;
     // Whoever held the lock meanwhile may have torn the CT down already
@@ -390,6 +410,9 @@ fn watch(
             while let Ok(Some(info)) = sfd.read_signal() {
                 match info.ssi_signo as i32 {
                     libc::SIGTERM | libc::SIGINT | libc::SIGHUP if kill_at.is_none() => {
+                        if foreground {
+                            crate::systemd::notify_stopping(&format!("Stopping CT {ctid}"));
+                        }
                         log(&format!(
                             "asked to stop: sending {} to the CT's init",
                             crate::signals::name(stop_signal)
