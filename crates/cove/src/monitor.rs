@@ -183,6 +183,7 @@ fn monitor_main(launch: &Launch, lock: Lock, mut readiness: Readiness) -> ! {
 
 /// `cove start --foreground`: the monitor in this process; returns the
 /// exit code for the CT's end.
+#[allow(clippy::manual_inspect)] // inspect_err needs Rust 1.76; the workspace supports 1.75
 pub fn run_foreground(launch: &Launch, lock: Lock) -> Result<i32> {
     crate::systemd::notify_status(&format!("Starting CT {}", launch.ctid));
     run(launch, lock, &mut Readiness::Foreground).map_err(|e| {
