@@ -337,3 +337,119 @@ fn foreground_monitor_reports_a_failed_start_without_ready() {
     );
     env.assert_ct_cleaned_up(&ctid);
 }
+
+/// The cgroup2 mount point: /sys/fs/cgroup, or /sys/fs/cgroup/unified on
+/// a hybrid host; None on a v1-only host.
+fn cgroup2_mount() -> Option<&'static Path> {
+    [
+        Path::new("/sys/fs/cgroup"),
+        Path::new("/sys/fs/cgroup/unified"),
+    ]
+    .into_iter()
+    .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.subtree_control").exists())
+}
+
+/// A process's cgroup in `hierarchy` ("" for the cgroup2 line, else a v1
+/// controller name).
+fn cgroup_of(pid: u32, hierarchy: &str) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = if hierarchy.is_empty() {
+            ctrls.is_empty()
+        } else {
+            ctrls.split(',').any(|c| c == hierarchy)
+        };
+        hit.then(|| path.to_string())
+    })
+}
+
+/// What systemd does for `cove@CTID.service` (its own cgroup, INVOCATION_ID,
+/// NOTIFY_SOCKET), done by hand under this test's cgroup parent: the
+/// monitor moves into the unit's `supervisor` sub-cgroup and the CT's cgroup
+/// is made inside the unit's, in the cgroup2 tree and the v1 hierarchies.
+#[test]
+fn monitor_in_a_delegated_unit_makes_the_ct_cgroup_inside_it() {
+    let Some(env) = CoveEnv::with_busybox("monitor_in_a_delegated_unit") else {
+        return;
+    };
+    let Some(mount) = cgroup2_mount() else {
+        skip(
+            "monitor_in_a_delegated_unit",
+            "no cgroup2 hierarchy on this host",
+        );
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    let unit = format!("{}/cove@{ctid}.service", env.cgroup_parent);
+    let unit_dir = mount.join(unit.trim_start_matches('/'));
+    fs::create_dir_all(&unit_dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", unit_dir.display()));
+    let sock_path = env.root.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind the notify socket");
+    // The shell joins the "unit" and becomes the monitor; COVE_CGROUP_PARENT
+    // would choose the parent itself, so it is not passed.
+    let mut c = std::process::Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(format!(
+            "echo $$ > {} && exec {} start --foreground {ctid}",
+            shell_quote(&unit_dir.join("cgroup.procs").display().to_string()),
+            shell_quote(&env.bin.display().to_string())
+        ))
+        .envs(
+            env.envs()
+                .into_iter()
+                .filter(|(k, _)| k != "COVE_CGROUP_PARENT"),
+        )
+        .env_remove("COVE_CGROUP_PARENT")
+        .env("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().expect("spawn cove start --foreground");
+    let pid = child.id();
+    let got = receive_until(&sock, Duration::from_secs(20), "READY=1");
+    let ready = got.iter().any(|m| m.lines().any(|l| l == "READY=1"));
+    let init = env.status_json(&ctid)["init_pid"].as_u64().unwrap_or(0) as u32;
+    let monitor_cg = cgroup_of(pid, "");
+    let init_cg = cgroup_of(init, "");
+    let init_memory_cg = cgroup_of(init, "memory");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(ready, "no READY=1: {got:?}");
+    assert_eq!(
+        monitor_cg,
+        Some(format!("{unit}/supervisor")),
+        "the monitor's cgroup"
+    );
+    assert_eq!(init_cg, Some(format!("{unit}/{ctid}")), "the CT's cgroup");
+    if mount != Path::new("/sys/fs/cgroup") {
+        // Hybrid: the v1 controllers' cgroups are inside the unit's too.
+        assert_eq!(
+            init_memory_cg,
+            Some(format!("{unit}/{ctid}")),
+            "the CT's memory cgroup"
+        );
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "the monitor did not end with 0"
+    );
+    let left = cgroup_dirs_for(&format!("{unit}/{ctid}"));
+    assert!(left.is_empty(), "the CT's cgroups are left: {left:?}");
+    env.assert_ct_cleaned_up(&ctid);
+}
