@@ -294,6 +294,12 @@ pub fn restart(paths: &Paths, arg: &str, how: StopHow) -> Result<()> {
 pub fn destroy(paths: &Paths, arg: &str, force: bool) -> Result<()> {
     let ctid = config::resolve(paths, arg)?;
     let ct = paths.ct(&ctid);
+    if force {
+        // Stopped by its unit, which stays inactive rather than failed.
+        if let Some(unit) = systemd::unit_to_stop(&ct, &ctid) {
+            systemd::systemctl(&["stop", &unit])?;
+        }
+    }
     let mut lock = lock_ct(&ct, &ctid)?;
     if runstate::status(&ct, &ctid).running() {
         if !force {
