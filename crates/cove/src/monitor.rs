@@ -336,7 +336,14 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     drop(peer);
     log(&format!("CT {ctid} init ended: {}", ended.how));
     if foreground {
-        crate::systemd::notify_stopping(&format!("CT {ctid} stopped: init {}", ended.how));
+        // Not STOPPING=1 for a reboot: systemd would then count the stop
+        // timeout down against a monitor that starts the CT again.
+        let status = format!("CT {ctid} init ended: {}", ended.how);
+        if ended.how == "reboot" {
+            crate::systemd::notify_status(&status);
+        } else {
+            crate::systemd::notify_stopping(&status);
+        }
     }
 
     let lock = Lock::acquire(&ct.lock)?;
