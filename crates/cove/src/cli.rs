@@ -131,6 +131,11 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
     },
     /// Open a login shell inside a running CT (on a terminal if stdin is one)
     Enter { ctid: String },
+    /// Install cove's systemd units (cove@.service, cove.slice, cove.target)
+    Systemd {
+        #[command(subcommand)]
+        command: SystemdCommand,
+    },
     /// Manage the template store
     Template {
         #[command(subcommand)]
@@ -170,6 +175,23 @@ the cove executable, else in /usr/share/cove/rootfs-templates."
     Remove { name: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SystemdCommand {
+    /// Write the units and reload systemd
+    #[command(
+        long_about = "Write cove@.service, cove.slice and cove.target into /etc/systemd/system (or \
+--dir, or $COVE_SYSTEMD_DIR) with this cove binary's path in the Exec lines, enable cove.target \
+(wanted by multi-user.target) and, when systemd runs and reads that directory, reload it. Then \
+`systemctl start cove@CTID` runs a CT under systemd and `cove set CTID --onboot yes` starts it at \
+boot."
+    )]
+    Install {
+        /// The unit directory [default: /etc/systemd/system]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
 /// The settings `create` and `set` share.
 #[derive(Debug, Args)]
 pub struct Settings {
@@ -193,6 +215,20 @@ pub struct Settings {
     pub seccomp: Option<String>,
     #[command(flatten)]
     pub net: crate::net::NetArgs,
+    /// Start the CT at boot: yes enables its cove@CTID.service unit, no disables it
+    #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+    pub onboot: Option<bool>,
+    /// Boot order among the CTs started at boot: higher starts first, unset last
+    #[arg(long, value_name = "N")]
+    pub bootorder: Option<u32>,
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("{s:?} is not yes or no")),
+    }
 }
 
 fn limit<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Limit<T>, String> {

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, Settings, TemplateCommand};
+use crate::cli::{Cli, Command, Settings, SystemdCommand, TemplateCommand};
 use crate::config;
 use crate::ct::{self, Changes};
 use crate::error::{Error, Result};
@@ -35,6 +35,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 && c.pids.is_none()
                 && c.seccomp.is_none()
                 && c.net.is_empty()
+                && c.onboot.is_none()
+                && c.bootorder.is_none()
             {
                 return Err(Error::BadInput(
                     "set: nothing to change (see cove set --help)".into(),
@@ -103,6 +105,17 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Exec { ctid, command } => exec::exec(&paths, ctid, command),
         Command::Enter { ctid } => exec::enter(&paths, ctid),
         Command::Template { command } => template_command(&paths, command),
+        Command::Systemd {
+            command: SystemdCommand::Install { dir },
+        } => {
+            let dir = dir.clone().unwrap_or_else(crate::systemd::unit_dir);
+            let exe =
+                std::env::current_exe().map_err(|e| Error::io("resolve", "/proc/self/exe", e))?;
+            for f in crate::systemd::install(&paths, &dir, &exe)? {
+                println!("wrote {}", f.display());
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -115,6 +128,8 @@ fn changes(s: &Settings) -> Changes {
         pids: s.pids,
         seccomp: s.seccomp.clone(),
         net: s.net.clone(),
+        onboot: s.onboot,
+        bootorder: s.bootorder,
     }
 }
 
@@ -154,11 +169,11 @@ fn list(paths: &Paths, all: bool, json: bool) -> Result<i32> {
         return Ok(0);
     }
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let mut table = vec![
-        ["CTID", "NAME", "STATUS", "TEMPLATE", "IP_ADDR", "HOSTNAME"]
-            .map(String::from)
-            .to_vec(),
-    ];
+    let mut table = vec![[
+        "CTID", "NAME", "STATUS", "TEMPLATE", "IP_ADDR", "HOSTNAME", "UNIT",
+    ]
+    .map(String::from)
+    .to_vec()];
     table.extend(rows.iter().map(|r| {
         vec![
             r.ctid.clone(),
@@ -167,6 +182,7 @@ fn list(paths: &Paths, all: bool, json: bool) -> Result<i32> {
             dash(&r.template),
             dash(&r.ip),
             dash(&r.hostname),
+            dash(&r.unit),
         ]
     }));
     print_table(&table);

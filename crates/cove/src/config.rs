@@ -7,6 +7,8 @@
 //! name = "web"
 //! hostname = "web"
 //! seccomp = "default"        # or "unconfined", or "/path/to/profile.json"
+//! onboot = true              # cove@101.service enabled (cove set --onboot)
+//! bootorder = 10             # higher starts first
 //!
 //! [resources]
 //! memory = "256M"
@@ -52,6 +54,12 @@ pub struct CtConfig {
     /// when absent), `unconfined`, or the absolute path of a profile file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<String>,
+    /// Start at boot: the CT's `cove@CTID.service` is enabled (see systemd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboot: Option<bool>,
+    /// Boot order among onboot CTs: higher first, unset last (as vzctl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootorder: Option<u32>,
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
     /// The CT's network (see `net::config`).
@@ -342,6 +350,8 @@ mod tests {
                 pids: Some(100),
             },
             net: NetConfig::default(),
+            onboot: Some(true),
+            bootorder: Some(10),
         };
         let text = toml::to_string(&cfg).unwrap();
         assert!(text.contains("memory = \"256M\""), "{text}");

@@ -46,6 +46,8 @@ pub struct Changes {
     pub seccomp: Option<String>,
     /// The network flags.
     pub net: net::NetArgs,
+    pub onboot: Option<bool>,
+    pub bootorder: Option<u32>,
 }
 
 impl Changes {
@@ -69,6 +71,17 @@ impl Changes {
             // The default needs no entry: an absent one means it.
             cfg.seccomp = (s != "default").then(|| s.clone());
         }
+        if let Some(on) = self.onboot {
+            cfg.onboot = Some(on);
+        }
+        if let Some(order) = self.bootorder {
+            cfg.bootorder = Some(order);
+        }
+    }
+
+    /// Whether the CT's systemd units must be brought in line.
+    fn touches_boot(&self) -> bool {
+        self.onboot.is_some() || self.bootorder.is_some()
     }
 
     fn touches_resources(&self) -> bool {
@@ -143,6 +156,8 @@ pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) 
         init: None,
         stop_signal: None,
         seccomp: None,
+        onboot: None,
+        bootorder: None,
         resources: Resources::default(),
         net: Default::default(),
     };
@@ -194,8 +209,14 @@ pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) 
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| Error::io("chmod", dir, e))?;
     }
+    if changes.onboot == Some(true) {
+        crate::systemd::check_installed()?;
+    }
     cfg.save(&ct.config)?;
     guard.armed = false;
+    if changes.touches_boot() {
+        crate::systemd::sync_onboot(paths)?;
+    }
     Ok(ctid)
 }
 
@@ -219,6 +240,9 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
     cfg.net = changes.net.applied_to(&cfg.net).map_err(Error::BadInput)?;
     cfg.validate(&ctid).map_err(Error::BadInput)?;
     net::check_addresses_free(paths, &ctid, &cfg.net)?;
+    if changes.onboot == Some(true) {
+        crate::systemd::check_installed()?;
+    }
     let mut notes = Vec::new();
     let status = runstate::status(&ct, &ctid);
     if status.running() && changes.touches_resources() {
@@ -229,6 +253,9 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
         // After the save: should the live change fail half-way, the
         // config already says what the next start makes.
         net::apply_to_running(&ct, &ctid, &old, &cfg)?;
+    }
+    if changes.touches_boot() {
+        crate::systemd::sync_onboot(paths)?;
     }
     if status.running() && changes.seccomp.is_some() {
         notes.push(format!(
@@ -292,6 +319,9 @@ pub struct Listed {
     /// The CT's first address (IPv4 first), if it has one.
     pub ip: Option<String>,
     pub init_pid: Option<i32>,
+    /// The systemd unit that manages the CT (enabled to start at boot, or
+    /// running it now), e.g. `cove@101.service`.
+    pub unit: Option<String>,
 }
 
 /// `cove list`: every CT when `all`, else those running or mounted (as
@@ -328,6 +358,7 @@ pub fn list(paths: &Paths, all: bool) -> Result<(Vec<Listed>, Vec<String>)> {
                 .and_then(|c| c.net.first_ip())
                 .map(|a| a.to_string()),
             init_pid: st.init_pid,
+            unit: crate::systemd::managing_unit(&ct, &id),
         });
     }
     Ok((rows, warnings))

@@ -35,6 +35,7 @@ pub mod paths;
 pub mod runstate;
 pub mod signals;
 pub mod spec;
+pub mod systemd;
 pub mod template;
 
 pub use error::{Error, Result};

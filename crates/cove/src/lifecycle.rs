@@ -16,6 +16,7 @@ use crate::monitor::{self, Launch};
 use crate::overlay;
 use crate::paths::{CtPaths, Paths};
 use crate::runstate::{self, MonitorRecord};
+use crate::systemd;
 use crate::template;
 
 /// How long a killed CT (SIGKILL to its whole cgroup) may take to go.
@@ -77,8 +78,22 @@ pub fn start(paths: &Paths, arg: &str, foreground: bool) -> Result<i32> {
     let ct = paths.ct(&ctid);
     let cfg = CtConfig::load(&ct.config, &ctid)?;
     let template = template::open(paths, &cfg.template)?;
+    if !foreground {
+        if let Some(unit) = systemd::unit_to_start(&ctid) {
+            return start_unit(&ct, &ctid, &unit).map(|_| 0);
+        }
+    }
     let lock = lock_ct(&ct, &ctid)?;
     start_locked(paths, &ctid, &cfg, &template, lock, foreground)
+}
+
+/// A unit-managed CT starts through systemd, so that its unit's state stays
+/// true; the unit runs `cove start --foreground`.
+fn start_unit(ct: &CtPaths, ctid: &Ctid, unit: &str) -> Result<()> {
+    if runstate::status(ct, ctid).running() {
+        return Err(Error::AlreadyRunning(ctid.to_string()));
+    }
+    systemd::systemctl(&["start", unit])
 }
 
 fn start_locked(
@@ -95,6 +110,13 @@ fn start_locked(
     }
     // What a CT that ended without its monitor left behind.
     teardown(&ct, ctid)?;
+    // Under a unit with Delegate=yes, the CT's cgroup goes inside the unit's.
+    let nested = if foreground {
+        systemd::nest_in_unit(paths, ctid)?
+    } else {
+        None
+    };
+    let paths = nested.as_ref().unwrap_or(paths);
     let launch = Launch {
         paths,
         ctid,
@@ -121,8 +143,16 @@ pub struct StopHow {
 pub fn stop(paths: &Paths, arg: &str, how: StopHow) -> Result<()> {
     let ctid = config::resolve(paths, arg)?;
     let ct = paths.ct(&ctid);
+    if let Some(unit) = systemd::unit_to_stop(&ct, &ctid) {
+        return systemd::systemctl(&["stop", &unit]);
+    }
     let lock = lock_ct(&ct, &ctid)?;
-    let monitor = stop_locked(paths, &ct, &ctid, how)?;
+    let monitor = match stop_locked(paths, &ct, &ctid, how) {
+        // The unit's ExecStop after the CT ended on its own: nothing to do,
+        // and no failure to add to the unit's own result.
+        Err(Error::NotRunning(_)) if systemd::inside_own_unit(&ctid) => return Ok(()),
+        r => r?,
+    };
     drop(lock);
     wait_for_monitor(monitor);
     Ok(())
@@ -243,6 +273,9 @@ pub fn restart(paths: &Paths, arg: &str, how: StopHow) -> Result<()> {
     let ct = paths.ct(&ctid);
     let cfg = CtConfig::load(&ct.config, &ctid)?;
     let template = template::open(paths, &cfg.template)?;
+    if let Some(unit) = systemd::unit_to_stop(&ct, &ctid) {
+        return systemd::systemctl(&["restart", &unit]);
+    }
     let lock = lock_ct(&ct, &ctid)?;
     let lock = match stop_locked(paths, &ct, &ctid, how) {
         Ok(monitor) => {
@@ -253,6 +286,10 @@ pub fn restart(paths: &Paths, arg: &str, how: StopHow) -> Result<()> {
         Err(Error::NotRunning(_)) => lock,
         Err(e) => return Err(e),
     };
+    if let Some(unit) = systemd::unit_to_start(&ctid) {
+        drop(lock);
+        return start_unit(&ct, &ctid, &unit);
+    }
     start_locked(paths, &ctid, &cfg, &template, lock, false).map(|_| ())
 }
 
@@ -260,6 +297,12 @@ pub fn restart(paths: &Paths, arg: &str, how: StopHow) -> Result<()> {
 pub fn destroy(paths: &Paths, arg: &str, force: bool) -> Result<()> {
     let ctid = config::resolve(paths, arg)?;
     let ct = paths.ct(&ctid);
+    if force {
+        // Stopped by its unit, which stays inactive rather than failed.
+        if let Some(unit) = systemd::unit_to_stop(&ct, &ctid) {
+            systemd::systemctl(&["stop", &unit])?;
+        }
+    }
     let mut lock = lock_ct(&ct, &ctid)?;
     if runstate::status(&ct, &ctid).running() {
         if !force {
@@ -296,5 +339,6 @@ pub fn destroy(paths: &Paths, arg: &str, force: bool) -> Result<()> {
         }
     }
     lock.remove();
+    systemd::forget(&ctid)?;
     Ok(())
 }

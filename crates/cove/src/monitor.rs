@@ -77,6 +77,14 @@ impl Readiness {
         }
     }
 
+    /// Tells a service manager that runs the foreground monitor (systemd's
+    /// Type=notify): READY=1 once the CT's init runs.
+    fn notify_ready(&self, ctid: &Ctid, init_pid: i32) {
+        if self.is_foreground() {
+            crate::systemd::notify_ready(ctid, init_pid);
+        }
+    }
+
     fn failed(&mut self, e: &Error) {
         if let Readiness::Pipe(fd) = self {
             if let Some(fd) = fd.take() {
@@ -176,8 +184,17 @@ fn monitor_main(launch: &Launch, lock: Lock, mut readiness: Readiness) -> ! {
 
 /// `cove start --foreground`: the monitor in this process; returns the
 /// exit code for the CT's end.
+#[allow(clippy::manual_inspect)] // inspect_err needs Rust 1.76; the workspace supports 1.75
 pub fn run_foreground(launch: &Launch, lock: Lock) -> Result<i32> {
-    run(launch, lock, &mut Readiness::Foreground)
+    crate::systemd::notify_status(&format!("Starting CT {}", launch.ctid));
+    run(launch, lock, &mut Readiness::Foreground).map_err(|e| {
+        crate::systemd::notify_status(&format!(
+            "CT {} did not start: {}",
+            launch.ctid,
+            e.one_line()
+        ));
+        e
+    })
 }
 
 /// stdin and stdout from /dev/null (nobody reads them), stderr to the
@@ -307,6 +324,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     // `cove start` returns never finds the CT locked.
     drop(lock);
     readiness.ready(ctid);
+    readiness.notify_ready(ctid, created.pid);
     log(&format!("CT {ctid} running, init pid {}", created.pid));
 
     let ended = watch(
@@ -321,6 +339,16 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     );
     drop(peer);
     log(&format!("CT {ctid} init ended: {}", ended.how));
+    if foreground {
+        // Not STOPPING=1 for a reboot: systemd would then count the stop
+        // timeout down against a monitor that starts the CT again.
+        let status = format!("CT {ctid} init ended: {}", ended.how);
+        if ended.how == "reboot" {
+            crate::systemd::notify_status(&status);
+        } else {
+            crate::systemd::notify_stopping(&status);
+        }
+    }
 
     let lock = Lock::acquire(&ct.lock)?;
     // Whoever held the lock meanwhile may have torn the CT down already
@@ -394,6 +422,9 @@ fn watch(
             while let Ok(Some(info)) = sfd.read_signal() {
                 match info.ssi_signo as i32 {
                     libc::SIGTERM | libc::SIGINT | libc::SIGHUP if kill_at.is_none() => {
+                        if foreground {
+                            crate::systemd::notify_stopping(&format!("Stopping CT {ctid}"));
+                        }
                         log(&format!(
                             "asked to stop: sending {} to the CT's init",
                             crate::signals::name(stop_signal)

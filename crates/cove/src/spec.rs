@@ -386,6 +386,8 @@ mod tests {
             init: None,
             stop_signal: None,
             seccomp: None,
+            onboot: None,
+            bootorder: None,
             resources: Resources {
                 memory: Some(Bytes(256 << 20)),
                 cpus: Some(1.5),

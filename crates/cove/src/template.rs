@@ -549,6 +549,8 @@ mod tests {
             init: None,
             stop_signal: None,
             seccomp: None,
+            onboot: None,
+            bootorder: None,
             resources: Default::default(),
             net: Default::default(),
         };
