@@ -6,13 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use cove_engine::container;
-
 use crate::config::{self, Bytes, CtConfig, Resources};
 use crate::ctid::{self, Ctid};
 use crate::error::{Error, Result};
 use crate::lifecycle;
-use crate::paths::Paths;
+use crate::paths::{CtPaths, Paths};
 use crate::runstate::{self, CtStatus};
 use crate::spec;
 use crate::template;
@@ -213,7 +211,7 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let status = runstate::status(&ct, &ctid);
     if status.running() && changes.touches_resources() {
-        apply_live(&ct.oci_root, &ctid, changes)?;
+        apply_live(&ct, &ctid, changes)?;
     }
     cfg.save(&ct.config)?;
     if status.running() && changes.seccomp.is_some() {
@@ -231,8 +229,7 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
 
 /// Writes the changed limits into the running CT's cgroup. `unlimited` is
 /// -1, which the cgroup writer turns into the kernel's "no limit".
-fn apply_live(oci_root: &Path, ctid: &Ctid, changes: &Changes) -> Result<()> {
-    let c = container::load(oci_root, ctid.as_str())?;
+fn apply_live(ct: &CtPaths, ctid: &Ctid, changes: &Changes) -> Result<()> {
     let mut wanted = Resources::default();
     if let Some(Limit::Set(m)) = changes.memory {
         wanted.memory = Some(m);
@@ -263,6 +260,10 @@ fn apply_live(oci_root: &Path, ctid: &Ctid, changes: &Changes) -> Result<()> {
         p.set_limit(-1);
         res.set_pids(Some(p));
     }
+    // The outer cgroup's limits bind the CT; the payload's copy is what
+    // the CT sees of them (see crate::cgroup).
+    crate::cgroup::outer(ct, ctid)?.apply(&res)?;
+    let c = cove_engine::container::load(&ct.oci_root, ctid.as_str())?;
     cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&res)?;
     Ok(())
 }

@@ -16,6 +16,7 @@
 //! (`overlay`), the per-CT lock (`lock`), the monitor process (`monitor`)
 //! and the run-time records (`runstate`). Exit codes: see [`error`].
 
+pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod config;

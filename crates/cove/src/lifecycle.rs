@@ -29,7 +29,7 @@ pub fn lock_ct(ct: &CtPaths, ctid: &Ctid) -> Result<Lock> {
 }
 
 /// Removes what a CT's run left: the engine's container (and with it the
-/// cgroup), the root mount, the bundle, the socket and the monitor record.
+/// payload cgroup), the CT's cgroup, the root mount, the bundle, the socket and the monitor record.
 /// Idempotent; the console log and the last exit record stay until
 /// `destroy`. Nothing here removes recursively under the bundle: if the
 /// rootfs could not be unmounted, the CT's files must not be reached
@@ -38,6 +38,10 @@ pub fn teardown(ct: &CtPaths, ctid: &Ctid) -> Result<()> {
     let mut first: Option<Error> = None;
     if let Err(e) = container::delete(&ct.oci_root, ctid.as_str(), true) {
         first.get_or_insert(e.into());
+    }
+    // The engine removed the payload; the CT's limits go with its cgroup.
+    if let Err(e) = crate::cgroup::remove(ct, ctid) {
+        first.get_or_insert(e);
     }
     match overlay::unmount_rootfs(&ct.rootfs) {
         Ok(()) => {

@@ -31,6 +31,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use cove_engine::container::{self, CreateOptions, Created};
 use cove_engine::foreground;
 
+use crate::cgroup;
 use crate::config::CtConfig;
 use crate::console::{self, ConsoleListener, ConsoleLog};
 use crate::ctid::Ctid;
@@ -262,6 +263,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
         ctid,
         armed: true,
     };
+    cgroup::prepare(&ct, ctid, &launch.cfg.resources)?;
     overlay::mount_rootfs(&launch.template.rootfs, &ct.upper, &ct.work, &ct.rootfs)?;
     let init = template::init_of(launch.cfg, &launch.template.manifest, &ct.rootfs);
     let available = spec::available_capabilities()?;
@@ -270,7 +272,8 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
         cfg: launch.cfg,
         init: &init,
         rootfs: &ct.rootfs,
-        cgroups_path: &ct.cgroups_path,
+        cgroups_path: &cgroup::payload_path(&ct),
+        cgroup_view: &cgroup::view(&ct, ctid)?,
         available_caps: &available,
     })?;
     let config = ct.bundle.join("config.json");
