@@ -56,6 +56,50 @@ fn read_first(dir: &std::path::Path, files: &[&str]) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+/// Attaches `cove console`, types `input` and returns what the console
+/// showed once `want` appears (or after 30 s); then detaches with Ctrl-].
+fn console_answer(env: &CoveEnv, ctid: &str, input: &[u8], want: &str) -> String {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    let mut client = env
+        .command(&["console", ctid])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cove console");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = client.stdout.take().expect("stdout");
+    let sink = Arc::clone(&seen);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut stderr = client.stderr.take().expect("stderr");
+    let mut banner = [0u8; 20];
+    stderr.read_exact(&mut banner).expect("console banner");
+    let mut stdin = client.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("type");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30)
+        && !String::from_utf8_lossy(&seen.lock().unwrap()).contains(want)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stdin.write_all(&[0x1d]).expect("Ctrl-]");
+    let status = client.wait().expect("wait for cove console");
+    let _ = reader.join();
+    assert!(status.success(), "cove console: {status}");
+    let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    text
+}
+
 #[test]
 fn debian_ct_boots_systemd_to_running_and_stops_gracefully() {
     let test = "debian_ct_boots_systemd_to_running_and_stops_gracefully";
@@ -173,6 +217,15 @@ fn debian_ct_boots_systemd_to_running_and_stops_gracefully() {
         limit().as_deref(),
         Some("536870912"),
         "the CT changed its own memory limit"
+    );
+
+    // The console: getty answers a new line with its login prompt.
+    let t = Instant::now();
+    let prompt = console_answer(&env, &ctid, b"\n", "login:");
+    eprintln!("MEASURE console prompt: {:?}", t.elapsed());
+    assert!(
+        prompt.contains("deb1 login:"),
+        "no login prompt on the console: {prompt:?}"
     );
 
     // A graceful stop: SIGRTMIN+3, systemd powers off.

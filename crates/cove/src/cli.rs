@@ -128,6 +128,15 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
     },
     /// Open a login shell inside a running CT (on a terminal if stdin is one)
     Enter { ctid: String },
+    /// Attach to a running CT's console; Ctrl-] detaches
+    #[command(
+        long_about = "Attach this terminal to the console of CT CTID (what its init and getty \
+write to /dev/console, and what they read from it), through the CT's monitor. Press Ctrl-] to \
+detach; the CT keeps running. Several terminals may be attached at once. The console's output \
+is also logged to <run>/ct/<CTID>/console.log, attached or not. Exits 0 on detach, 31 if the CT \
+is not running."
+    )]
+    Console { ctid: String },
     /// Manage the template store
     Template {
         #[command(subcommand)]

@@ -101,6 +101,19 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::List { all, json } => list(&paths, *all, *json),
         Command::Exec { ctid, command } => exec::exec(&paths, ctid, command),
         Command::Enter { ctid } => exec::enter(&paths, ctid),
+        Command::Console { ctid } => {
+            let id = config::resolve(&paths, ctid)?;
+            let ct = paths.ct(&id);
+            if !crate::runstate::status(&ct, &id).running() {
+                return Err(Error::NotRunning(id.to_string()));
+            }
+            if crate::console::attach(&ct.console_sock, id.as_str())? {
+                eprintln!("\r\nCT {id} stopped");
+            } else {
+                eprintln!("\r\nDetached from the console of CT {id}");
+            }
+            Ok(0)
+        }
         Command::Template { command } => template_command(&paths, command),
     }
 }

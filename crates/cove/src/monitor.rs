@@ -1,8 +1,9 @@
 //! The monitor: one small process per running CT, not a daemon.
 //!
 //! It mounts the CT's root, creates the container through the engine (so
-//! the CT's init is its child), holds the console's pty master and logs
-//! what the CT writes there, reaps the init (it is a child subreaper, so
+//! the CT's init is its child), holds the console's pty master, logs what
+//! the CT writes there and relays it to `cove console` clients (on the CT's
+//! console socket, once the init has handed the pty over), reaps the init (it is a child subreaper, so
 //! orphans that leave the CT's pid namespace come to it too), records how
 //! the init ended, and tears down the container, the cgroup, the mount and
 //! the run-time state when the init is gone.
@@ -293,6 +294,8 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     let _ = std::env::set_current_dir("/");
     let master = listener.receive_master()?;
     drop(listener);
+    // The same path now takes `cove console` clients.
+    let mut attach = console::Attach::bind(&ct.console_sock)?;
     let peer = console::open_peer(&master)?;
     // From here every signal waits on the signalfd: the init is created,
     // so it does not inherit the blocked mask.
@@ -313,12 +316,14 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
         &master,
         &mut sfd,
         &mut console_log,
+        &mut attach,
         init.stop_signal,
         foreground,
         &ct,
         ctid,
     );
     drop(peer);
+    drop(attach);
     log(&format!("CT {ctid} init ended: {}", ended.how));
 
     let lock = Lock::acquire(&ct.lock)?;
@@ -346,6 +351,7 @@ fn watch(
     master: &OwnedFd,
     sfd: &mut SignalFd,
     console_log: &mut ConsoleLog,
+    attach: &mut console::Attach,
     stop_signal: i32,
     foreground: bool,
     ct: &CtPaths,
@@ -363,7 +369,7 @@ fn watch(
     let mut buf = [0u8; 8192];
     loop {
         if let Some(ended) = reap(created.pid) {
-            relay_console(master, console_log, foreground, &mut buf);
+            relay_console(master, console_log, attach, foreground, &mut buf);
             return ended;
         }
         let timeout = match kill_at {
@@ -376,10 +382,17 @@ fn watch(
                 PollTimeout::from(ms)
             }
         };
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(attach.listener_fd(), PollFlags::POLLIN),
         ];
+        fds.extend(
+            attach
+                .client_fds()
+                .into_iter()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+        );
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -387,8 +400,23 @@ fn watch(
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        let signalled = fds[0].revents().is_some_and(|r| !r.is_empty());
-        let output = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let (signalled, output, connecting) = (ready[0], ready[1], ready[2]);
+        // Typed on a client's terminal: to the console. From the last, as
+        // a client that left is removed from the list.
+        for i in (0..ready.len() - 3).rev() {
+            if ready[i + 3] {
+                let (n, _) = attach.read_client(i, &mut buf);
+                write_all(master.as_fd(), &buf[..n]);
+            }
+        }
+        if connecting {
+            attach.accept();
+        }
         if signalled {
             while let Ok(Some(info)) = sfd.read_signal() {
                 match info.ssi_signo as i32 {
@@ -407,7 +435,7 @@ fn watch(
             }
         }
         if output {
-            relay_console(master, console_log, foreground, &mut buf);
+            relay_console(master, console_log, attach, foreground, &mut buf);
         }
         if kill_at.is_some_and(|t| Instant::now() >= t) {
             log("the CT did not stop in time: killing it");
@@ -433,13 +461,20 @@ fn reap(init: i32) -> Option<ExitRecord> {
     }
 }
 
-/// Everything the pty holds now, to the log (and our stdout in the
-/// foreground).
-fn relay_console(master: &OwnedFd, console_log: &mut ConsoleLog, foreground: bool, buf: &mut [u8]) {
+/// Everything the pty holds now, to the log, to `cove console` clients
+/// (and our stdout in the foreground).
+fn relay_console(
+    master: &OwnedFd,
+    console_log: &mut ConsoleLog,
+    attach: &mut console::Attach,
+    foreground: bool,
+    buf: &mut [u8],
+) {
     loop {
         match nix::unistd::read(master.as_raw_fd(), buf) {
             Ok(n) if n > 0 => {
                 console_log.write(&buf[..n]);
+                attach.broadcast(&buf[..n]);
                 if foreground {
                     // SAFETY: fd 1 stays open for the life of the process.
                     write_all(unsafe { BorrowedFd::borrow_raw(1) }, &buf[..n]);
