@@ -561,3 +561,33 @@ fn console_attaches_relays_both_ways_and_detaches_on_ctrl_bracket() {
     env.cmd(&["stop", &ctid]).assert_ok();
     env.assert_ct_cleaned_up(&ctid);
 }
+
+/// A CT whose init asks for a reboot (`reboot` inside) is started again by
+/// its monitor: a new init, the same monitor, "reboot" recorded.
+#[test]
+fn reboot_inside_starts_the_ct_again() {
+    let Some(env) = CoveEnv::with_busybox("reboot_inside") else {
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    env.cmd(&["start", &ctid]).assert_ok();
+    let before = env.status_json(&ctid);
+    env.cmd(&["exec", &ctid, "reboot"]);
+    let rebooted = wait_until(Duration::from_secs(30), || {
+        let now = env.status_json(&ctid);
+        now["status"] == "running"
+            && now["init_pid"] != before["init_pid"]
+            && now["last_exit"]["how"] == "reboot"
+    });
+    let after = env.status_json(&ctid);
+    assert!(
+        rebooted,
+        "not started again after reboot:\nbefore {before}\nafter {after}"
+    );
+    assert_eq!(after["monitor_pid"], before["monitor_pid"], "{after}");
+    let out = env.cmd(&["exec", &ctid, "cat", "/proc/1/comm"]);
+    assert_eq!(out.stdout.trim(), "init", "{out}");
+    env.cmd(&["stop", &ctid]).assert_ok();
+    assert_eq!(env.status_json(&ctid)["last_exit"]["how"], "poweroff");
+    env.assert_ct_cleaned_up(&ctid);
+}

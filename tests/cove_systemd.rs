@@ -228,6 +228,27 @@ fn debian_ct_boots_systemd_to_running_and_stops_gracefully() {
         "no login prompt on the console: {prompt:?}"
     );
 
+    // `systemctl reboot` inside: the monitor starts the CT again.
+    let before = env.status_json(&ctid);
+    let _ = env.cmd(&["exec", &ctid, "systemctl", "reboot"]);
+    let t = Instant::now();
+    while t.elapsed() < boot_timeout() {
+        let now = env.status_json(&ctid);
+        if now["init_pid"] != before["init_pid"] && now["status"] == "running" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = env.status_json(&ctid);
+    assert_eq!(after["last_exit"]["how"], "reboot", "{after}");
+    assert_ne!(after["init_pid"], before["init_pid"], "{after}");
+    let (state, _) = wait_settled(&env, &ctid);
+    assert_eq!(state, "running", "after the reboot");
+    eprintln!(
+        "MEASURE debian-12 CT reboot to \"running\": {:?}",
+        t.elapsed()
+    );
+
     // A graceful stop: SIGRTMIN+3, systemd powers off.
     let t = Instant::now();
     env.cmd_timeout(&["stop", &ctid], Duration::from_secs(120))

@@ -164,7 +164,7 @@ fn monitor_main(launch: &Launch, lock: Lock, mut readiness: Readiness) -> ! {
         keep.push(fd.as_raw_fd());
     }
     close_inherited_fds(&keep);
-    let code = match run(launch, lock, &mut readiness) {
+    let code = match run_rebooting(launch, lock, &mut readiness) {
         Ok(code) => code,
         Err(e) => {
             log(&format!("start failed: {}", e.one_line()));
@@ -178,7 +178,42 @@ fn monitor_main(launch: &Launch, lock: Lock, mut readiness: Readiness) -> ! {
 /// `cove start --foreground`: the monitor in this process; returns the
 /// exit code for the CT's end.
 pub fn run_foreground(launch: &Launch, lock: Lock) -> Result<i32> {
-    run(launch, lock, &mut Readiness::Foreground)
+    run_rebooting(launch, lock, &mut Readiness::Foreground)
+}
+
+/// How one run of the CT ended.
+enum Outcome {
+    /// For good: the exit code for whoever waits on the CT.
+    Ended(i32),
+    /// Its init asked for a reboot; the CT's lock is held to start it again.
+    Reboot(Lock),
+}
+
+/// Runs the CT, and again each time its init asks for a reboot (as
+/// `reboot` inside does: the kernel ends the init of a pid namespace with
+/// SIGHUP), with its config read afresh, so settings saved meanwhile apply.
+fn run_rebooting(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
+    let mut outcome = run(launch, lock, readiness)?;
+    loop {
+        let lock = match outcome {
+            Outcome::Ended(code) => return Ok(code),
+            Outcome::Reboot(lock) => lock,
+        };
+        let ct = launch.paths.ct(launch.ctid);
+        let cfg = CtConfig::load(&ct.config, launch.ctid)?;
+        let template = template::open(launch.paths, &cfg.template)?;
+        log(&format!(
+            "CT {} rebooted itself: starting it again",
+            launch.ctid
+        ));
+        let again = Launch {
+            paths: launch.paths,
+            ctid: launch.ctid,
+            cfg: &cfg,
+            template: &template,
+        };
+        outcome = run(&again, lock, readiness)?;
+    }
 }
 
 /// stdin and stdout from /dev/null (nobody reads them), stderr to the
@@ -248,7 +283,7 @@ impl Drop for StartGuard<'_> {
 
 /// Mounts, creates, starts; then watches the CT until its init is gone and
 /// tears it down.
-fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
+fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome> {
     let ctid = launch.ctid;
     let ct = launch.paths.ct(ctid);
     let foreground = readiness.is_foreground();
@@ -338,9 +373,12 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
             log(&format!("teardown: {}", e.one_line()));
         }
         let _ = ended.write(&ct.last_exit);
+        if ended.how == "reboot" {
+            return Ok(Outcome::Reboot(lock));
+        }
     }
     drop(lock);
-    Ok(ended.exit_code())
+    Ok(Outcome::Ended(ended.exit_code()))
 }
 
 /// Relays the console to its log and waits for the init to end, asking it
