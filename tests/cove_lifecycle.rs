@@ -591,3 +591,173 @@ fn reboot_inside_starts_the_ct_again() {
     assert_eq!(env.status_json(&ctid)["last_exit"]["how"], "poweroff");
     env.assert_ct_cleaned_up(&ctid);
 }
+
+/// `set --swap --cpuunits --onboot`: saved, applied live to the CT's
+/// cgroup, shown by `list -o`; values out of range are refused.
+#[test]
+fn set_swap_cpuunits_and_onboot() {
+    let Some(env) = CoveEnv::with_busybox("set_swap_cpuunits_onboot") else {
+        return;
+    };
+    let bare = env.create_busybox(&[]);
+    let out = env.cmd(&["set", &bare, "--swap", "32M"]);
+    assert_cove_refused(&out, 1);
+    assert!(out.stderr.contains("memory"), "{out}");
+    assert_cove_refused(&env.cmd(&["set", &bare, "--cpuunits", "5"]), 1);
+    assert_cove_refused(&env.cmd(&["set", &bare, "--onboot", "maybe"]), 1);
+
+    let ctid = env.create_busybox(&["--memory", "128M"]);
+    env.cmd(&["start", &ctid]).assert_ok();
+    env.cmd(&[
+        "set",
+        &ctid,
+        "--swap",
+        "32M",
+        "--cpuunits",
+        "500",
+        "--onboot",
+        "yes",
+    ])
+    .assert_ok();
+    let config = fs::read_to_string(env.ct_dir(&ctid).join("ct.toml")).expect("ct.toml");
+    for line in ["swap = \"32M\"", "cpuunits = 500", "onboot = true"] {
+        assert!(config.contains(line), "{line} not saved:\n{config}");
+    }
+    // memory+swap on v1, swap alone on v2.
+    if let Some(memsw) = cgroup_value(&env, &ctid, &["memory.memsw.limit_in_bytes"]) {
+        assert_eq!(memsw, (160 * MIB).to_string());
+    } else if let Some(swap) = cgroup_value(&env, &ctid, &["memory.swap.max"]) {
+        assert_eq!(swap, (32 * MIB).to_string());
+    } else {
+        skip(
+            "set_swap_cpuunits_and_onboot",
+            "no swap accounting on this kernel",
+        );
+    }
+    // 500 cpuunits = half the default weight: shares 512, or its v2 weight.
+    let weight = cgroup_value(&env, &ctid, &["cpu.shares"])
+        .or_else(|| cgroup_value(&env, &ctid, &["cpu.weight"]));
+    assert!(
+        matches!(weight.as_deref(), Some("512") | Some("20")),
+        "cpu weight {weight:?}"
+    );
+    let out = env.cmd(&[
+        "list",
+        "-a",
+        "-H",
+        "-o",
+        "ctid,onboot,swap,cpuunits",
+        "-s",
+        "ctid",
+    ]);
+    out.assert_ok();
+    let mine = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&ctid))
+        .unwrap_or_else(|| panic!("{ctid} not listed:\n{out}"));
+    assert_eq!(
+        mine.split_whitespace().collect::<Vec<_>>(),
+        [ctid.as_str(), "yes", &(32 * MIB).to_string(), "500"],
+        "{out}"
+    );
+    env.cmd(&["set", &ctid, "--swap", "unlimited", "--onboot", "no"])
+        .assert_ok();
+    let config = fs::read_to_string(env.ct_dir(&ctid).join("ct.toml")).expect("ct.toml");
+    assert!(
+        !config.contains("swap") && !config.contains("onboot"),
+        "{config}"
+    );
+    env.cmd(&["stop", "--fast", &ctid]).assert_ok();
+    env.assert_ct_cleaned_up(&ctid);
+}
+
+/// `list -o FIELDS -s [-]FIELD -H` as vzlist has them; an unknown field is
+/// one line naming the known ones.
+#[test]
+fn list_picks_fields_and_sorts() {
+    let Some(env) = CoveEnv::with_busybox("list_fields_sort") else {
+        return;
+    };
+    let small = env.create_busybox(&["--memory", "64M"]);
+    let big = env.create_busybox(&["--memory", "512M"]);
+    let none = env.create_busybox(&[]);
+    let rows = |args: &[&str]| {
+        let mut full = vec!["list", "-a", "-H"];
+        full.extend_from_slice(args);
+        let out = env.cmd(&full);
+        out.assert_ok();
+        out.stdout
+            .lines()
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let by_memory = rows(&["-o", "ctid,memory", "-s", "memory"]);
+    assert_eq!(
+        by_memory,
+        [
+            vec![small.clone(), (64 * MIB).to_string()],
+            vec![big.clone(), (512 * MIB).to_string()],
+            vec![none.clone(), "-".to_string()],
+        ]
+    );
+    let reversed = rows(&["-o", "ctid", "-s", "-memory"]);
+    assert_eq!(
+        reversed,
+        [vec![none.clone()], vec![big.clone()], vec![small.clone()]]
+    );
+    let out = env.cmd(&["list", "-o", "ctid,nosuch"]);
+    assert_cove_refused(&out, 1);
+    assert!(out.stderr.contains("memory"), "{out}");
+    assert_cove_refused(&env.cmd(&["list", "-s", "nosuch"]), 1);
+    let json = env.cmd(&["list", "-a", "--json", "-o", "ctid,status"]);
+    json.assert_ok();
+    let v = json.stdout_json().unwrap_or_else(|e| panic!("{e}"));
+    let first = v.as_array().and_then(|a| a.first()).expect("rows");
+    assert_eq!(
+        first
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["ctid".to_string(), "status".to_string()])
+    );
+}
+
+/// Two creates claiming one --name at the same time: exactly one gets it.
+#[test]
+fn concurrent_creates_cannot_share_a_name() {
+    let Some(env) = CoveEnv::with_busybox("concurrent_creates_name") else {
+        return;
+    };
+    for round in 0..5 {
+        let name = format!("same{round}");
+        let (a, b) = (env.new_ctid(), env.new_ctid());
+        let spawn = |ctid: &str| {
+            let mut c = env.command(&["create", ctid, "--template", "busybox", "--name", &name]);
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().expect("spawn cove create")
+        };
+        let (pa, pb) = (spawn(&a), spawn(&b));
+        let (oa, ob) = (
+            pa.wait_with_output().expect("wait"),
+            pb.wait_with_output().expect("wait"),
+        );
+        let won = [oa.status.success(), ob.status.success()];
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {:?} / {:?}: {} / {}",
+            oa.status,
+            ob.status,
+            String::from_utf8_lossy(&oa.stderr),
+            String::from_utf8_lossy(&ob.stderr)
+        );
+        let loser = if won[0] { (&b, &ob) } else { (&a, &oa) };
+        assert_eq!(loser.1.status.code(), Some(1));
+        assert!(
+            !env.ct_dir(loser.0).exists(),
+            "the losing create left {}",
+            env.ct_dir(loser.0).display()
+        );
+    }
+}

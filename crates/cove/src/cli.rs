@@ -106,6 +106,11 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
         json: bool,
     },
     /// List CTs: those running or mounted, or all with -a
+    #[command(
+        long_about = "List CTs, as vzlist does: those running or mounted, or every CT with -a. \
+Fields for -o and -s: ctid, name, status, template, hostname, ip, init_pid, onboot, memory, swap, \
+cpus, cpuunits, pids (a setting not made shows as -)."
+    )]
     List {
         /// List every CT, stopped ones too
         #[arg(short, long)]
@@ -113,6 +118,25 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
         /// Print JSON
         #[arg(long)]
         json: bool,
+        /// The fields to show, comma-separated [default: ctid,name,status,template,ip,hostname]
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FIELD,...",
+            value_delimiter = ','
+        )]
+        output: Vec<String>,
+        /// Sort by FIELD; -FIELD sorts in reverse [default: ctid]
+        #[arg(
+            short = 's',
+            long = "sort",
+            value_name = "FIELD",
+            allow_hyphen_values = true
+        )]
+        sort: Option<String>,
+        /// No header line
+        #[arg(short = 'H', long = "no-header")]
+        no_header: bool,
     },
     /// Run a command inside a running CT; exits with its status
     Exec {
@@ -197,6 +221,15 @@ pub struct Settings {
     /// Seccomp profile: default (cove's deny list), unconfined, or a profile file (OCI linux.seccomp JSON, or podman's and docker's format)
     #[arg(long, value_name = "PROFILE")]
     pub seccomp: Option<String>,
+    /// Swap the CT may use on top of --memory: 0, 256M, 1G ... or unlimited
+    #[arg(long, value_name = "SIZE", value_parser = parse_swap)]
+    pub swap: Option<Limit<Bytes>>,
+    /// Relative CPU weight, as OpenVZ's cpuunits: 8 to 500000, 1000 being the default weight
+    #[arg(long, value_name = "N", value_parser = parse_cpuunits)]
+    pub cpuunits: Option<u32>,
+    /// Start the CT when the host boots: yes or no
+    #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+    pub onboot: Option<bool>,
 }
 
 fn limit<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Limit<T>, String> {
@@ -225,6 +258,28 @@ fn parse_cpus(s: &str) -> Result<Limit<f64>, String> {
             "{s:?} is not a number of CPUs between {MIN_CPUS} and {MAX_CPUS}"
         )),
     })
+}
+
+fn parse_swap(s: &str) -> Result<Limit<Bytes>, String> {
+    limit(s, Bytes::parse)
+}
+
+fn parse_cpuunits(s: &str) -> Result<u32, String> {
+    use crate::config::{MAX_CPUUNITS, MIN_CPUUNITS};
+    match s.trim().parse::<u32>() {
+        Ok(n) if (MIN_CPUUNITS..=MAX_CPUUNITS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a CPU weight between {MIN_CPUUNITS} and {MAX_CPUUNITS}"
+        )),
+    }
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("{s:?}: use yes or no")),
+    }
 }
 
 fn parse_pids(s: &str) -> Result<Limit<u32>, String> {

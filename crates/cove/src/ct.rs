@@ -41,6 +41,9 @@ pub struct Changes {
     pub pids: Option<Limit<u32>>,
     /// `default`, `unconfined` or a profile path (checked by compiling it).
     pub seccomp: Option<String>,
+    pub swap: Option<Limit<Bytes>>,
+    pub cpuunits: Option<u32>,
+    pub onboot: Option<bool>,
 }
 
 impl Changes {
@@ -64,10 +67,32 @@ impl Changes {
             // The default needs no entry: an absent one means it.
             cfg.seccomp = (s != "default").then(|| s.clone());
         }
+        if let Some(sw) = self.swap {
+            cfg.resources.swap = sw.into_option();
+        }
+        if let Some(u) = self.cpuunits {
+            cfg.resources.cpuunits = Some(u);
+        }
+        if let Some(b) = self.onboot {
+            cfg.onboot = b;
+        }
     }
 
     fn touches_resources(&self) -> bool {
-        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+        self.memory.is_some()
+            || self.cpus.is_some()
+            || self.pids.is_some()
+            || self.swap.is_some()
+            || self.cpuunits.is_some()
+    }
+
+    /// True when nothing is asked for.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.hostname.is_none()
+            && self.seccomp.is_none()
+            && self.onboot.is_none()
+            && !self.touches_resources()
     }
 }
 
@@ -80,6 +105,12 @@ fn checked_seccomp(changes: &Changes) -> Result<Changes> {
         checked.seccomp = Some(spec::check_seccomp_setting(s)?);
     }
     Ok(checked)
+}
+
+/// The lock over every CT's name: taken (waiting, it is held only while
+/// a config is checked and saved) by whoever claims a name.
+fn names_lock(paths: &Paths) -> Result<crate::lock::Lock> {
+    crate::lock::Lock::acquire(&paths.locks().join(".names.lock"))
 }
 
 /// A name must not be another CT's name or CTID.
@@ -139,12 +170,16 @@ pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) 
         stop_signal: None,
         seccomp: None,
         resources: Resources::default(),
+        onboot: false,
     };
     let changes = &checked_seccomp(changes)?;
     changes.apply(&mut cfg);
     cfg.validate(&ctid).map_err(Error::BadInput)?;
     let ct = paths.ct(&ctid);
     let _lock = lifecycle::lock_ct(&ct, &ctid)?;
+    // Held until the config is saved: two creates (or a create and a set)
+    // claiming one name see each other's config.
+    let _names = names_lock(paths)?;
     if !ctid.is_numeric() {
         check_name_free(paths, ctid.as_str(), &ctid).map_err(|_| {
             Error::BadInput(format!("CTID {ctid} is already the name of another CT"))
@@ -197,6 +232,10 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
     let ctid = config::resolve(paths, arg)?;
     let ct = paths.ct(&ctid);
     let _lock = lifecycle::lock_ct(&ct, &ctid)?;
+    let _names = match &changes.name {
+        Some(_) => Some(names_lock(paths)?),
+        None => None,
+    };
     let mut cfg = CtConfig::load(&ct.config, &ctid)?;
     if let Some(n) = &changes.name {
         ctid::validate_name(n)?;
@@ -211,7 +250,7 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let status = runstate::status(&ct, &ctid);
     if status.running() && changes.touches_resources() {
-        apply_live(&ct, &ctid, changes)?;
+        apply_live(&ct, &ctid, &cfg.resources, changes)?;
     }
     cfg.save(&ct.config)?;
     if status.running() && changes.seccomp.is_some() {
@@ -229,13 +268,20 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
 
 /// Writes the changed limits into the running CT's cgroup. `unlimited` is
 /// -1, which the cgroup writer turns into the kernel's "no limit".
-fn apply_live(ct: &CtPaths, ctid: &Ctid, changes: &Changes) -> Result<()> {
+fn apply_live(ct: &CtPaths, ctid: &Ctid, now: &Resources, changes: &Changes) -> Result<()> {
     let mut wanted = Resources::default();
-    if let Some(Limit::Set(m)) = changes.memory {
-        wanted.memory = Some(m);
+    if matches!(changes.memory, Some(Limit::Set(_))) || matches!(changes.swap, Some(Limit::Set(_)))
+    {
+        // memory.swap is memory and swap together, and v1 wants them
+        // written in an order that depends on both: both go.
+        wanted.memory = now.memory;
+        wanted.swap = now.swap;
     }
     if let Some(Limit::Set(c)) = changes.cpus {
         wanted.cpus = Some(c);
+    }
+    if let Some(u) = changes.cpuunits {
+        wanted.cpuunits = Some(u);
     }
     if let Some(Limit::Set(p)) = changes.pids {
         wanted.pids = Some(p);
@@ -244,14 +290,17 @@ fn apply_live(ct: &CtPaths, ctid: &Ctid, changes: &Changes) -> Result<()> {
     // Device rules are the engine's business at create; rewriting them on
     // a running CT would take its devices away.
     res.set_devices(None);
-    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids};
-    if changes.memory == Some(Limit::Unlimited) {
-        let mut m = LinuxMemory::default();
-        m.set_limit(Some(-1));
+    use oci_spec::runtime::{LinuxCpu, LinuxPids};
+    if changes.memory == Some(Limit::Unlimited) || changes.swap == Some(Limit::Unlimited) {
+        let mut m = res.memory().clone().unwrap_or_default();
+        if changes.memory == Some(Limit::Unlimited) {
+            m.set_limit(Some(-1));
+        }
+        m.set_swap(Some(-1));
         res.set_memory(Some(m));
     }
     if changes.cpus == Some(Limit::Unlimited) {
-        let mut cpu = LinuxCpu::default();
+        let mut cpu = res.cpu().clone().unwrap_or_else(LinuxCpu::default);
         cpu.set_quota(Some(-1));
         res.set_cpu(Some(cpu));
     }
@@ -268,8 +317,9 @@ fn apply_live(ct: &CtPaths, ctid: &Ctid, changes: &Changes) -> Result<()> {
     Ok(())
 }
 
-/// One row of `cove list`.
-#[derive(Debug, Clone, Serialize)]
+/// One row of `cove list`; every field is a `-o`/`-s` field. Limits a CT
+/// was not given are null.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Listed {
     pub ctid: String,
     pub name: Option<String>,
@@ -279,6 +329,14 @@ pub struct Listed {
     /// No network yet: always null.
     pub ip: Option<String>,
     pub init_pid: Option<i32>,
+    pub onboot: Option<bool>,
+    /// Bytes.
+    pub memory: Option<u64>,
+    /// Bytes on top of memory.
+    pub swap: Option<u64>,
+    pub cpus: Option<f64>,
+    pub cpuunits: Option<u32>,
+    pub pids: Option<u32>,
 }
 
 /// `cove list`: every CT when `all`, else those running or mounted (as
@@ -304,6 +362,10 @@ pub fn list(paths: &Paths, all: bool) -> Result<(Vec<Listed>, Vec<String>)> {
                 None
             }
         };
+        let res = cfg
+            .as_ref()
+            .map(|c| c.resources.clone())
+            .unwrap_or_default();
         rows.push(Listed {
             ctid: id.to_string(),
             name: cfg.as_ref().and_then(|c| c.name.clone()),
@@ -312,6 +374,12 @@ pub fn list(paths: &Paths, all: bool) -> Result<(Vec<Listed>, Vec<String>)> {
             hostname: cfg.as_ref().map(|c| c.hostname.clone()),
             ip: None,
             init_pid: st.init_pid,
+            onboot: cfg.as_ref().map(|c| c.onboot),
+            memory: res.memory.map(|b| b.0),
+            swap: res.swap.map(|b| b.0),
+            cpus: res.cpus,
+            cpuunits: res.cpuunits,
+            pids: res.pids,
         });
     }
     Ok((rows, warnings))

@@ -162,6 +162,13 @@ pub fn available_capabilities() -> Result<HashSet<Capability>> {
         .collect())
 }
 
+/// OpenVZ's cpuunits (a CT's relative CPU weight, 1000 by default) as
+/// cgroup v1 cpu.shares (1024 by default; the engine turns shares into
+/// cpu.weight on v2 as runc does).
+pub fn cpu_shares(units: u32) -> u64 {
+    (u64::from(units) * 1024 / 1000).max(2)
+}
+
 /// `linux.resources` for the CT's limits.
 pub fn resources(r: &Resources) -> Result<LinuxResources> {
     let bad = |e: oci_spec::OciSpecError| Error::Tool(format!("building linux.resources: {e}"));
@@ -176,26 +183,30 @@ pub fn resources(r: &Resources) -> Result<LinuxResources> {
             .map_err(bad)?,
     ]));
     if let Some(m) = r.memory {
-        let limit =
-            i64::try_from(m.0).map_err(|_| Error::BadInput(format!("memory {m} is too large")))?;
-        res.set_memory(Some(
-            LinuxMemoryBuilder::default()
-                .limit(limit)
-                .build()
-                .map_err(bad)?,
-        ));
+        let too_large = |what: &str| Error::BadInput(format!("{what} is too large"));
+        let limit = i64::try_from(m.0).map_err(|_| too_large("memory"))?;
+        let mut memory = LinuxMemoryBuilder::default().limit(limit);
+        if let Some(sw) = r.swap {
+            // OCI's memory.swap is memory and swap together.
+            let total =
+                m.0.checked_add(sw.0)
+                    .ok_or_else(|| too_large("memory + swap"))?;
+            memory = memory.swap(i64::try_from(total).map_err(|_| too_large("memory + swap"))?);
+        }
+        res.set_memory(Some(memory.build().map_err(bad)?));
     }
-    if let Some(cpus) = r.cpus {
-        const PERIOD: u64 = 100_000;
-        // The kernel refuses a quota under 1 ms.
-        let quota = ((cpus * PERIOD as f64).round() as i64).max(1_000);
-        res.set_cpu(Some(
-            LinuxCpuBuilder::default()
-                .quota(quota)
-                .period(PERIOD)
-                .build()
-                .map_err(bad)?,
-        ));
+    if r.cpus.is_some() || r.cpuunits.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(cpus) = r.cpus {
+            const PERIOD: u64 = 100_000;
+            // The kernel refuses a quota under 1 ms.
+            let quota = ((cpus * PERIOD as f64).round() as i64).max(1_000);
+            cpu = cpu.quota(quota).period(PERIOD);
+        }
+        if let Some(units) = r.cpuunits {
+            cpu = cpu.shares(cpu_shares(units));
+        }
+        res.set_cpu(Some(cpu.build().map_err(bad)?));
     }
     if let Some(p) = r.pids {
         res.set_pids(Some(
@@ -403,7 +414,9 @@ mod tests {
                 memory: Some(Bytes(256 << 20)),
                 cpus: Some(1.5),
                 pids: Some(64),
+                ..Default::default()
             },
+            onboot: false,
         };
         let init = InitInfo {
             path: "/sbin/init".into(),
@@ -688,6 +701,23 @@ mod tests {
         assert!(e.contains("/nonexistent/profile.json"), "{e}");
         let e = check_seccomp_setting("/nonexistent/profile.json").unwrap_err();
         assert!(matches!(e, Error::BadInput(_)), "{e}");
+    }
+
+    #[test]
+    fn swap_adds_to_memory_and_cpuunits_become_shares() {
+        let res = resources(&Resources {
+            memory: Some(Bytes(256 << 20)),
+            swap: Some(Bytes(128 << 20)),
+            cpuunits: Some(2000),
+            ..Default::default()
+        })
+        .unwrap();
+        let m = res.memory().as_ref().unwrap();
+        assert_eq!((m.limit(), m.swap()), (Some(256 << 20), Some(384 << 20)));
+        let cpu = res.cpu().as_ref().unwrap();
+        assert_eq!((cpu.shares(), cpu.quota()), (Some(2048), None));
+        assert_eq!(cpu_shares(1000), 1024);
+        assert_eq!(cpu_shares(1), 2);
     }
 
     #[test]

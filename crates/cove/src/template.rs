@@ -550,6 +550,7 @@ mod tests {
             stop_signal: None,
             seccomp: None,
             resources: Default::default(),
+            onboot: false,
         };
         let manifest = Manifest {
             init: Some(InitSpec {
