@@ -292,7 +292,7 @@ fn apply_live(ct: &CtPaths, ctid: &Ctid, now: &Resources, changes: &Changes) -> 
     res.set_devices(None);
     use oci_spec::runtime::{LinuxCpu, LinuxPids};
     if changes.memory == Some(Limit::Unlimited) || changes.swap == Some(Limit::Unlimited) {
-        let mut m = res.memory().clone().unwrap_or_default();
+        let mut m = (*res.memory()).unwrap_or_default();
         if changes.memory == Some(Limit::Unlimited) {
             m.set_limit(Some(-1));
         }
