@@ -761,3 +761,51 @@ fn concurrent_creates_cannot_share_a_name() {
         );
     }
 }
+
+/// `cove mount/umount`: a stopped CT's root on the host, its changes in
+/// the CT's private area; refused while the CT runs; nothing left after
+/// umount or destroy.
+#[test]
+fn mount_shows_a_stopped_ct_root_and_umount_removes_it() {
+    let Some(env) = CoveEnv::with_busybox("mount_umount") else {
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    let out = env.cmd(&["mount", &ctid]);
+    out.assert_ok();
+    let root = out
+        .stdout
+        .trim()
+        .rsplit(' ')
+        .next()
+        .map(std::path::PathBuf::from)
+        .expect("mount point");
+    assert!(root.join("bin/busybox").exists(), "{out}");
+    assert_eq!(env.status_json(&ctid)["mounted"], true);
+    assert_eq!(env.our_mounts().len(), 1, "{:?}", env.our_mounts());
+    fs::write(root.join("etc/motd"), "written from the host\n").expect("write");
+    assert!(env.ct_dir(&ctid).join("private/upper/etc/motd").is_file());
+    // A second mount changes nothing; a start takes the mounted CT.
+    env.cmd(&["mount", &ctid]).assert_ok();
+    assert_eq!(env.our_mounts().len(), 1, "{:?}", env.our_mounts());
+    env.cmd(&["start", &ctid]).assert_ok();
+    let out = env.cmd(&["exec", &ctid, "cat", "/etc/motd"]);
+    assert_eq!(out.stdout, "written from the host\n", "{out}");
+    assert_cove_refused(&env.cmd(&["mount", &ctid]), 32);
+    assert_cove_refused(&env.cmd(&["umount", &ctid]), 32);
+    env.cmd(&["stop", &ctid]).assert_ok();
+    env.assert_ct_cleaned_up(&ctid);
+    let out = env.cmd(&["umount", &ctid]);
+    out.assert_ok();
+    assert!(out.stdout.contains("was not mounted"), "{out}");
+
+    env.cmd(&["mount", &ctid]).assert_ok();
+    env.cmd(&["umount", &ctid]).assert_ok();
+    env.assert_ct_cleaned_up(&ctid);
+    assert_eq!(env.status_json(&ctid)["mounted"], false);
+    // destroy unmounts a mounted CT.
+    env.cmd(&["mount", &ctid]).assert_ok();
+    env.cmd(&["destroy", &ctid]).assert_ok();
+    assert!(env.our_mounts().is_empty(), "{:?}", env.our_mounts());
+    assert!(!env.ct_dir(&ctid).exists());
+}

@@ -98,6 +98,16 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
         #[arg(long, value_name = "S", default_value_t = 60)]
         timeout: u64,
     },
+    /// Mount a stopped CT's root on the host, to look at or change its files
+    #[command(
+        long_about = "Mount the root of stopped CT CTID (its template with its private area \
+overlaid, as a start does) at <run>/ct/<CTID>/bundle/rootfs and print that path. Changes made \
+there land in the CT's private area. `cove start` takes a mounted CT as it is; `cove umount` \
+or `cove destroy` unmount it. Exits 32 if the CT runs."
+    )]
+    Mount { ctid: String },
+    /// Unmount a CT's root mounted by `cove mount`
+    Umount { ctid: String },
     /// Show whether a CT exists, is mounted and runs
     Status {
         ctid: String,

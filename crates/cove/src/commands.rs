@@ -110,6 +110,21 @@ pub fn run(cli: &Cli) -> Result<i32> {
         ),
         Command::Exec { ctid, command } => exec::exec(&paths, ctid, command),
         Command::Enter { ctid } => exec::enter(&paths, ctid),
+        Command::Mount { ctid } => {
+            let id = config::resolve(&paths, ctid)?;
+            let root = lifecycle::mount(&paths, ctid)?;
+            println!("CT {id} mounted at {}", root.display());
+            Ok(0)
+        }
+        Command::Umount { ctid } => {
+            let id = config::resolve(&paths, ctid)?;
+            if lifecycle::umount(&paths, ctid)? {
+                println!("CT {id} unmounted");
+            } else {
+                println!("CT {id} was not mounted");
+            }
+            Ok(0)
+        }
         Command::Console { ctid } => {
             let id = config::resolve(&paths, ctid)?;
             let ct = paths.ct(&id);

@@ -299,3 +299,44 @@ pub fn destroy(paths: &Paths, arg: &str, force: bool) -> Result<()> {
     lock.remove();
     Ok(())
 }
+
+/// `cove mount CTID`: the CT's root (template and private area overlaid,
+/// as at start) mounted on the host for inspection without running it.
+/// Returns where; a CT already mounted is left as it is.
+pub fn mount(paths: &Paths, arg: &str) -> Result<std::path::PathBuf> {
+    let ctid = config::resolve(paths, arg)?;
+    let ct = paths.ct(&ctid);
+    let cfg = CtConfig::load(&ct.config, &ctid)?;
+    let _lock = lock_ct(&ct, &ctid)?;
+    if runstate::status(&ct, &ctid).running() {
+        return Err(Error::Running {
+            ctid: ctid.to_string(),
+            hint: "its root is mounted while it runs",
+        });
+    }
+    if !overlay::is_mounted(&ct.rootfs) {
+        let template = template::open(paths, &cfg.template)?;
+        crate::paths::private_dir(&ct.run)?;
+        if let Err(e) = overlay::mount_rootfs(&template.rootfs, &ct.upper, &ct.work, &ct.rootfs) {
+            let _ = teardown(&ct, &ctid);
+            return Err(e);
+        }
+    }
+    Ok(ct.rootfs)
+}
+
+/// `cove umount CTID`: undoes `cove mount`. Returns whether it was mounted.
+pub fn umount(paths: &Paths, arg: &str) -> Result<bool> {
+    let ctid = config::resolve(paths, arg)?;
+    let ct = paths.ct(&ctid);
+    let _lock = lock_ct(&ct, &ctid)?;
+    if runstate::status(&ct, &ctid).running() {
+        return Err(Error::Running {
+            ctid: ctid.to_string(),
+            hint: "stop it, which unmounts it",
+        });
+    }
+    let was = overlay::is_mounted(&ct.rootfs);
+    teardown(&ct, &ctid)?;
+    Ok(was)
+}
