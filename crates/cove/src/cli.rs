@@ -237,7 +237,7 @@ pub struct Settings {
     /// Relative CPU weight, as OpenVZ's cpuunits: 8 to 500000, 1000 being the default weight
     #[arg(long, value_name = "N", value_parser = parse_cpuunits)]
     pub cpuunits: Option<u32>,
-    /// Start the CT when the host boots: yes or no
+    /// Mark the CT to be started when the host boots: yes or no (recorded in ct.toml and shown by `list -o onboot`; no boot-time starter exists yet)
     #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
     pub onboot: Option<bool>,
 }

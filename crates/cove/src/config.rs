@@ -7,8 +7,7 @@
 //! name = "web"
 //! hostname = "web"
 //! seccomp = "default"        # or "unconfined", or "/path/to/profile.json"
-//!
-//! onboot = true             # started when the host boots
+//! onboot = true              # to be started when the host boots
 //!
 //! [resources]
 //! memory = "256M"
@@ -53,8 +52,9 @@ pub struct CtConfig {
     pub seccomp: Option<String>,
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
-    /// Started when the host boots (vzctl's ONBOOT), by whatever starts
-    /// CTs at boot: `cove list -a -o ctid,onboot` names them.
+    /// To be started when the host boots (vzctl's ONBOOT). Recorded only:
+    /// the boot-time starter (systemd units) is not built yet; `cove list
+    /// -a -o ctid,onboot` names these CTs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub onboot: bool,
 }
