@@ -809,3 +809,43 @@ fn mount_shows_a_stopped_ct_root_and_umount_removes_it() {
     assert!(env.our_mounts().is_empty(), "{:?}", env.our_mounts());
     assert!(!env.ct_dir(&ctid).exists());
 }
+
+/// An init that asks for a reboot at once, again and again, is not
+/// restarted forever: after a few reboots the monitor leaves the CT
+/// stopped, with nothing left behind.
+#[test]
+fn reboot_storm_leaves_the_ct_stopped() {
+    let Some(env) = CoveEnv::with_busybox("reboot_storm") else {
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    let out = env.cmd(&["mount", &ctid]);
+    out.assert_ok();
+    let root = std::path::PathBuf::from(out.stdout.trim().rsplit(' ').next().expect("path"));
+    let script = root.join("sbin/rebooter");
+    fs::write(&script, "#!/bin/sh\nreboot -f\n").expect("write");
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .expect("chmod");
+    env.cmd(&["umount", &ctid]).assert_ok();
+    append_file(
+        &env.ct_dir(&ctid).join("ct.toml"),
+        "init = \"/sbin/rebooter\"\n",
+    );
+    env.cmd(&["start", &ctid]);
+    let log = || fs::read_to_string(env.ct_run_dir(&ctid).join("monitor.log")).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(30), || log().contains("left stopped")),
+        "still rebooting:\n{}",
+        log()
+    );
+    // The monitor ends right after its last word.
+    assert!(wait_until(Duration::from_secs(10), || env
+        .monitor_pid(&ctid)
+        .is_none()));
+    assert_eq!(env.status_json(&ctid)["status"], "stopped");
+    assert_eq!(env.status_json(&ctid)["last_exit"]["how"], "reboot");
+    env.assert_ct_cleaned_up(&ctid);
+}

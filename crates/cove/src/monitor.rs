@@ -181,6 +181,10 @@ pub fn run_foreground(launch: &Launch, lock: Lock) -> Result<i32> {
     run_rebooting(launch, lock, &mut Readiness::Foreground)
 }
 
+/// More reboots than this within REBOOT_WINDOW leave the CT stopped.
+const MAX_REBOOTS: usize = 5;
+const REBOOT_WINDOW: Duration = Duration::from_secs(60);
+
 /// How one run of the CT ended.
 enum Outcome {
     /// For good: the exit code for whoever waits on the CT.
@@ -194,11 +198,24 @@ enum Outcome {
 /// SIGHUP), with its config read afresh, so settings saved meanwhile apply.
 fn run_rebooting(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     let mut outcome = run(launch, lock, readiness)?;
+    let mut recent: Vec<Instant> = Vec::new();
     loop {
         let lock = match outcome {
             Outcome::Ended(code) => return Ok(code),
             Outcome::Reboot(lock) => lock,
         };
+        // A CT that reboots at once, again and again, is left stopped.
+        recent.retain(|t| t.elapsed() < REBOOT_WINDOW);
+        recent.push(Instant::now());
+        if recent.len() > MAX_REBOOTS {
+            log(&format!(
+                "CT {} rebooted {} times within {} s: left stopped",
+                launch.ctid,
+                recent.len(),
+                REBOOT_WINDOW.as_secs()
+            ));
+            return Ok(0);
+        }
         let ct = launch.paths.ct(launch.ctid);
         let cfg = CtConfig::load(&ct.config, launch.ctid)?;
         let template = template::open(launch.paths, &cfg.template)?;
