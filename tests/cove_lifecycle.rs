@@ -311,7 +311,7 @@ fn foreground_monitor_shuts_the_ct_down_on_sigterm() {
     fg.stdout(fs::File::create(&out_path).expect("create fg.out"))
         .stderr(std::process::Stdio::null());
     let mut child = fg.spawn().expect("spawn cove start --foreground");
-    let up = wait_until(Duration::from_secs(10), || {
+    let up = wait_until(Duration::from_secs(60), || {
         env.cmd(&["status", &ctid]).stdout.contains("running")
     });
     assert!(up, "the CT did not come up in the foreground");
@@ -524,7 +524,7 @@ fn console_attaches_relays_both_ways_and_detaches_on_ctrl_bracket() {
     stderr.read_exact(&mut banner).expect("console banner");
     assert!(banner.starts_with(b"Connected"), "{banner:?}");
     let shown = |what: &str| {
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(60), || {
             String::from_utf8_lossy(&seen.lock().unwrap()).contains(what)
         })
     };
@@ -545,7 +545,7 @@ fn console_attaches_relays_both_ways_and_detaches_on_ctrl_bracket() {
     let mut stdin = client.stdin.take().expect("stdin");
     stdin.write_all(b"typed-on-the-host\n").expect("type");
     assert!(
-        wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(60), || {
             env.cmd(&["exec", &ctid, "cat", "/tmp/typed"]).stdout.trim() == "typed-on-the-host"
         }),
         "what was typed did not reach the CT's console"
@@ -573,7 +573,7 @@ fn reboot_inside_starts_the_ct_again() {
     env.cmd(&["start", &ctid]).assert_ok();
     let before = env.status_json(&ctid);
     env.cmd(&["exec", &ctid, "reboot"]);
-    let rebooted = wait_until(Duration::from_secs(30), || {
+    let rebooted = wait_until(Duration::from_secs(120), || {
         let now = env.status_json(&ctid);
         now["status"] == "running"
             && now["init_pid"] != before["init_pid"]
@@ -837,12 +837,12 @@ fn reboot_storm_leaves_the_ct_stopped() {
     env.cmd(&["start", &ctid]);
     let log = || fs::read_to_string(env.ct_run_dir(&ctid).join("monitor.log")).unwrap_or_default();
     assert!(
-        wait_until(Duration::from_secs(30), || log().contains("left stopped")),
+        wait_until(Duration::from_secs(120), || log().contains("left stopped")),
         "still rebooting:\n{}",
         log()
     );
     // The monitor ends right after its last word.
-    assert!(wait_until(Duration::from_secs(10), || env
+    assert!(wait_until(Duration::from_secs(60), || env
         .monitor_pid(&ctid)
         .is_none()));
     assert_eq!(env.status_json(&ctid)["status"], "stopped");

@@ -181,16 +181,18 @@ pub fn run_foreground(launch: &Launch, lock: Lock) -> Result<i32> {
     run_rebooting(launch, lock, &mut Readiness::Foreground)
 }
 
-/// More reboots than this within REBOOT_WINDOW leave the CT stopped.
-const MAX_REBOOTS: usize = 5;
-const REBOOT_WINDOW: Duration = Duration::from_secs(60);
+/// More reboots in a row than this, each within QUICK_REBOOT of the CT's
+/// start, leave the CT stopped (a broken init would reboot forever).
+const MAX_QUICK_REBOOTS: u32 = 5;
+const QUICK_REBOOT: Duration = Duration::from_secs(10);
 
 /// How one run of the CT ended.
 enum Outcome {
     /// For good: the exit code for whoever waits on the CT.
     Ended(i32),
-    /// Its init asked for a reboot; the CT's lock is held to start it again.
-    Reboot(Lock),
+    /// Its init asked for a reboot after running this long; the CT's lock
+    /// is held to start it again.
+    Reboot(Lock, Duration),
 }
 
 /// Runs the CT, and again each time its init asks for a reboot (as
@@ -198,21 +200,21 @@ enum Outcome {
 /// SIGHUP), with its config read afresh, so settings saved meanwhile apply.
 fn run_rebooting(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     let mut outcome = run(launch, lock, readiness)?;
-    let mut recent: Vec<Instant> = Vec::new();
+    let mut quick = 0;
     loop {
         let lock = match outcome {
             Outcome::Ended(code) => return Ok(code),
-            Outcome::Reboot(lock) => lock,
+            Outcome::Reboot(lock, up) => {
+                quick = if up < QUICK_REBOOT { quick + 1 } else { 0 };
+                lock
+            }
         };
         // A CT that reboots at once, again and again, is left stopped.
-        recent.retain(|t| t.elapsed() < REBOOT_WINDOW);
-        recent.push(Instant::now());
-        if recent.len() > MAX_REBOOTS {
+        if quick > MAX_QUICK_REBOOTS {
             log(&format!(
-                "CT {} rebooted {} times within {} s: left stopped",
+                "CT {} rebooted {quick} times in a row within {} s of starting: left stopped",
                 launch.ctid,
-                recent.len(),
-                REBOOT_WINDOW.as_secs()
+                QUICK_REBOOT.as_secs()
             ));
             return Ok(0);
         }
@@ -361,6 +363,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     // `cove start` returns never finds the CT locked.
     drop(lock);
     readiness.ready(ctid);
+    let running_since = Instant::now();
     log(&format!("CT {ctid} running, init pid {}", created.pid));
 
     let ended = watch(
@@ -391,7 +394,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
         }
         let _ = ended.write(&ct.last_exit);
         if ended.how == "reboot" {
-            return Ok(Outcome::Reboot(lock));
+            return Ok(Outcome::Reboot(lock, running_since.elapsed()));
         }
     }
     drop(lock);
