@@ -1686,6 +1686,31 @@ impl Drop for CoveEnv {
     }
 }
 
+/// Polls `f` every 20 ms until it holds or `timeout` passes; its last answer.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// The value of a cgroup file of CT `ctid` (its outer cgroup, where cove
+/// writes its limits), from whichever hierarchy has it.
+pub fn cgroup_value(env: &CoveEnv, ctid: &str, files: &[&str]) -> Option<String> {
+    for dir in env.cgroup_dirs(ctid) {
+        for f in files {
+            if let Ok(v) = fs::read_to_string(dir.join(f)) {
+                return Some(v.trim().to_string());
+            }
+        }
+    }
+    None
+}
+
 /// Template NAME built once per machine by `cove template build` into
 /// target/test-rootfs/cove-NAME (`marker` is a path that proves it built).
 fn cached_template(bin: &Path, name: &str, marker: &str) -> Result<PathBuf, String> {
