@@ -13,29 +13,6 @@ use support::*;
 
 const MIB: u64 = 1 << 20;
 
-/// The value of a cgroup file of the CT, from whichever hierarchy has it.
-fn cgroup_value(env: &CoveEnv, ctid: &str, files: &[&str]) -> Option<String> {
-    for dir in env.cgroup_dirs(ctid) {
-        for f in files {
-            if let Ok(v) = fs::read_to_string(dir.join(f)) {
-                return Some(v.trim().to_string());
-            }
-        }
-    }
-    None
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
-}
-
 #[test]
 fn create_is_fast_and_copies_nothing() {
     let Some(env) = CoveEnv::with_busybox("create_is_fast_and_copies_nothing") else {
@@ -311,7 +288,7 @@ fn foreground_monitor_shuts_the_ct_down_on_sigterm() {
     fg.stdout(fs::File::create(&out_path).expect("create fg.out"))
         .stderr(std::process::Stdio::null());
     let mut child = fg.spawn().expect("spawn cove start --foreground");
-    let up = wait_until(Duration::from_secs(10), || {
+    let up = wait_until(Duration::from_secs(60), || {
         env.cmd(&["status", &ctid]).stdout.contains("running")
     });
     assert!(up, "the CT did not come up in the foreground");

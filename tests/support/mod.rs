@@ -1617,6 +1617,58 @@ impl CoveEnv {
             monitor.display()
         );
     }
+
+    /// Like [`CoveEnv::new`], with the debian-12 template (systemd) in the
+    /// store, or a SKIP line and None. The template comes from the tarball
+    /// `$COVE_TEST_DEBIAN_TARBALL` (the VM lane's, built on the host) through
+    /// `cove template import`, else, with `COVE_TEST_DEBIAN=1`, from one
+    /// `cove template build debian-12` per machine (it fetches packages from
+    /// the machine's apt mirror), kept in target/test-rootfs.
+    pub fn with_debian(test: &str) -> Option<CoveEnv> {
+        let tarball = std::env::var_os("COVE_TEST_DEBIAN_TARBALL").filter(|t| !t.is_empty());
+        let asked = std::env::var_os("COVE_TEST_DEBIAN").is_some_and(|v| v == "1");
+        if tarball.is_none() && !asked {
+            let declined = std::env::var_os("COVE_TEST_DEBIAN").is_some_and(|v| v == "0");
+            assert!(
+                !in_vm_lane() || declined,
+                "{test}: the VM lane gives no COVE_TEST_DEBIAN_TARBALL: the lane is broken"
+            );
+            skip(
+                test,
+                "set COVE_TEST_DEBIAN=1 to build the debian-12 template (scripts/test does unless COVE_TEST_DEBIAN=0)",
+            );
+            return None;
+        }
+        let env = CoveEnv::new(test)?;
+        if let Some(tarball) = tarball {
+            let tarball = tarball.to_string_lossy().into_owned();
+            let out = env.cmd_timeout(
+                &["template", "import", &tarball, "debian-12"],
+                Duration::from_secs(900),
+            );
+            out.assert_ok();
+            return Some(env);
+        }
+        let built = match cached_template(&env.bin, "debian-12", "rootfs/sbin/init") {
+            Ok(dir) => dir,
+            Err(why) => panic!("cannot build the debian-12 template with cove: {why}"),
+        };
+        let dest = env.data.join("templates");
+        fs::create_dir_all(&dest).unwrap_or_else(|e| panic!("mkdir {}: {e}", dest.display()));
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(&built)
+            .arg(dest.join("debian-12"))
+            .output()
+            .unwrap_or_else(|e| panic!("cp: {e}"));
+        assert!(
+            out.status.success(),
+            "cp -a {} failed: {}",
+            built.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(env)
+    }
 }
 
 impl Drop for CoveEnv {
@@ -1648,6 +1700,74 @@ impl Drop for CoveEnv {
         remove_cgroup(&self.cgroup_parent);
         let _ = fs::remove_dir_all(&self.root);
     }
+}
+
+/// Polls `f` every 20 ms until it holds or `timeout` passes; its last answer.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// The value of a cgroup file of CT `ctid` (its outer cgroup, where cove
+/// writes its limits), from whichever hierarchy has it.
+pub fn cgroup_value(env: &CoveEnv, ctid: &str, files: &[&str]) -> Option<String> {
+    for dir in env.cgroup_dirs(ctid) {
+        for f in files {
+            if let Ok(v) = fs::read_to_string(dir.join(f)) {
+                return Some(v.trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Template NAME built once per machine by `cove template build` into
+/// target/test-rootfs/cove-NAME (`marker` is a path that proves it built).
+fn cached_template(bin: &Path, name: &str, marker: &str) -> Result<PathBuf, String> {
+    let dir = workspace_root().join(format!("target/test-rootfs/cove-{name}"));
+    if dir.join(marker).symlink_metadata().is_ok() {
+        return Ok(dir);
+    }
+    let parent = dir.parent().ok_or("no parent")?.to_path_buf();
+    let scratch = parent.join(format!(".cove-store-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    let out = Command::new(bin)
+        .args(["template", "build", name])
+        .env("COVE_DATA", &scratch)
+        .env("COVE_RUN", scratch.join("run"))
+        .env(
+            "COVE_TEMPLATES_DIR",
+            workspace_root().join("rootfs-templates"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    if !out.status.success() {
+        let _ = fs::remove_dir_all(&scratch);
+        return Err(format!(
+            "cove template build {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let built = scratch.join("templates").join(name);
+    let result = match fs::rename(&built, &dir) {
+        Ok(()) => Ok(dir.clone()),
+        // Another test binary won the race; its template is as good.
+        Err(_) if dir.join(marker).symlink_metadata().is_ok() => Ok(dir.clone()),
+        Err(e) => Err(format!(
+            "rename {} -> {}: {e}",
+            built.display(),
+            dir.display()
+        )),
+    };
+    let _ = fs::remove_dir_all(&scratch);
+    result
 }
 
 /// The busybox template built once per test binary by `cove template build`

@@ -101,6 +101,16 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
         #[arg(long, value_name = "S", default_value_t = 60)]
         timeout: u64,
     },
+    /// Mount a stopped CT's root on the host, to look at or change its files
+    #[command(
+        long_about = "Mount the root of stopped CT CTID (its template with its private area \
+overlaid, as a start does) at <run>/ct/<CTID>/bundle/rootfs and print that path. Changes made \
+there land in the CT's private area. `cove start` takes a mounted CT as it is; `cove umount` \
+or `cove destroy` unmount it. Exits 32 if the CT runs."
+    )]
+    Mount { ctid: String },
+    /// Unmount a CT's root mounted by `cove mount`
+    Umount { ctid: String },
     /// Show whether a CT exists, is mounted and runs
     Status {
         ctid: String,
@@ -109,6 +119,11 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
         json: bool,
     },
     /// List CTs: those running or mounted, or all with -a
+    #[command(
+        long_about = "List CTs, as vzlist does: those running or mounted, or every CT with -a. \
+Fields for -o and -s: ctid, name, status, template, hostname, ip, init_pid, onboot, memory, swap, \
+cpus, cpuunits, pids (a setting not made shows as -)."
+    )]
     List {
         /// List every CT, stopped ones too
         #[arg(short, long)]
@@ -116,6 +131,25 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
         /// Print JSON
         #[arg(long)]
         json: bool,
+        /// The fields to show, comma-separated [default: ctid,name,status,template,ip,hostname]
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FIELD,...",
+            value_delimiter = ','
+        )]
+        output: Vec<String>,
+        /// Sort by FIELD; -FIELD sorts in reverse [default: ctid]
+        #[arg(
+            short = 's',
+            long = "sort",
+            value_name = "FIELD",
+            allow_hyphen_values = true
+        )]
+        sort: Option<String>,
+        /// No header line
+        #[arg(short = 'H', long = "no-header")]
+        no_header: bool,
     },
     /// Run a command inside a running CT; exits with its status
     Exec {
@@ -136,6 +170,15 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
         #[command(subcommand)]
         command: SystemdCommand,
     },
+    /// Attach to a running CT's console; Ctrl-] detaches
+    #[command(
+        long_about = "Attach this terminal to the console of CT CTID (what its init and getty \
+write to /dev/console, and what they read from it), through the CT's monitor. Press Ctrl-] to \
+detach; the CT keeps running. Several terminals may be attached at once. The console's output \
+is also logged to <run>/ct/<CTID>/console.log, attached or not. Exits 0 on detach, 31 if the CT \
+is not running."
+    )]
+    Console { ctid: String },
     /// Manage the template store
     Template {
         #[command(subcommand)]
@@ -221,14 +264,12 @@ pub struct Settings {
     /// Boot order among the CTs started at boot: higher starts first, unset last
     #[arg(long, value_name = "N")]
     pub bootorder: Option<u32>,
-}
-
-fn parse_yes_no(s: &str) -> Result<bool, String> {
-    match s {
-        "yes" => Ok(true),
-        "no" => Ok(false),
-        _ => Err(format!("{s:?} is not yes or no")),
-    }
+    /// Swap the CT may use on top of --memory: 0, 256M, 1G ... or unlimited
+    #[arg(long, value_name = "SIZE", value_parser = parse_swap)]
+    pub swap: Option<Limit<Bytes>>,
+    /// Relative CPU weight, as OpenVZ's cpuunits: 8 to 500000, 1000 being the default weight
+    #[arg(long, value_name = "N", value_parser = parse_cpuunits)]
+    pub cpuunits: Option<u32>,
 }
 
 fn limit<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Limit<T>, String> {
@@ -257,6 +298,28 @@ fn parse_cpus(s: &str) -> Result<Limit<f64>, String> {
             "{s:?} is not a number of CPUs between {MIN_CPUS} and {MAX_CPUS}"
         )),
     })
+}
+
+fn parse_swap(s: &str) -> Result<Limit<Bytes>, String> {
+    limit(s, Bytes::parse)
+}
+
+fn parse_cpuunits(s: &str) -> Result<u32, String> {
+    use crate::config::{MAX_CPUUNITS, MIN_CPUUNITS};
+    match s.trim().parse::<u32>() {
+        Ok(n) if (MIN_CPUUNITS..=MAX_CPUUNITS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a CPU weight between {MIN_CPUUNITS} and {MAX_CPUUNITS}"
+        )),
+    }
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("{s:?}: use yes or no")),
+    }
 }
 
 fn parse_pids(s: &str) -> Result<Limit<u32>, String> {

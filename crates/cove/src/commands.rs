@@ -28,16 +28,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Set { ctid, settings, .. } => {
             let ctid = &config::resolve(&paths, ctid)?.to_string();
             let c = changes(settings);
-            if c.name.is_none()
-                && c.hostname.is_none()
-                && c.memory.is_none()
-                && c.cpus.is_none()
-                && c.pids.is_none()
-                && c.seccomp.is_none()
-                && c.net.is_empty()
-                && c.onboot.is_none()
-                && c.bootorder.is_none()
-            {
+            if c.is_empty() {
                 return Err(Error::BadInput(
                     "set: nothing to change (see cove set --help)".into(),
                 ));
@@ -101,9 +92,52 @@ pub fn run(cli: &Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::List { all, json } => list(&paths, *all, *json),
+        Command::List {
+            all,
+            json,
+            output,
+            sort,
+            no_header,
+        } => list(
+            &paths,
+            *all,
+            *json,
+            &ListFormat {
+                fields: output,
+                sort: sort.as_deref(),
+                header: !no_header,
+            },
+        ),
         Command::Exec { ctid, command } => exec::exec(&paths, ctid, command),
         Command::Enter { ctid } => exec::enter(&paths, ctid),
+        Command::Mount { ctid } => {
+            let id = config::resolve(&paths, ctid)?;
+            let root = lifecycle::mount(&paths, ctid)?;
+            println!("CT {id} mounted at {}", root.display());
+            Ok(0)
+        }
+        Command::Umount { ctid } => {
+            let id = config::resolve(&paths, ctid)?;
+            if lifecycle::umount(&paths, ctid)? {
+                println!("CT {id} unmounted");
+            } else {
+                println!("CT {id} was not mounted");
+            }
+            Ok(0)
+        }
+        Command::Console { ctid } => {
+            let id = config::resolve(&paths, ctid)?;
+            let ct = paths.ct(&id);
+            if !crate::runstate::status(&ct, &id).running() {
+                return Err(Error::NotRunning(id.to_string()));
+            }
+            if crate::console::attach(&ct.console_sock, id.as_str())? {
+                eprintln!("\r\nCT {id} stopped");
+            } else {
+                eprintln!("\r\nDetached from the console of CT {id}");
+            }
+            Ok(0)
+        }
         Command::Template { command } => template_command(&paths, command),
         Command::Systemd {
             command: SystemdCommand::Install { dir },
@@ -130,6 +164,8 @@ fn changes(s: &Settings) -> Changes {
         net: s.net.clone(),
         onboot: s.onboot,
         bootorder: s.bootorder,
+        swap: s.swap,
+        cpuunits: s.cpuunits,
     }
 }
 
@@ -159,32 +195,121 @@ fn print_table(rows: &[Vec<String>]) {
     }
 }
 
-fn list(paths: &Paths, all: bool, json: bool) -> Result<i32> {
+/// How `cove list` shows its rows (`-o`, `-s`, `-H`).
+struct ListFormat<'a> {
+    fields: &'a [String],
+    sort: Option<&'a str>,
+    header: bool,
+}
+
+/// vzlist's default columns.
+const LIST_DEFAULT: [&str; 7] = [
+    "ctid", "name", "status", "template", "ip", "hostname", "unit",
+];
+
+/// A column's header: the field's name in capitals, as vzlist prints them.
+fn list_header(field: &str) -> String {
+    match field {
+        "ip" => "IP_ADDR".into(),
+        other => other.to_uppercase(),
+    }
+}
+
+/// Orders two cells: numbers as numbers, then text, absent values last.
+fn cell_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+    use serde_json::Value;
+    use std::cmp::Ordering;
+    let num = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse::<f64>().ok(),
+        _ => None,
+    };
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Greater,
+        (_, Value::Null) => Ordering::Less,
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => cell_text(a).cmp(&cell_text(b)),
+        },
+    }
+}
+
+fn cell_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        other => other.to_string(),
+    }
+}
+
+fn list(paths: &Paths, all: bool, json: bool, format: &ListFormat) -> Result<i32> {
+    let known: Vec<String> = serde_json::to_value(ct::Listed::default())
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
+        .unwrap_or_default();
+    let fields: Vec<String> = if format.fields.is_empty() {
+        LIST_DEFAULT.iter().map(|f| f.to_string()).collect()
+    } else {
+        format.fields.iter().map(|f| f.trim().to_string()).collect()
+    };
+    let (reverse, sort_by) = match format.sort {
+        Some(s) => match s.strip_prefix('-') {
+            Some(f) => (true, f),
+            None => (false, s),
+        },
+        None => (false, "ctid"),
+    };
+    for f in fields.iter().map(String::as_str).chain([sort_by]) {
+        if !known.iter().any(|k| k == f) {
+            return Err(Error::BadInput(format!(
+                "list: unknown field {f:?}; fields are {}",
+                known.join(", ")
+            )));
+        }
+    }
     let (rows, warnings) = ct::list(paths, all)?;
     for w in &warnings {
         eprintln!("cove: warning: {w}");
     }
+    let mut rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::to_value(r).map_err(|e| Error::Tool(e.to_string())))
+        .collect::<Result<_>>()?;
+    rows.sort_by(|a, b| {
+        let o = cell_order(&a[sort_by], &b[sort_by]);
+        if reverse {
+            o.reverse()
+        } else {
+            o
+        }
+    });
     if json {
-        print_json(&rows)?;
+        let picked: Vec<serde_json::Value> = if format.fields.is_empty() {
+            rows
+        } else {
+            rows.iter()
+                .map(|r| {
+                    serde_json::Value::Object(
+                        fields.iter().map(|f| (f.clone(), r[f].clone())).collect(),
+                    )
+                })
+                .collect()
+        };
+        print_json(&picked)?;
         return Ok(0);
     }
-    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    let mut table = vec![[
-        "CTID", "NAME", "STATUS", "TEMPLATE", "IP_ADDR", "HOSTNAME", "UNIT",
-    ]
-    .map(String::from)
-    .to_vec()];
-    table.extend(rows.iter().map(|r| {
-        vec![
-            r.ctid.clone(),
-            dash(&r.name),
-            r.status.clone(),
-            dash(&r.template),
-            dash(&r.ip),
-            dash(&r.hostname),
-            dash(&r.unit),
-        ]
-    }));
+    let mut table = Vec::new();
+    if format.header {
+        table.push(fields.iter().map(|f| list_header(f)).collect());
+    }
+    table.extend(
+        rows.iter()
+            .map(|r| fields.iter().map(|f| cell_text(&r[f])).collect::<Vec<_>>()),
+    );
     print_table(&table);
     Ok(0)
 }

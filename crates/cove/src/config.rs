@@ -12,7 +12,9 @@
 //!
 //! [resources]
 //! memory = "256M"
+//! swap = "128M"              # on top of memory
 //! cpus = 1.5
+//! cpuunits = 1000            # relative CPU weight (OpenVZ's)
 //! pids = 512
 //!
 //! [net]                      # see net::config
@@ -79,6 +81,12 @@ pub struct Resources {
     /// Maximum number of processes and threads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<u32>,
+    /// Swap the CT may use on top of its memory (needs `memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Bytes>,
+    /// Relative CPU weight, OpenVZ's cpuunits (1000 is the default weight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuunits: Option<u32>,
 }
 
 impl Resources {
@@ -88,6 +96,9 @@ impl Resources {
 }
 
 pub const MIN_MEMORY: u64 = 1 << 20;
+/// vzctl's range for cpuunits.
+pub const MIN_CPUUNITS: u32 = 8;
+pub const MAX_CPUUNITS: u32 = 500_000;
 pub const MIN_CPUS: f64 = 0.01;
 pub const MAX_CPUS: f64 = 1024.0;
 
@@ -171,6 +182,18 @@ impl Resources {
         }
         if self.pids == Some(0) {
             return Err("resources.pids = 0: at least 1".into());
+        }
+        if let (Some(sw), None) = (self.swap, self.memory) {
+            return Err(format!(
+                "resources.swap = {sw}: swap comes on top of a memory limit; set memory too"
+            ));
+        }
+        if let Some(u) = self.cpuunits {
+            if !(MIN_CPUUNITS..=MAX_CPUUNITS).contains(&u) {
+                return Err(format!(
+                    "resources.cpuunits = {u}: between {MIN_CPUUNITS} and {MAX_CPUUNITS}"
+                ));
+            }
         }
         Ok(())
     }
@@ -348,6 +371,8 @@ mod tests {
                 memory: Some(Bytes(256 << 20)),
                 cpus: Some(1.5),
                 pids: Some(100),
+                swap: Some(Bytes(64 << 20)),
+                cpuunits: Some(500),
             },
             net: NetConfig::default(),
             onboot: Some(true),

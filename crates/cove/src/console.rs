@@ -1,12 +1,13 @@
 //! Terminals: the console socket on which a container's init (or an
-//! `enter` shell) hands over its pty master, and the console log the
-//! monitor keeps of everything the CT writes to its console.
+//! `enter` shell) hands over its pty master, the console log the monitor
+//! keeps of everything the CT writes to its console, and `cove console`
+//! (the monitor's side, [`Attach`], and the user's, [`attach`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -152,4 +153,167 @@ impl ConsoleLog {
             self.written += data.len() as u64;
         }
     }
+}
+
+/// `cove console` clients of a running CT: the monitor listens on the CT's
+/// console socket once the init has handed over its pty, copies what the CT
+/// writes on its console to every client and what a client types to the
+/// console.
+pub struct Attach {
+    listener: UnixListener,
+    path: PathBuf,
+    clients: Vec<UnixStream>,
+}
+
+impl Attach {
+    pub fn bind(path: &Path) -> Result<Attach> {
+        let _ = std::fs::remove_file(path);
+        let listener =
+            UnixListener::bind(path).map_err(|e| Error::io("bind console socket", path, e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("set non-blocking", path, e))?;
+        Ok(Attach {
+            listener,
+            path: path.to_path_buf(),
+            clients: Vec::new(),
+        })
+    }
+
+    pub fn listener_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    pub fn client_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.clients.iter().map(|c| c.as_fd()).collect()
+    }
+
+    /// Takes every client waiting to connect.
+    pub fn accept(&mut self) {
+        while let Ok((conn, _)) = self.listener.accept() {
+            if conn.set_nonblocking(true).is_ok() {
+                self.clients.push(conn);
+            }
+        }
+    }
+
+    /// Copies console output to every client; one that cannot keep up
+    /// (its socket buffer is full) or has gone is dropped.
+    pub fn broadcast(&mut self, data: &[u8]) {
+        self.clients.retain_mut(|c| c.write_all(data).is_ok());
+    }
+
+    /// What client `i` typed (empty when nothing); the client is dropped
+    /// at its end of file or on an error. Returns whether it is still there.
+    pub fn read_client(&mut self, i: usize, buf: &mut [u8]) -> (usize, bool) {
+        let Some(c) = self.clients.get_mut(i) else {
+            return (0, false);
+        };
+        match c.read(buf) {
+            Ok(0) => {
+                self.clients.remove(i);
+                (0, false)
+            }
+            Ok(n) => (n, true),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (0, true),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => (0, true),
+            Err(_) => {
+                self.clients.remove(i);
+                (0, false)
+            }
+        }
+    }
+}
+
+impl Drop for Attach {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The key that detaches `cove console` (Ctrl-], as telnet and virsh have it).
+pub const DETACH_KEY: u8 = 0x1d;
+
+/// `cove console`: relays this terminal to the CT's console through its
+/// monitor until the user presses Ctrl-] (or stdin ends), or the CT stops.
+/// Returns whether the CT stopped meanwhile.
+pub fn attach(sock: &Path, ctid: &str) -> Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+
+    let mut conn = UnixStream::connect(sock).map_err(|e| {
+        Error::Tool(format!(
+            "CT {ctid}: cannot reach its console ({}: {e}); its monitor is not running (restart the CT to get a console back)",
+            sock.display()
+        ))
+    })?;
+    // SAFETY: fds 0 and 1 stay open for the life of the process.
+    let (stdin, stdout) = unsafe { (BorrowedFd::borrow_raw(0), BorrowedFd::borrow_raw(1)) };
+    let saved = nix::unistd::isatty(0)
+        .unwrap_or(false)
+        .then(|| tcgetattr(stdin).ok())
+        .flatten();
+    eprint!("Connected to the console of CT {ctid}; press Ctrl-] to detach.\r\n");
+    if let Some(t) = &saved {
+        let mut raw = t.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(stdin, SetArg::TCSANOW, &raw);
+    }
+    let mut buf = [0u8; 8192];
+    let mut stdin_open = true;
+    let stopped = loop {
+        let mut fds = vec![PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+        if stdin_open {
+            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+        }
+        if let Err(e) = poll(&mut fds, PollTimeout::NONE) {
+            if e == nix::errno::Errno::EINTR {
+                continue;
+            }
+            break false;
+        }
+        let from_ct = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let typed = fds
+            .get(1)
+            .is_some_and(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        drop(fds);
+        if from_ct {
+            match conn.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    let mut data = &buf[..n];
+                    while !data.is_empty() {
+                        match nix::unistd::write(stdout, data) {
+                            Ok(w) if w > 0 => data = &data[w..],
+                            Err(nix::errno::Errno::EINTR) => {}
+                            _ => break,
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break true,
+            }
+        }
+        if typed {
+            match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    let data = &buf[..n];
+                    let end = data.iter().position(|b| *b == DETACH_KEY);
+                    let _ = conn.write_all(&data[..end.unwrap_or(n)]);
+                    if end.is_some() {
+                        break false;
+                    }
+                }
+            }
+            if !stdin_open {
+                // Input ended (a pipe): what the CT answers is not waited for.
+                break false;
+            }
+        }
+    };
+    if let Some(t) = &saved {
+        let _ = tcsetattr(stdin, SetArg::TCSANOW, t);
+    }
+    Ok(stopped)
 }

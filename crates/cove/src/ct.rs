@@ -6,14 +6,12 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use cove_engine::container;
-
 use crate::config::{self, Bytes, CtConfig, Resources};
 use crate::ctid::{self, Ctid};
 use crate::error::{Error, Result};
 use crate::lifecycle;
 use crate::net;
-use crate::paths::Paths;
+use crate::paths::{CtPaths, Paths};
 use crate::runstate::{self, CtStatus};
 use crate::spec;
 use crate::template;
@@ -48,6 +46,8 @@ pub struct Changes {
     pub net: net::NetArgs,
     pub onboot: Option<bool>,
     pub bootorder: Option<u32>,
+    pub swap: Option<Limit<Bytes>>,
+    pub cpuunits: Option<u32>,
 }
 
 impl Changes {
@@ -77,6 +77,12 @@ impl Changes {
         if let Some(order) = self.bootorder {
             cfg.bootorder = Some(order);
         }
+        if let Some(sw) = self.swap {
+            cfg.resources.swap = sw.into_option();
+        }
+        if let Some(u) = self.cpuunits {
+            cfg.resources.cpuunits = Some(u);
+        }
     }
 
     /// Whether the CT's systemd units must be brought in line.
@@ -85,7 +91,22 @@ impl Changes {
     }
 
     fn touches_resources(&self) -> bool {
-        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+        self.memory.is_some()
+            || self.cpus.is_some()
+            || self.pids.is_some()
+            || self.swap.is_some()
+            || self.cpuunits.is_some()
+    }
+
+    /// True when nothing is asked for.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.hostname.is_none()
+            && self.seccomp.is_none()
+            && self.onboot.is_none()
+            && self.bootorder.is_none()
+            && self.net.is_empty()
+            && !self.touches_resources()
     }
 }
 
@@ -98,6 +119,12 @@ fn checked_seccomp(changes: &Changes) -> Result<Changes> {
         checked.seccomp = Some(spec::check_seccomp_setting(s)?);
     }
     Ok(checked)
+}
+
+/// The lock over every CT's name: taken (waiting, it is held only while
+/// a config is checked and saved) by whoever claims a name.
+fn names_lock(paths: &Paths) -> Result<crate::lock::Lock> {
+    crate::lock::Lock::acquire(&paths.locks().join(".names.lock"))
 }
 
 /// A name must not be another CT's name or CTID.
@@ -167,6 +194,9 @@ pub fn create(paths: &Paths, arg: &str, template_name: &str, changes: &Changes) 
     cfg.validate(&ctid).map_err(Error::BadInput)?;
     let ct = paths.ct(&ctid);
     let _lock = lifecycle::lock_ct(&ct, &ctid)?;
+    // Held until the config is saved: two creates (or a create and a set)
+    // claiming one name see each other's config.
+    let _names = names_lock(paths)?;
     if !ctid.is_numeric() {
         check_name_free(paths, ctid.as_str(), &ctid).map_err(|_| {
             Error::BadInput(format!("CTID {ctid} is already the name of another CT"))
@@ -226,6 +256,10 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
     let ctid = config::resolve(paths, arg)?;
     let ct = paths.ct(&ctid);
     let _lock = lifecycle::lock_ct(&ct, &ctid)?;
+    let _names = match &changes.name {
+        Some(_) => Some(names_lock(paths)?),
+        None => None,
+    };
     let mut cfg = CtConfig::load(&ct.config, &ctid)?;
     if let Some(n) = &changes.name {
         ctid::validate_name(n)?;
@@ -246,7 +280,7 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let status = runstate::status(&ct, &ctid);
     if status.running() && changes.touches_resources() {
-        apply_live(&ct.oci_root, &ctid, changes)?;
+        apply_live(&ct, &ctid, &cfg.resources, changes)?;
     }
     cfg.save(&ct.config)?;
     if status.running() && (old.net != cfg.net || old.hostname != cfg.hostname) {
@@ -272,14 +306,20 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
 
 /// Writes the changed limits into the running CT's cgroup. `unlimited` is
 /// -1, which the cgroup writer turns into the kernel's "no limit".
-fn apply_live(oci_root: &Path, ctid: &Ctid, changes: &Changes) -> Result<()> {
-    let c = container::load(oci_root, ctid.as_str())?;
+fn apply_live(ct: &CtPaths, ctid: &Ctid, now: &Resources, changes: &Changes) -> Result<()> {
     let mut wanted = Resources::default();
-    if let Some(Limit::Set(m)) = changes.memory {
-        wanted.memory = Some(m);
+    if matches!(changes.memory, Some(Limit::Set(_))) || matches!(changes.swap, Some(Limit::Set(_)))
+    {
+        // memory.swap is memory and swap together, and v1 wants them
+        // written in an order that depends on both: both go.
+        wanted.memory = now.memory;
+        wanted.swap = now.swap;
     }
     if let Some(Limit::Set(c)) = changes.cpus {
         wanted.cpus = Some(c);
+    }
+    if let Some(u) = changes.cpuunits {
+        wanted.cpuunits = Some(u);
     }
     if let Some(Limit::Set(p)) = changes.pids {
         wanted.pids = Some(p);
@@ -288,14 +328,17 @@ fn apply_live(oci_root: &Path, ctid: &Ctid, changes: &Changes) -> Result<()> {
     // Device rules are the engine's business at create; rewriting them on
     // a running CT would take its devices away.
     res.set_devices(None);
-    use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids};
-    if changes.memory == Some(Limit::Unlimited) {
-        let mut m = LinuxMemory::default();
-        m.set_limit(Some(-1));
+    use oci_spec::runtime::{LinuxCpu, LinuxPids};
+    if changes.memory == Some(Limit::Unlimited) || changes.swap == Some(Limit::Unlimited) {
+        let mut m = (*res.memory()).unwrap_or_default();
+        if changes.memory == Some(Limit::Unlimited) {
+            m.set_limit(Some(-1));
+        }
+        m.set_swap(Some(-1));
         res.set_memory(Some(m));
     }
     if changes.cpus == Some(Limit::Unlimited) {
-        let mut cpu = LinuxCpu::default();
+        let mut cpu = res.cpu().clone().unwrap_or_else(LinuxCpu::default);
         cpu.set_quota(Some(-1));
         res.set_cpu(Some(cpu));
     }
@@ -304,12 +347,17 @@ fn apply_live(oci_root: &Path, ctid: &Ctid, changes: &Changes) -> Result<()> {
         p.set_limit(-1);
         res.set_pids(Some(p));
     }
+    // The outer cgroup's limits bind the CT; the payload's copy is what
+    // the CT sees of them (see crate::cgroup).
+    crate::cgroup::outer(ct, ctid)?.apply(&res)?;
+    let c = cove_engine::container::load(&ct.oci_root, ctid.as_str())?;
     cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&res)?;
     Ok(())
 }
 
-/// One row of `cove list`.
-#[derive(Debug, Clone, Serialize)]
+/// One row of `cove list`; every field is a `-o`/`-s` field. Limits a CT
+/// was not given are null.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Listed {
     pub ctid: String,
     pub name: Option<String>,
@@ -322,6 +370,14 @@ pub struct Listed {
     /// The systemd unit that manages the CT (enabled to start at boot, or
     /// running it now), e.g. `cove@101.service`.
     pub unit: Option<String>,
+    pub onboot: Option<bool>,
+    /// Bytes.
+    pub memory: Option<u64>,
+    /// Bytes on top of memory.
+    pub swap: Option<u64>,
+    pub cpus: Option<f64>,
+    pub cpuunits: Option<u32>,
+    pub pids: Option<u32>,
 }
 
 /// `cove list`: every CT when `all`, else those running or mounted (as
@@ -347,6 +403,10 @@ pub fn list(paths: &Paths, all: bool) -> Result<(Vec<Listed>, Vec<String>)> {
                 None
             }
         };
+        let res = cfg
+            .as_ref()
+            .map(|c| c.resources.clone())
+            .unwrap_or_default();
         rows.push(Listed {
             ctid: id.to_string(),
             name: cfg.as_ref().and_then(|c| c.name.clone()),
@@ -359,6 +419,12 @@ pub fn list(paths: &Paths, all: bool) -> Result<(Vec<Listed>, Vec<String>)> {
                 .map(|a| a.to_string()),
             init_pid: st.init_pid,
             unit: crate::systemd::managing_unit(&ct, &id),
+            onboot: cfg.as_ref().and_then(|c| c.onboot),
+            memory: res.memory.map(|b| b.0),
+            swap: res.swap.map(|b| b.0),
+            cpus: res.cpus,
+            cpuunits: res.cpuunits,
+            pids: res.pids,
         });
     }
     Ok((rows, warnings))

@@ -18,6 +18,7 @@
 //! addresses, routes, DNS files, published ports; the kernel work is in
 //! the cove-net crate). Exit codes: see [`error`].
 
+pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod config;

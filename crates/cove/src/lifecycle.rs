@@ -30,7 +30,9 @@ pub fn lock_ct(ct: &CtPaths, ctid: &Ctid) -> Result<Lock> {
 }
 
 /// Removes what a CT's run left: the engine's container (and with it the
-/// cgroup), its network (veth, routes, proxy entries, published ports), the root mount, the bundle, the socket and the monitor record.
+/// payload cgroup), the CT's cgroup, its network (veth, routes, proxy
+/// entries, published ports), the root mount, the bundle, the socket and
+/// the monitor record.
 /// Idempotent; the console log and the last exit record stay until
 /// `destroy`. Nothing here removes recursively under the bundle: if the
 /// rootfs could not be unmounted, the CT's files must not be reached
@@ -41,6 +43,10 @@ pub fn teardown(ct: &CtPaths, ctid: &Ctid) -> Result<()> {
         first.get_or_insert(e.into());
     }
     if let Err(e) = crate::net::teardown(ct, ctid) {
+        first.get_or_insert(e);
+    }
+    // The engine removed the payload; the CT's limits go with its cgroup.
+    if let Err(e) = crate::cgroup::remove(ct, ctid) {
         first.get_or_insert(e);
     }
     match overlay::unmount_rootfs(&ct.rootfs) {
@@ -341,4 +347,45 @@ pub fn destroy(paths: &Paths, arg: &str, force: bool) -> Result<()> {
     lock.remove();
     systemd::forget(&ctid)?;
     Ok(())
+}
+
+/// `cove mount CTID`: the CT's root (template and private area overlaid,
+/// as at start) mounted on the host for inspection without running it.
+/// Returns where; a CT already mounted is left as it is.
+pub fn mount(paths: &Paths, arg: &str) -> Result<std::path::PathBuf> {
+    let ctid = config::resolve(paths, arg)?;
+    let ct = paths.ct(&ctid);
+    let cfg = CtConfig::load(&ct.config, &ctid)?;
+    let _lock = lock_ct(&ct, &ctid)?;
+    if runstate::status(&ct, &ctid).running() {
+        return Err(Error::Running {
+            ctid: ctid.to_string(),
+            hint: "its root is mounted while it runs",
+        });
+    }
+    if !overlay::is_mounted(&ct.rootfs) {
+        let template = template::open(paths, &cfg.template)?;
+        crate::paths::private_dir(&ct.run)?;
+        if let Err(e) = overlay::mount_rootfs(&template.rootfs, &ct.upper, &ct.work, &ct.rootfs) {
+            let _ = teardown(&ct, &ctid);
+            return Err(e);
+        }
+    }
+    Ok(ct.rootfs)
+}
+
+/// `cove umount CTID`: undoes `cove mount`. Returns whether it was mounted.
+pub fn umount(paths: &Paths, arg: &str) -> Result<bool> {
+    let ctid = config::resolve(paths, arg)?;
+    let ct = paths.ct(&ctid);
+    let _lock = lock_ct(&ct, &ctid)?;
+    if runstate::status(&ct, &ctid).running() {
+        return Err(Error::Running {
+            ctid: ctid.to_string(),
+            hint: "stop it, which unmounts it",
+        });
+    }
+    let was = overlay::is_mounted(&ct.rootfs);
+    teardown(&ct, &ctid)?;
+    Ok(was)
 }

@@ -1,8 +1,9 @@
 //! The monitor: one small process per running CT, not a daemon.
 //!
 //! It mounts the CT's root, creates the container through the engine (so
-//! the CT's init is its child), holds the console's pty master and logs
-//! what the CT writes there, reaps the init (it is a child subreaper, so
+//! the CT's init is its child), holds the console's pty master, logs what
+//! the CT writes there and relays it to `cove console` clients (on the CT's
+//! console socket, once the init has handed the pty over), reaps the init (it is a child subreaper, so
 //! orphans that leave the CT's pid namespace come to it too), records how
 //! the init ended, and tears down the container, the cgroup, the mount and
 //! the run-time state when the init is gone.
@@ -31,6 +32,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use cove_engine::container::{self, CreateOptions, Created};
 use cove_engine::foreground;
 
+use crate::cgroup;
 use crate::config::CtConfig;
 use crate::console::{self, ConsoleListener, ConsoleLog};
 use crate::ctid::Ctid;
@@ -171,7 +173,7 @@ fn monitor_main(launch: &Launch, lock: Lock, mut readiness: Readiness) -> ! {
         keep.push(fd.as_raw_fd());
     }
     close_inherited_fds(&keep);
-    let code = match run(launch, lock, &mut readiness) {
+    let code = match run_rebooting(launch, lock, &mut readiness) {
         Ok(code) => code,
         Err(e) => {
             log(&format!("start failed: {}", e.one_line()));
@@ -187,7 +189,7 @@ fn monitor_main(launch: &Launch, lock: Lock, mut readiness: Readiness) -> ! {
 #[allow(clippy::manual_inspect)] // inspect_err needs Rust 1.76; the workspace supports 1.75
 pub fn run_foreground(launch: &Launch, lock: Lock) -> Result<i32> {
     crate::systemd::notify_status(&format!("Starting CT {}", launch.ctid));
-    run(launch, lock, &mut Readiness::Foreground).map_err(|e| {
+    run_rebooting(launch, lock, &mut Readiness::Foreground).map_err(|e| {
         crate::systemd::notify_status(&format!(
             "CT {} did not start: {}",
             launch.ctid,
@@ -195,6 +197,60 @@ pub fn run_foreground(launch: &Launch, lock: Lock) -> Result<i32> {
         ));
         e
     })
+}
+
+/// More reboots in a row than this, each within QUICK_REBOOT of the CT's
+/// start, leave the CT stopped (a broken init would reboot forever).
+const MAX_QUICK_REBOOTS: u32 = 5;
+const QUICK_REBOOT: Duration = Duration::from_secs(10);
+
+/// How one run of the CT ended.
+enum Outcome {
+    /// For good: the exit code for whoever waits on the CT.
+    Ended(i32),
+    /// Its init asked for a reboot after running this long; the CT's lock
+    /// is held to start it again.
+    Reboot(Lock, Duration),
+}
+
+/// Runs the CT, and again each time its init asks for a reboot (as
+/// `reboot` inside does: the kernel ends the init of a pid namespace with
+/// SIGHUP), with its config read afresh, so settings saved meanwhile apply.
+fn run_rebooting(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
+    let mut outcome = run(launch, lock, readiness)?;
+    let mut quick = 0;
+    loop {
+        let lock = match outcome {
+            Outcome::Ended(code) => return Ok(code),
+            Outcome::Reboot(lock, up) => {
+                quick = if up < QUICK_REBOOT { quick + 1 } else { 0 };
+                lock
+            }
+        };
+        // A CT that reboots at once, again and again, is left stopped.
+        if quick > MAX_QUICK_REBOOTS {
+            log(&format!(
+                "CT {} rebooted {quick} times in a row within {} s of starting: left stopped",
+                launch.ctid,
+                QUICK_REBOOT.as_secs()
+            ));
+            return Ok(0);
+        }
+        let ct = launch.paths.ct(launch.ctid);
+        let cfg = CtConfig::load(&ct.config, launch.ctid)?;
+        let template = template::open(launch.paths, &cfg.template)?;
+        log(&format!(
+            "CT {} rebooted itself: starting it again",
+            launch.ctid
+        ));
+        let again = Launch {
+            paths: launch.paths,
+            ctid: launch.ctid,
+            cfg: &cfg,
+            template: &template,
+        };
+        outcome = run(&again, lock, readiness)?;
+    }
 }
 
 /// stdin and stdout from /dev/null (nobody reads them), stderr to the
@@ -264,7 +320,7 @@ impl Drop for StartGuard<'_> {
 
 /// Mounts, creates, starts; then watches the CT until its init is gone and
 /// tears it down.
-fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
+fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome> {
     let ctid = launch.ctid;
     let ct = launch.paths.ct(ctid);
     let foreground = readiness.is_foreground();
@@ -280,6 +336,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
         ctid,
         armed: true,
     };
+    cgroup::prepare(&ct, ctid, &launch.cfg.resources)?;
     overlay::mount_rootfs(&launch.template.rootfs, &ct.upper, &ct.work, &ct.rootfs)?;
     net::files::write(&ct.rootfs, &launch.cfg.hostname, &launch.cfg.net)?;
     let init = template::init_of(launch.cfg, &launch.template.manifest, &ct.rootfs);
@@ -289,7 +346,8 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
         cfg: launch.cfg,
         init: &init,
         rootfs: &ct.rootfs,
-        cgroups_path: &ct.cgroups_path,
+        cgroups_path: &cgroup::payload_path(&ct),
+        cgroup_view: &cgroup::view(&ct, ctid)?,
         available_caps: &available,
     })?;
     let config = ct.bundle.join("config.json");
@@ -311,6 +369,8 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     net::setup(&ct, ctid, &launch.cfg.net, created.pid)?;
     let master = listener.receive_master()?;
     drop(listener);
+    // The same path now takes `cove console` clients.
+    let mut attach = console::Attach::bind(&ct.console_sock)?;
     let peer = console::open_peer(&master)?;
     // From here every signal waits on the signalfd: the init is created,
     // so it does not inherit the blocked mask.
@@ -325,6 +385,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
     drop(lock);
     readiness.ready(ctid);
     readiness.notify_ready(ctid, created.pid);
+    let running_since = Instant::now();
     log(&format!("CT {ctid} running, init pid {}", created.pid));
 
     let ended = watch(
@@ -332,12 +393,14 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
         &master,
         &mut sfd,
         &mut console_log,
+        &mut attach,
         init.stop_signal,
         foreground,
         &ct,
         ctid,
     );
     drop(peer);
+    drop(attach);
     log(&format!("CT {ctid} init ended: {}", ended.how));
     if foreground {
         // Not STOPPING=1 for a reboot: systemd would then count the stop
@@ -362,9 +425,12 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<i32> {
             log(&format!("teardown: {}", e.one_line()));
         }
         let _ = ended.write(&ct.last_exit);
+        if ended.how == "reboot" {
+            return Ok(Outcome::Reboot(lock, running_since.elapsed()));
+        }
     }
     drop(lock);
-    Ok(ended.exit_code())
+    Ok(Outcome::Ended(ended.exit_code()))
 }
 
 /// Relays the console to its log and waits for the init to end, asking it
@@ -375,6 +441,7 @@ fn watch(
     master: &OwnedFd,
     sfd: &mut SignalFd,
     console_log: &mut ConsoleLog,
+    attach: &mut console::Attach,
     stop_signal: i32,
     foreground: bool,
     ct: &CtPaths,
@@ -392,7 +459,7 @@ fn watch(
     let mut buf = [0u8; 8192];
     loop {
         if let Some(ended) = reap(created.pid) {
-            relay_console(master, console_log, foreground, &mut buf);
+            relay_console(master, console_log, attach, foreground, &mut buf);
             return ended;
         }
         let timeout = match kill_at {
@@ -405,10 +472,17 @@ fn watch(
                 PollTimeout::from(ms)
             }
         };
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(attach.listener_fd(), PollFlags::POLLIN),
         ];
+        fds.extend(
+            attach
+                .client_fds()
+                .into_iter()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+        );
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -416,8 +490,23 @@ fn watch(
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        let signalled = fds[0].revents().is_some_and(|r| !r.is_empty());
-        let output = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let (signalled, output, connecting) = (ready[0], ready[1], ready[2]);
+        // Typed on a client's terminal: to the console. From the last, as
+        // a client that left is removed from the list.
+        for i in (0..ready.len() - 3).rev() {
+            if ready[i + 3] {
+                let (n, _) = attach.read_client(i, &mut buf);
+                write_all(master.as_fd(), &buf[..n]);
+            }
+        }
+        if connecting {
+            attach.accept();
+        }
         if signalled {
             while let Ok(Some(info)) = sfd.read_signal() {
                 match info.ssi_signo as i32 {
@@ -439,7 +528,7 @@ fn watch(
             }
         }
         if output {
-            relay_console(master, console_log, foreground, &mut buf);
+            relay_console(master, console_log, attach, foreground, &mut buf);
         }
         if kill_at.is_some_and(|t| Instant::now() >= t) {
             log("the CT did not stop in time: killing it");
@@ -465,13 +554,20 @@ fn reap(init: i32) -> Option<ExitRecord> {
     }
 }
 
-/// Everything the pty holds now, to the log (and our stdout in the
-/// foreground).
-fn relay_console(master: &OwnedFd, console_log: &mut ConsoleLog, foreground: bool, buf: &mut [u8]) {
+/// Everything the pty holds now, to the log, to `cove console` clients
+/// (and our stdout in the foreground).
+fn relay_console(
+    master: &OwnedFd,
+    console_log: &mut ConsoleLog,
+    attach: &mut console::Attach,
+    foreground: bool,
+    buf: &mut [u8],
+) {
     loop {
         match nix::unistd::read(master.as_raw_fd(), buf) {
             Ok(n) if n > 0 => {
                 console_log.write(&buf[..n]);
+                attach.broadcast(&buf[..n]);
                 if foreground {
                     // SAFETY: fd 1 stays open for the life of the process.
                     write_all(unsafe { BorrowedFd::borrow_raw(1) }, &buf[..n]);

@@ -17,6 +17,7 @@ use oci_spec::runtime::{
 };
 use serde_json::json;
 
+use crate::cgroup::CgroupView;
 use crate::config::{CtConfig, Resources};
 use crate::ctid::Ctid;
 use crate::error::{Error, Result};
@@ -125,7 +126,9 @@ pub struct SpecInput<'a> {
     pub init: &'a InitInfo,
     /// The CT's mounted root (the overlay).
     pub rootfs: &'a Path,
+    /// The payload cgroup (see [`crate::cgroup`]).
     pub cgroups_path: &'a str,
+    pub cgroup_view: &'a CgroupView,
     /// The capabilities this process may hand on (its bounding set): a CT
     /// cannot get what its monitor does not have.
     pub available_caps: &'a HashSet<Capability>,
@@ -159,6 +162,13 @@ pub fn available_capabilities() -> Result<HashSet<Capability>> {
         .collect())
 }
 
+/// OpenVZ's cpuunits (a CT's relative CPU weight, 1000 by default) as
+/// cgroup v1 cpu.shares (1024 by default; the engine turns shares into
+/// cpu.weight on v2 as runc does).
+pub fn cpu_shares(units: u32) -> u64 {
+    (u64::from(units) * 1024 / 1000).max(2)
+}
+
 /// `linux.resources` for the CT's limits.
 pub fn resources(r: &Resources) -> Result<LinuxResources> {
     let bad = |e: oci_spec::OciSpecError| Error::Tool(format!("building linux.resources: {e}"));
@@ -173,26 +183,30 @@ pub fn resources(r: &Resources) -> Result<LinuxResources> {
             .map_err(bad)?,
     ]));
     if let Some(m) = r.memory {
-        let limit =
-            i64::try_from(m.0).map_err(|_| Error::BadInput(format!("memory {m} is too large")))?;
-        res.set_memory(Some(
-            LinuxMemoryBuilder::default()
-                .limit(limit)
-                .build()
-                .map_err(bad)?,
-        ));
+        let too_large = |what: &str| Error::BadInput(format!("{what} is too large"));
+        let limit = i64::try_from(m.0).map_err(|_| too_large("memory"))?;
+        let mut memory = LinuxMemoryBuilder::default().limit(limit);
+        if let Some(sw) = r.swap {
+            // OCI's memory.swap is memory and swap together.
+            let total =
+                m.0.checked_add(sw.0)
+                    .ok_or_else(|| too_large("memory + swap"))?;
+            memory = memory.swap(i64::try_from(total).map_err(|_| too_large("memory + swap"))?);
+        }
+        res.set_memory(Some(memory.build().map_err(bad)?));
     }
-    if let Some(cpus) = r.cpus {
-        const PERIOD: u64 = 100_000;
-        // The kernel refuses a quota under 1 ms.
-        let quota = ((cpus * PERIOD as f64).round() as i64).max(1_000);
-        res.set_cpu(Some(
-            LinuxCpuBuilder::default()
-                .quota(quota)
-                .period(PERIOD)
-                .build()
-                .map_err(bad)?,
-        ));
+    if r.cpus.is_some() || r.cpuunits.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(cpus) = r.cpus {
+            const PERIOD: u64 = 100_000;
+            // The kernel refuses a quota under 1 ms.
+            let quota = ((cpus * PERIOD as f64).round() as i64).max(1_000);
+            cpu = cpu.quota(quota).period(PERIOD);
+        }
+        if let Some(units) = r.cpuunits {
+            cpu = cpu.shares(cpu_shares(units));
+        }
+        res.set_cpu(Some(cpu.build().map_err(bad)?));
     }
     if let Some(p) = r.pids {
         res.set_pids(Some(
@@ -340,7 +354,8 @@ pub fn system_spec(input: &SpecInput) -> Result<Spec> {
             {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]},
             {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", if input.cgroup_view.writable { "rw" } else { "ro" }]}
         ],
         "linux": {
             "cgroupsPath": input.cgroups_path,
@@ -362,8 +377,17 @@ pub fn system_spec(input: &SpecInput) -> Result<Spec> {
             spec["linux"]["seccomp"] = profile;
         }
     }
+    if let Some(dir) = &input.cgroup_view.named_systemd {
+        // systemd keeps its own tree of the CT's processes there.
+        spec["mounts"].as_array_mut().expect("mounts").push(json!({
+            "destination": "/sys/fs/cgroup/systemd", "type": "bind", "source": dir,
+            "options": ["rbind", "rw", "nosuid", "noexec", "nodev"]
+        }));
+    }
     let mut spec: Spec = serde_json::from_value(spec)
         .map_err(|e| Error::Tool(format!("building the CT's spec: {e}")))?;
+    // The payload gets the CT's limits too, so that the CT sees them in
+    // its own cgroup; the outer cgroup's copy is the one it cannot change.
     let res = resources(&input.cfg.resources)?;
     if let Some(linux) = spec.linux_mut() {
         linux.set_resources(Some(res));
@@ -392,6 +416,7 @@ mod tests {
                 memory: Some(Bytes(256 << 20)),
                 cpus: Some(1.5),
                 pids: Some(64),
+                ..Default::default()
             },
             net: Default::default(),
         };
@@ -419,7 +444,11 @@ mod tests {
             cfg: &cfg,
             init: &init,
             rootfs: Path::new("/run/cove/ct/101/bundle/rootfs"),
-            cgroups_path: "/cove/101",
+            cgroups_path: "/cove/101/payload",
+            cgroup_view: &CgroupView {
+                writable: false,
+                named_systemd: None,
+            },
             available_caps: &avail,
         })
         .unwrap();
@@ -427,7 +456,7 @@ mod tests {
         assert_eq!(v["hostname"], "ct101");
         assert_eq!(v["process"]["args"], json!(["/sbin/init"]));
         assert_eq!(v["process"]["terminal"], true);
-        assert_eq!(v["linux"]["cgroupsPath"], "/cove/101");
+        assert_eq!(v["linux"]["cgroupsPath"], "/cove/101/payload");
         let ns: Vec<&str> = v["linux"]["namespaces"]
             .as_array()
             .unwrap()
@@ -439,6 +468,8 @@ mod tests {
         assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 150_000);
         assert_eq!(v["linux"]["resources"]["cpu"]["period"], 100_000);
         assert_eq!(v["linux"]["resources"]["pids"]["limit"], 64);
+        let cg = &v["mounts"].as_array().unwrap()[6];
+        assert_eq!(cg["options"].as_array().unwrap().last().unwrap(), "ro");
         let bounding: Vec<&str> = v["process"]["capabilities"]["bounding"]
             .as_array()
             .unwrap()
@@ -470,6 +501,47 @@ mod tests {
     }
 
     #[test]
+    fn cgroup_view_makes_the_cgroup_mount_writable_or_binds_name_systemd() {
+        let (ctid, cfg, init, avail) = input_parts();
+        let mounts = |view: &CgroupView| {
+            let spec = system_spec(&SpecInput {
+                ctid: &ctid,
+                cfg: &cfg,
+                init: &init,
+                rootfs: Path::new("/r"),
+                cgroups_path: "/cove/101/payload",
+                cgroup_view: view,
+                available_caps: &avail,
+            })
+            .unwrap();
+            serde_json::to_value(&spec).unwrap()["mounts"].clone()
+        };
+        let v2 = mounts(&CgroupView {
+            writable: true,
+            named_systemd: None,
+        });
+        assert_eq!(v2.as_array().unwrap().len(), 7);
+        assert_eq!(v2[6]["options"].as_array().unwrap().last().unwrap(), "rw");
+        let hybrid = mounts(&CgroupView {
+            writable: false,
+            named_systemd: Some("/sys/fs/cgroup/systemd/cove/101/payload".into()),
+        });
+        assert_eq!(
+            hybrid[6]["options"].as_array().unwrap().last().unwrap(),
+            "ro"
+        );
+        assert_eq!(hybrid[7]["destination"], "/sys/fs/cgroup/systemd");
+        assert_eq!(
+            hybrid[7]["source"],
+            "/sys/fs/cgroup/systemd/cove/101/payload"
+        );
+        assert!(hybrid[7]["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("rw")));
+    }
+
+    #[test]
     fn no_limits_means_only_the_device_rule() {
         let res = resources(&Resources::default()).unwrap();
         assert!(res.memory().is_none() && res.cpu().is_none() && res.pids().is_none());
@@ -483,7 +555,11 @@ mod tests {
             cfg,
             init: &init,
             rootfs: Path::new("/r"),
-            cgroups_path: "/cove/101",
+            cgroups_path: "/cove/101/payload",
+            cgroup_view: &CgroupView {
+                writable: false,
+                named_systemd: None,
+            },
             available_caps: &avail,
         })?;
         Ok(serde_json::to_value(&spec).unwrap())
@@ -627,6 +703,23 @@ mod tests {
         assert!(e.contains("/nonexistent/profile.json"), "{e}");
         let e = check_seccomp_setting("/nonexistent/profile.json").unwrap_err();
         assert!(matches!(e, Error::BadInput(_)), "{e}");
+    }
+
+    #[test]
+    fn swap_adds_to_memory_and_cpuunits_become_shares() {
+        let res = resources(&Resources {
+            memory: Some(Bytes(256 << 20)),
+            swap: Some(Bytes(128 << 20)),
+            cpuunits: Some(2000),
+            ..Default::default()
+        })
+        .unwrap();
+        let m = res.memory().as_ref().unwrap();
+        assert_eq!((m.limit(), m.swap()), (Some(256 << 20), Some(384 << 20)));
+        let cpu = res.cpu().as_ref().unwrap();
+        assert_eq!((cpu.shares(), cpu.quota()), (Some(2048), None));
+        assert_eq!(cpu_shares(1000), 1024);
+        assert_eq!(cpu_shares(1), 2);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and cgroup, then becomes the spec'd process just as the init did.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process};
@@ -103,21 +104,35 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
         .map(crate::console::connect)
         .transpose()?;
     let (parent_end, child_end) = sync::pair()?;
-    let cgroup_fd = cg.dir_fd();
-    let forked = {
-        let mut back = Restore::default();
-        for (t, fd) in &parent_ns {
-            back.enter(*t, fd.as_fd(), proc_name(*t))?;
+    let mut cgroup_fd = cg.dir_fd();
+    let spawn =
+        |cgroup_fd: Option<&OwnedFd>| -> Result<std::result::Result<Forked, nix::errno::Errno>> {
+            let mut back = Restore::default();
+            for (t, fd) in &parent_ns {
+                back.enter(*t, fd.as_fd(), proc_name(*t))?;
+            }
+            // Non-dumpable before clone3: see container::create.
+            sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
+            let r = sys::clone3(0, cgroup_fd.map(|f| f.as_raw_fd()));
+            match r {
+                Ok(Forked::Child) => back.keep(),
+                _ => drop(back),
+            }
+            Ok(r)
+        };
+    let mut forked = spawn(cgroup_fd.as_ref())?;
+    if matches!(forked, Err(nix::errno::Errno::EBUSY)) && cgroup_fd.is_some() {
+        // cgroup v2 allows no process in a cgroup that hands controllers
+        // to its children: a container whose init manages its own subtree
+        // (systemd in a system container) has moved out of the container's
+        // cgroup and enabled controllers there. Join the init where it is
+        // now, as runc does.
+        cgroup_fd = init_cgroup_dir(pid);
+        if cgroup_fd.is_some() {
+            forked = spawn(cgroup_fd.as_ref())?;
         }
-        // Non-dumpable before clone3: see container::create.
-        sys::set_dumpable(false).map_err(|e| Error::Sys("prctl(PR_SET_DUMPABLE)", e))?;
-        let r = sys::clone3(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd()));
-        match r {
-            Ok(Forked::Child) => back.keep(),
-            _ => drop(back),
-        }
-        r.map_err(|e| Error::Sys("clone3", e))?
-    };
+    }
+    let forked = forked.map_err(|e| Error::Sys("clone3", e))?;
     match forked {
         Forked::Child => {
             drop(parent_end);
@@ -187,4 +202,25 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
             Ok(Created { pid, pidfd })
         }
     }
+}
+
+/// The v2 cgroup directory `pid` is in now, opened for CLONE_INTO_CGROUP:
+/// its path in /proc/PID/cgroup under this process's cgroup2 mount.
+fn init_cgroup_dir(pid: i32) -> Option<OwnedFd> {
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // "36 25 0:30 / /sys/fs/cgroup rw,... - cgroup2 cgroup2 rw"
+    let mount_point = info.lines().find_map(|l| {
+        let (fields, fs) = l.split_once(" - ")?;
+        let f: Vec<&str> = fields.split(' ').collect();
+        (fs.starts_with("cgroup2 ") && f.get(3) == Some(&"/")).then(|| f.get(4).copied())?
+    })?;
+    let dir = std::path::Path::new(mount_point).join(rel.trim_start_matches('/'));
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .ok()
+        .map(OwnedFd::from)
 }
