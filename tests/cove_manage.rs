@@ -146,7 +146,13 @@ fn set_swap_cpuunits_and_onboot() {
 
     let ctid = env.create_busybox(&["--memory", "128M"]);
     env.cmd(&["start", &ctid]).assert_ok();
-    env.cmd(&[
+    // --onboot enables the CT's unit: the units go to a directory of the
+    // test's (tests/cove_units.rs checks the links themselves).
+    let units = TempDir::new("set_swap_cpuunits_onboot_units");
+    let units_dir = units.path.display().to_string();
+    env.cmd(&["systemd", "install", "--dir", &units_dir])
+        .assert_ok();
+    let mut set = env.command(&[
         "set",
         &ctid,
         "--swap",
@@ -155,8 +161,14 @@ fn set_swap_cpuunits_and_onboot() {
         "500",
         "--onboot",
         "yes",
-    ])
-    .assert_ok();
+    ]);
+    set.env("COVE_SYSTEMD_DIR", &units.path);
+    let done = set.output().expect("spawn cove set");
+    assert!(
+        done.status.success(),
+        "cove set failed: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     let config = fs::read_to_string(env.ct_dir(&ctid).join("ct.toml")).expect("ct.toml");
     for line in ["swap = \"32M\"", "cpuunits = 500", "onboot = true"] {
         assert!(config.contains(line), "{line} not saved:\n{config}");
@@ -199,11 +211,17 @@ fn set_swap_cpuunits_and_onboot() {
         [ctid.as_str(), "yes", &(32 * MIB).to_string(), "500"],
         "{out}"
     );
-    env.cmd(&["set", &ctid, "--swap", "unlimited", "--onboot", "no"])
-        .assert_ok();
+    let mut unset = env.command(&["set", &ctid, "--swap", "unlimited", "--onboot", "no"]);
+    unset.env("COVE_SYSTEMD_DIR", &units.path);
+    let done = unset.output().expect("spawn cove set");
+    assert!(
+        done.status.success(),
+        "cove set failed: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     let config = fs::read_to_string(env.ct_dir(&ctid).join("ct.toml")).expect("ct.toml");
     assert!(
-        !config.contains("swap") && !config.contains("onboot"),
+        !config.contains("swap") && !config.contains("onboot = true"),
         "{config}"
     );
     env.cmd(&["stop", "--fast", &ctid]).assert_ok();

@@ -435,12 +435,18 @@ fn monitor_in_a_delegated_unit_makes_the_ct_cgroup_inside_it() {
         Some(format!("{unit}/supervisor")),
         "the monitor's cgroup"
     );
-    assert_eq!(init_cg, Some(format!("{unit}/{ctid}")), "the CT's cgroup");
+    // The engine's cgroup is the CT's payload level, inside the CT's own
+    // (which holds its limits).
+    assert_eq!(
+        init_cg,
+        Some(format!("{unit}/{ctid}/payload")),
+        "the CT's cgroup"
+    );
     if mount != Path::new("/sys/fs/cgroup") {
         // Hybrid: the v1 controllers' cgroups are inside the unit's too.
         assert_eq!(
             init_memory_cg,
-            Some(format!("{unit}/{ctid}")),
+            Some(format!("{unit}/{ctid}/payload")),
             "the CT's memory cgroup"
         );
     }
