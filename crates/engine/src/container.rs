@@ -423,24 +423,26 @@ pub fn saved_spec(dir: &StateDir) -> Result<Spec> {
 }
 
 /// Applies new limits to a running container and records them in its
-/// saved spec. Device rules are fixed at create and never rewritten here.
+/// saved spec. The device rules in `res` (the saved ones when the caller
+/// kept them) are applied again with the defaults added, as runc does: on
+/// v1 by difference, on v2 as a new device program replacing the old.
 pub fn update(root: &Path, id: &str, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
     let c = load(root, id)?;
     if c.status == Status::Stopped {
         return Err(Error::NotRunning);
     }
     let mut spec = saved_spec(&c.dir)?;
-    let mut res = res.clone();
-    let devices = spec
+    let mut full = res.clone();
+    let devs = spec
         .linux()
         .as_ref()
-        .and_then(|l| l.resources().as_ref())
-        .and_then(|r| r.devices().clone());
-    res.set_devices(None);
-    cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&res)?;
-    res.set_devices(devices);
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    let rules = crate::devices::cgroup_rules(res.devices().as_deref().unwrap_or(&[]), &devs);
+    full.set_devices(Some(rules));
+    cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&full)?;
     if let Some(linux) = spec.linux_mut() {
-        linux.set_resources(Some(res));
+        linux.set_resources(Some(res.clone()));
     }
     save_spec(&c.dir, &spec)
 }
