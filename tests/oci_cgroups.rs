@@ -158,11 +158,10 @@ fn device_state(ct: &Ct) -> String {
 /// A container that opens /dev/null in a tight loop (with `true`: a failed
 /// redirection of the special builtin `:` would end the shell) and counts
 /// failures in /dev/fails, while `update` runs `updates()` times: like
-/// runc, the runtime
-/// must re-apply the device rules without a moment of "deny all" (v1:
-/// only the difference is written; v2: the new program is attached before
-/// the old one goes). Returns (failures seen, device state before and after
-/// the updates).
+/// runc, the runtime must re-apply the device rules without a moment of
+/// "deny all" (v1: only the difference is written; v2: the new program is
+/// attached before the old one goes). Returns (failures seen, device state
+/// before and after the updates).
 fn open_loop_through_updates(env: &Env, test: &str, bin: &Path) -> (String, String, String) {
     let mut ct = Ct::with_bin(env, test, bin);
     ct.sh(
