@@ -25,7 +25,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// `update` in the VM lane takes 10-20 s (a debug build under software
-/// emulation; under a second on this host): more than COMMAND_TIMEOUT.
+/// emulation on a busy host; 10-20 ms on this host), more with a CPU kept
+/// busy by the container.
 const SLOW_COMMAND: Duration = Duration::from_secs(90);
 
 /// Makes device nodes with mknod and opens them: /dev/null and /dev/zero
