@@ -206,7 +206,7 @@ fn update_of_other_limits_leaves_device_rules_alone_as_runc() {
 /// seconds.
 fn updates() -> u32 {
     if in_vm_lane() {
-        5
+        4
     } else {
         20
     }
