@@ -30,6 +30,17 @@ pub const TEST_TMP: &str = "/tmp/cove-tests";
 /// How long one runtime command may take before the test gives up on it.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// COMMAND_TIMEOUT, or a minute in the VM lane: there a debug build runs
+/// under software emulation on a shared host, and a `run` or `update` has
+/// been seen taking 10-20 s when the host was busy.
+pub fn command_timeout() -> Duration {
+    if in_vm_lane() {
+        Duration::from_secs(60)
+    } else {
+        COMMAND_TIMEOUT
+    }
+}
+
 // ---------------------------------------------------------------- locations
 
 pub fn workspace_root() -> PathBuf {
@@ -550,7 +561,7 @@ impl Ct {
 
     /// `<bin> --root <state root> ARGS...`
     pub fn cmd(&self, args: &[&str]) -> Out {
-        self.cmd_timeout(args, COMMAND_TIMEOUT)
+        self.cmd_timeout(args, command_timeout())
     }
 
     pub fn cmd_timeout(&self, args: &[&str], timeout: Duration) -> Out {
@@ -697,7 +708,7 @@ fn default_spec(env: &Env, bundle: &Path, cgroups_path: &str) -> Value {
             spec_dir.display().to_string(),
         ],
         bundle,
-        COMMAND_TIMEOUT,
+        command_timeout(),
     );
     assert!(out.ok(), "cannot generate a default spec:\n{out}");
     let path = spec_dir.join("config.json");
@@ -1124,7 +1135,7 @@ impl Ct {
     pub fn cmd_with_fds(&self, args: &[&str], fds: &[std::os::fd::RawFd]) -> Out {
         let mut full = vec!["--root".to_string(), self.state_root.display().to_string()];
         full.extend(args.iter().map(|s| s.to_string()));
-        run_command_with_fds(&self.bin, &full, &self.bundle, COMMAND_TIMEOUT, fds)
+        run_command_with_fds(&self.bin, &full, &self.bundle, command_timeout(), fds)
     }
 
     /// Appends one entry to `mounts`.

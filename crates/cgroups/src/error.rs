@@ -62,6 +62,16 @@ pub enum Error {
     #[error("{what} is not supported: {reason}")]
     Unsupported { what: String, reason: String },
 
+    /// bpf(2) failed for the v2 device program; `log` holds the
+    /// verifier's words when loading failed.
+    #[error("cannot install the device program on cgroup {cgroup}: {what}: {source}{}", if log.is_empty() { String::new() } else { format!(" (verifier: {log})") })]
+    Bpf {
+        what: String,
+        cgroup: PathBuf,
+        source: io::Error,
+        log: String,
+    },
+
     #[error("cgroup {path} did not reach state {state} in time")]
     FreezeTimeout { path: PathBuf, state: &'static str },
 

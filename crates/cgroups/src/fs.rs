@@ -83,6 +83,33 @@ impl CgroupDir {
         }
     }
 
+    /// Replaces the cgroup's device program with the one for `set` (v2).
+    /// A scratch directory journals it as a write to "<device program>".
+    pub(crate) fn install_device_program(
+        &self,
+        set: &crate::device_rules::DeviceSet,
+    ) -> Result<()> {
+        if let Some(journal) = &self.journal {
+            let summary = format!(
+                "default {}, {} exceptions, {} instructions",
+                if set.default_allow { "allow" } else { "deny" },
+                set.exceptions.len(),
+                crate::device_program::program(set).len()
+            );
+            journal
+                .borrow_mut()
+                .push(("<device program>".to_string(), summary));
+            return Ok(());
+        }
+        crate::device_program::install(&self.path, set)
+    }
+
+    /// Whether writes only go to a journal (unit tests), so files that the
+    /// kernel would change after a write (devices.list) do not.
+    pub(crate) fn is_scratch(&self) -> bool {
+        self.journal.is_some()
+    }
+
     pub(crate) fn read_raw(&self, name: &str) -> io::Result<String> {
         fs::read_to_string(self.file(name))
     }

@@ -12,6 +12,7 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
 use crate::fs::CreateGuard;
+use crate::runc_stats::{self, RuncStats};
 use crate::stats::Stats;
 use crate::v1::V1Manager;
 use crate::v2::{Delegation, V2Manager};
@@ -168,5 +169,17 @@ impl CgroupManager for HybridManager {
 
     fn stats(&self) -> Result<Stats> {
         self.v1.stats()
+    }
+
+    /// The v1 figures, as runc 1.1 reports on such hosts; hugepages from
+    /// the v2 leaf when that is where cove put their limits.
+    fn runc_stats(&self) -> Result<RuncStats> {
+        let mut out = self.v1.runc_stats()?;
+        if self.v1.dir("hugetlb").is_none() {
+            if let Some(unified) = &self.unified {
+                out.hugetlb = runc_stats::v2_hugetlb(unified.leaf())?;
+            }
+        }
+        Ok(out)
     }
 }

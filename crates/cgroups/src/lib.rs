@@ -36,17 +36,20 @@
 //!
 //! # Not there yet
 //!
-//! - The v2 device eBPF program: on a unified host device rules are
-//!   accepted and logged, not enforced.
 //! - The systemd driver: a systemd cgroupsPath is parsed, then refused with
 //!   [`Error::Unsupported`].
 
+mod bpf_insn;
+mod bpf_sys;
+mod device_program;
+mod device_rules;
 mod error;
 mod fs;
 mod hybrid;
 mod mode;
 mod mounts;
 mod path;
+mod runc_stats;
 #[cfg(test)]
 mod scratch;
 mod signal;
@@ -62,6 +65,7 @@ use std::path::PathBuf;
 pub use error::{Error, Result};
 pub use mode::{host_mode, HostMode};
 pub use path::{parse_systemd_path, CgroupSpec, SystemdPath};
+pub use runc_stats::RuncStats;
 pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};
 pub use v2_resources::{blkio_weight_to_io_weight, shares_to_weight, swap_max};
 
@@ -101,6 +105,15 @@ pub trait CgroupManager {
     fn paths(&self) -> Vec<(String, PathBuf)>;
     /// Memory, pids and cpu usage.
     fn stats(&self) -> Result<Stats>;
+    /// Every figure `runc events --stats` reports, in its shape.
+    fn runc_stats(&self) -> Result<RuncStats>;
+}
+
+/// The ids of the device programs attached to a cgroup v2 directory
+/// itself (for tests and diagnostics: cove attaches exactly one).
+pub fn device_program_ids(dir: &std::path::Path) -> std::io::Result<Vec<u32>> {
+    let fd = bpf_sys::open_dir(dir)?;
+    bpf_sys::query_device_programs(std::os::fd::AsFd::as_fd(&fd))
 }
 
 /// The manager for `spec` on this host.

@@ -10,6 +10,7 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
 use crate::fs::{create_cgroup, remove_cgroup, CgroupDir, CreateGuard};
+use crate::runc_stats::{self, RuncStats};
 use crate::stats::{self, Stats};
 use crate::v1_resources::{self, V1Dirs};
 use crate::{signal, CgroupManager};
@@ -220,5 +221,28 @@ impl CgroupManager for V1Manager {
             pids: self.dir("pids").map(stats::v1_pids).transpose()?,
             cpu: self.dir("cpuacct").map(stats::v1_cpuacct).transpose()?,
         })
+    }
+
+    fn runc_stats(&self) -> Result<RuncStats> {
+        let mut out = RuncStats {
+            cpu: runc_stats::v1_cpu(self.dir("cpuacct"), self.dir("cpu"))?,
+            ..RuncStats::default()
+        };
+        if let Some(dir) = self.dir("cpuset") {
+            out.cpuset = runc_stats::v1_cpuset(dir)?;
+        }
+        if let Some(dir) = self.dir("memory") {
+            out.memory = runc_stats::v1_memory(dir)?;
+        }
+        if let Some(dir) = self.dir("pids") {
+            out.pids = runc_stats::v1_pids(dir)?;
+        }
+        if let Some(dir) = self.dir("blkio") {
+            out.blkio = runc_stats::v1_blkio(dir)?;
+        }
+        if let Some(dir) = self.dir("hugetlb") {
+            out.hugetlb = runc_stats::v1_hugetlb(dir)?;
+        }
+        Ok(out)
     }
 }

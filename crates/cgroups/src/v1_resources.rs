@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 
 use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxMemory,
-    LinuxNetwork, LinuxPids, LinuxRdma, LinuxResources,
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxMemory, LinuxNetwork,
+    LinuxPids, LinuxRdma, LinuxResources,
 };
 
+use crate::device_rules::DeviceSet;
 use crate::error::{Error, Result};
 use crate::fs::CgroupDir;
 
@@ -98,60 +99,52 @@ fn set_cpuset(dirs: &V1Dirs, cpu: &LinuxCpu) -> Result<()> {
     Ok(())
 }
 
-/// The device rules: everything is denied first, then the rules go in in
-/// spec order, so the result is exactly the list whatever the cgroup had.
+/// The device rules, by difference (as runc): the set the cgroup holds now
+/// (read from devices.list) and the set the rules make give the fewest
+/// writes between them. A new cgroup inherits "a *:* rwm" and gets "deny
+/// all" first; an `update` of a running container that changes one rule
+/// writes that one rule, so its processes never see a device vanish for a
+/// moment. devices.list is read back after to check the kernel agrees.
 fn set_devices(dirs: &V1Dirs, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     // runc treats a missing devices hierarchy as fatal: the container would
     // otherwise reach every device node it can mknod or open.
     let dir = dirs.require("devices", "linux.resources.devices")?;
-    let starts_with_deny_all = rules
-        .first()
-        .is_some_and(|r| !r.allow() && device_rule(r).as_deref() == Some("a"));
-    if !starts_with_deny_all {
-        dir.write("devices.deny", "a")?;
-    }
-    for rule in rules {
-        let Some(entry) = device_rule(rule) else {
-            tracing::debug!(
-                ?rule,
-                "fifo rule skipped: the device cgroup does not check fifos"
-            );
-            continue;
-        };
-        let file = if rule.allow() {
+    let target = DeviceSet::from_spec(rules)?;
+    let current = read_device_list(dir)?;
+    for rule in current.transition(&target) {
+        let file = if rule.allow {
             "devices.allow"
         } else {
             "devices.deny"
         };
-        dir.write(file, &entry)?;
+        dir.write(file, &rule.v1_line())?;
+    }
+    if dir.is_scratch() {
+        return Ok(());
+    }
+    let now = read_device_list(dir)?;
+    let same = if target.default_allow {
+        // A deny list's exceptions do not show in devices.list.
+        now.default_allow
+    } else {
+        now == target
+    };
+    if !same {
+        return Err(Error::InvalidResources(format!(
+            "{} does not hold the device rules written to it: the parent cgroup \
+             may not allow some of them",
+            dir.file("devices.list").display()
+        )));
     }
     Ok(())
 }
 
-/// A rule as devices.allow/deny reads it: "c 1:3 rwm", or "a" for every
-/// device. `None` for a fifo rule, which the device cgroup never checks.
-pub(crate) fn device_rule(rule: &LinuxDeviceCgroup) -> Option<String> {
-    let typ = match rule.typ().unwrap_or(LinuxDeviceType::A) {
-        LinuxDeviceType::A => return Some("a".to_string()),
-        LinuxDeviceType::B => 'b',
-        // 'u' (unbuffered character device) is a character device to the kernel.
-        LinuxDeviceType::C | LinuxDeviceType::U => 'c',
-        LinuxDeviceType::P => return None,
-    };
-    let number = |n: Option<i64>| match n {
-        Some(n) if n >= 0 => n.to_string(),
-        _ => "*".to_string(),
-    };
-    let access = rule
-        .access()
-        .as_deref()
-        .filter(|a| !a.is_empty())
-        .unwrap_or("rwm");
-    Some(format!(
-        "{typ} {}:{} {access}",
-        number(rule.major()),
-        number(rule.minor())
-    ))
+fn read_device_list(dir: &CgroupDir) -> Result<DeviceSet> {
+    let text = dir.read("devices.list")?;
+    DeviceSet::from_list(&text).map_err(|_| Error::Parse {
+        path: dir.file("devices.list"),
+        content: text,
+    })
 }
 
 fn set_memory(dirs: &V1Dirs, memory: &LinuxMemory) -> Result<()> {
@@ -778,8 +771,13 @@ mod tests {
     }
 
     #[test]
-    fn devices_deny_all_then_rules_in_spec_order() {
-        let scratch = Scratch::new(&[("devices.allow", ""), ("devices.deny", "")]);
+    fn devices_of_a_new_cgroup_start_from_deny_all() {
+        // A new cgroup inherits its parent's "a *:* rwm".
+        let scratch = Scratch::new(&[
+            ("devices.allow", ""),
+            ("devices.deny", ""),
+            ("devices.list", "a *:* rwm\n"),
+        ]);
         apply_to(
             &scratch,
             r#"{"devices": [
@@ -790,21 +788,55 @@ mod tests {
                 {"allow": true, "type": "u", "major": 5, "minor": 1, "access": "r"}]}"#,
         )
         .unwrap();
+        // Sorted by (major, minor, type); the deny of a device never
+        // allowed writes nothing; the fifo rule is skipped.
         assert_eq!(
             scratch.writes(),
             writes(&[
                 ("devices.deny", "a"),
                 ("devices.allow", "c 1:3 rwm"),
-                ("devices.allow", "c 136:* rw"),
-                ("devices.deny", "b 8:0 rwm"),
                 ("devices.allow", "c 5:1 r"),
+                ("devices.allow", "c 136:* rw"),
             ])
         );
     }
 
     #[test]
+    fn device_update_writes_only_the_difference() {
+        // What a running container's cgroup holds after create.
+        let scratch = Scratch::new(&[
+            ("devices.allow", ""),
+            ("devices.deny", ""),
+            (
+                "devices.list",
+                "c *:* m\nb *:* m\nc 1:3 rwm\nc 1:5 rwm\nc 136:* rwm\n",
+            ),
+        ]);
+        apply_to(
+            &scratch,
+            r#"{"devices": [{"allow": false, "access": "rwm"},
+                            {"allow": true, "type": "c", "access": "m"},
+                            {"allow": true, "type": "b", "access": "m"},
+                            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"},
+                            {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+                            {"allow": true, "type": "c", "major": 42, "minor": 1, "access": "rw"}]}"#,
+        )
+        .unwrap();
+        // No "deny a": the container never loses /dev/null meanwhile.
+        assert_eq!(
+            scratch.writes(),
+            writes(&[("devices.deny", "c 1:5 wm"), ("devices.allow", "c 42:1 rw"),])
+        );
+    }
+
+    #[test]
     fn devices_list_starting_with_deny_all_is_not_doubled() {
-        let scratch = Scratch::new(&[("devices.allow", ""), ("devices.deny", "")]);
+        let scratch = Scratch::new(&[
+            ("devices.allow", ""),
+            ("devices.deny", ""),
+            ("devices.list", "a *:* rwm\n"),
+        ]);
         apply_to(
             &scratch,
             r#"{"devices": [{"allow": false, "access": "rwm"},

@@ -12,6 +12,7 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::error::{Error, Result};
 use crate::fs::{create_cgroup, remove_cgroup, CgroupDir};
+use crate::runc_stats::{self, RuncStats};
 use crate::stats::{self, Stats};
 use crate::{signal, v2_resources, CgroupManager};
 
@@ -248,6 +249,17 @@ impl CgroupManager for V2Manager {
             memory: stats::v2_memory(&self.leaf)?,
             pids: stats::v2_pids(&self.leaf)?,
             cpu: stats::v2_cpu(&self.leaf)?,
+        })
+    }
+
+    fn runc_stats(&self) -> Result<RuncStats> {
+        Ok(RuncStats {
+            cpu: runc_stats::v2_cpu(&self.leaf)?,
+            memory: runc_stats::v2_memory(&self.leaf)?,
+            pids: runc_stats::v2_pids(&self.leaf)?,
+            blkio: runc_stats::v2_blkio(&self.leaf)?,
+            hugetlb: runc_stats::v2_hugetlb(&self.leaf)?,
+            ..RuncStats::default()
         })
     }
 }

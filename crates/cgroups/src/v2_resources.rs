@@ -5,6 +5,7 @@
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources};
 
+use crate::device_rules::DeviceSet;
 use crate::error::{Error, Result};
 use crate::fs::CgroupDir;
 use crate::v1_resources::{pids_max, rdma_lines};
@@ -70,13 +71,11 @@ pub(crate) fn apply(dir: &CgroupDir, res: &LinuxResources) -> Result<()> {
     if let Some(cpu) = res.cpu() {
         set_cpu(dir, cpu)?;
     }
-    if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+    if let Some(rules) = res.devices().as_ref().filter(|d| !d.is_empty()) {
         // v2 has no device files: access is checked by an eBPF program
-        // attached to the cgroup, which is a separate piece of work.
-        tracing::debug!(
-            cgroup = %dir.path().display(),
-            "device rules not enforced: the v2 device program is not attached yet"
-        );
+        // attached to the cgroup.
+        let set = DeviceSet::from_spec(rules)?;
+        dir.install_device_program(&set)?;
     }
     if let Some(cpu) = res.cpu() {
         set_cpuset(dir, cpu)?;
@@ -588,14 +587,31 @@ mod tests {
     }
 
     #[test]
-    fn device_rules_do_not_fail_on_v2() {
+    fn device_rules_become_a_device_program_on_v2() {
         let scratch = Scratch::new(&[]);
         apply_to(
             &scratch,
-            r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
+            r#"{"devices": [{"allow": false, "access": "rwm"},
+                            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]}"#,
         )
         .unwrap();
-        assert!(scratch.writes().is_empty());
+        assert_eq!(
+            scratch.writes(),
+            writes(&[(
+                "<device program>",
+                "default deny, 1 exceptions, 13 instructions"
+            )])
+        );
+        // A rule the v1 kernel would ignore is refused before anything is
+        // loaded.
+        let err = apply_to(
+            &scratch,
+            r#"{"devices": [{"allow": false, "access": "rwm"},
+                            {"allow": true, "type": "c", "access": "rwm"},
+                            {"allow": false, "type": "c", "major": 1, "minor": 1, "access": "rwm"}]}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidResources(_)), "{err}");
     }
 
     #[test]

@@ -390,3 +390,108 @@ fn v2_leaf_freezes_kills_and_gives_a_cgroup_fd() {
     t.cgroup.destroy().expect("destroy");
     assert!(!leaf.exists(), "{} is left behind", leaf.display());
 }
+
+/// The v2 device program on a real cgroup2 tree (the unified tree of a
+/// hybrid host works too: the kernel runs cgroup2 device programs before
+/// the v1 device controller). A shell in the leaf may read /dev/null and
+/// /dev/zero, gets EPERM on a node it made for c 1:1 (/dev/mem), and an
+/// update swaps the one attached program for a new one that allows c 1:1
+/// for reading.
+#[test]
+fn v2_device_program_allows_listed_devices_and_is_replaced_on_update() {
+    let test = "v2_device_program_allows_listed_devices_and_is_replaced_on_update";
+    if skip_unless_root(test) {
+        return;
+    }
+    let mount = match host_mode() {
+        HostMode::Unified => PathBuf::from("/sys/fs/cgroup"),
+        HostMode::Hybrid => PathBuf::from("/sys/fs/cgroup/unified"),
+        HostMode::Legacy => {
+            eprintln!("{test}: skipped, no cgroup2 here");
+            return;
+        }
+    };
+    let leaf = mount.join(format!("cove-test/cgtest-{}-dev", std::process::id()));
+    std::fs::create_dir_all(&leaf).expect("mkdir v2 leaf");
+    let mut t = Cleanup {
+        cgroup: cove_cgroups::manager_from_paths(&[(String::new(), leaf.clone())]),
+        children: Vec::new(),
+    };
+    let nodes = std::env::temp_dir().join(format!("cove-cgtest-{}-dev", std::process::id()));
+    let _ = std::fs::remove_dir_all(&nodes);
+    std::fs::create_dir_all(&nodes).expect("mkdir nodes dir");
+    struct RemoveDir(PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _nodes_guard = RemoveDir(nodes.clone());
+
+    let rules = |extra: &str| {
+        resources(&format!(
+            r#"{{"devices": [{{"allow": false, "access": "rwm"}},
+                {{"allow": true, "type": "c", "access": "m"}},
+                {{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}},
+                {{"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}}{extra}]}}"#
+        ))
+    };
+    t.cgroup.apply(&rules("")).expect("apply device rules");
+    let first = cove_cgroups::device_program_ids(&leaf).expect("query");
+    assert_eq!(first.len(), 1, "one program attached: {first:?}");
+
+    // The shell joins the leaf before it reads its script from stdin.
+    let probe = |t: &mut Cleanup| -> String {
+        let script = format!(
+            "cd {dir}; read _; \
+             cat /dev/null && echo null ok; \
+             head -c 3 /dev/zero | wc -c; \
+             mknod mem c 1 1 && echo mknod ok; \
+             head -c 1 mem >/dev/null 2>err; echo read mem $?: $(cat err); \
+             (echo x >mem) 2>err; echo write mem $?: $(cat err); rm -f mem err",
+            dir = nodes.display()
+        );
+        let mut shell = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        t.cgroup.add_task(shell.id() as i32).expect("add_task");
+        drop(shell.stdin.take());
+        let out = shell.wait_with_output().expect("wait for sh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let seen = probe(&mut t);
+    assert!(seen.contains("null ok\n3\nmknod ok\n"), "{seen}");
+    let line = |seen: &str, what: &str| {
+        seen.lines()
+            .find(|l| l.starts_with(what))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line(&seen, "read mem").contains("Operation not permitted")
+            && line(&seen, "write mem").contains("Operation not permitted"),
+        "c 1:1 must be refused:\n{seen}"
+    );
+
+    // Update: c 1:1 readable (not writable). The old program goes.
+    t.cgroup
+        .apply(&rules(
+            r#", {"allow": true, "type": "c", "major": 1, "minor": 1, "access": "r"}"#,
+        ))
+        .expect("apply new device rules");
+    let second = cove_cgroups::device_program_ids(&leaf).expect("query");
+    assert_eq!(second.len(), 1, "still one program: {second:?}");
+    assert_ne!(first, second, "the program was not replaced");
+    let seen = probe(&mut t);
+    // Allowed, the open reaches the driver (which may have nothing to
+    // give: ENXIO without /dev/mem support); writing is still refused.
+    assert!(
+        !line(&seen, "read mem").contains("Operation not permitted")
+            && line(&seen, "write mem").contains("Operation not permitted"),
+        "c 1:1 must be readable, not writable:\n{seen}"
+    );
+    t.cgroup.destroy().expect("destroy");
+}

@@ -477,24 +477,31 @@ pub fn saved_spec(dir: &StateDir) -> Result<Spec> {
 }
 
 /// Applies new limits to a running container and records them in its
-/// saved spec. Device rules are fixed at create and never rewritten here.
+/// saved spec. Device rules are left alone unless `res` changes them (as
+/// runc 1.1, whose `update` never touches devices); changed ones go in
+/// with the defaults added: on v1 by difference, on v2 as a new device
+/// program that replaces the old.
 pub fn update(root: &Path, id: &str, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
     let c = load(root, id)?;
     if c.status == Status::Stopped {
         return Err(Error::NotRunning);
     }
     let mut spec = saved_spec(&c.dir)?;
-    let mut res = res.clone();
-    let devices = spec
-        .linux()
-        .as_ref()
+    let mut full = res.clone();
+    let linux = spec.linux().as_ref();
+    let saved_rules = linux
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.devices().clone());
-    res.set_devices(None);
-    cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&res)?;
-    res.set_devices(devices);
+    if res.devices() == &saved_rules {
+        full.set_devices(None);
+    } else {
+        let devs = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+        let rules = crate::devices::cgroup_rules(res.devices().as_deref().unwrap_or(&[]), &devs);
+        full.set_devices(Some(rules));
+    }
+    cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&full)?;
     if let Some(linux) = spec.linux_mut() {
-        linux.set_resources(Some(res));
+        linux.set_resources(Some(res.clone()));
     }
     save_spec(&c.dir, &spec)
 }

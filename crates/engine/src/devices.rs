@@ -195,8 +195,8 @@ pub fn cgroup_rules(
     }
     out.push(rule(true, Some(C), Some(136), None, "rwm")); // /dev/pts/*
     out.push(rule(true, Some(C), Some(5), Some(2), "rwm")); // /dev/ptmx
-    out.push(rule(true, Some(C), Some(5), Some(1), "rwm")); // /dev/console
     out.push(rule(true, Some(C), Some(10), Some(200), "rwm")); // /dev/net/tun
+                                                               // No c 5:1 (/dev/console), as runc: a terminal's console is a pts.
     for d in spec_devices {
         let t = match d.typ() {
             LinuxDeviceType::B => B,

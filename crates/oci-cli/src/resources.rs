@@ -174,27 +174,9 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<i32, String> {
     Ok(0)
 }
 
-fn stats_json(id: &str, s: &cove_cgroups::Stats) -> serde_json::Value {
-    let mut data = serde_json::Map::new();
-    if let Some(cpu) = &s.cpu {
-        data.insert(
-            "cpu".into(),
-            json!({"usage": {"total": cpu.usage_total_ns, "kernel": cpu.usage_system_ns.unwrap_or(0), "user": cpu.usage_user_ns.unwrap_or(0)}, "throttling": {}}),
-        );
-    }
-    if let Some(m) = &s.memory {
-        data.insert(
-            "memory".into(),
-            json!({"usage": {"limit": m.limit.unwrap_or(u64::MAX), "usage": m.usage, "max": m.max_usage.unwrap_or(0), "failcnt": 0}}),
-        );
-    }
-    if let Some(p) = &s.pids {
-        data.insert(
-            "pids".into(),
-            json!({"current": p.current, "limit": p.limit.unwrap_or(0)}),
-        );
-    }
-    json!({"type": "stats", "id": id, "data": data})
+/// One `{"type": "stats", "id", "data"}` event, data in runc's shape.
+fn stats_json(id: &str, s: &cove_cgroups::RuncStats) -> serde_json::Value {
+    json!({"type": "stats", "id": id, "data": s})
 }
 
 pub fn events(root: &Path, id: &str, stats_once: bool, interval: &str) -> Result<i32, String> {
@@ -207,19 +189,24 @@ pub fn events(root: &Path, id: &str, stats_once: bool, interval: &str) -> Result
     let saved = c.saved.clone();
     drop(c);
     let cg = cove_cgroups::manager_from_paths(&paths);
-    let read = || cg.stats().map_err(|e| e.to_string());
+    let read = || cg.runc_stats().map_err(|e| e.to_string());
+    let oom_kills = || {
+        cg.stats()
+            .map(|s| s.memory.and_then(|m| m.oom_kills).unwrap_or(0))
+            .map_err(|e| e.to_string())
+    };
     if stats_once {
         println!("{}", stats_json(id, &read()?));
         return Ok(0);
     }
-    let mut ooms = read()?.memory.and_then(|m| m.oom_kills).unwrap_or(0);
+    let mut ooms = oom_kills()?;
     loop {
         std::thread::sleep(every);
         if !cove_engine::state::init_alive(&saved) {
             return Ok(0);
         }
         let s = read()?;
-        let now = s.memory.as_ref().and_then(|m| m.oom_kills).unwrap_or(0);
+        let now = oom_kills()?;
         if now > ooms {
             println!("{}", json!({"type": "oom", "id": id}));
             ooms = now;

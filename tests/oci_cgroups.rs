@@ -1,0 +1,521 @@
+//! Device access and `events --stats` on whatever cgroups this host has:
+//! the v1 devices controller on a hybrid host (host lane), the eBPF device
+//! program on a pure v2 host (VM lane, where crun is a second reference).
+//! Each is compared with runc on the same bundle.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+/// One test at a time: the update test keeps a CPU busy, which would slow
+/// the others' commands past their timeouts in the emulated VM lane.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `update` in the VM lane takes 10-20 s (a debug build under software
+/// emulation on a busy host; 10-20 ms on this host), more with a CPU kept
+/// busy by the container.
+const SLOW_COMMAND: Duration = Duration::from_secs(90);
+
+/// Makes device nodes with mknod and opens them: /dev/null and /dev/zero
+/// (default rules) work; c 1:1 (/dev/mem) and b 7:0 are refused; c 42:0,
+/// allowed for reading by the spec, opens as far as the (absent) driver
+/// and stays closed for writing.
+const DEVICE_PROBE: &str = "exec 2>&1; \
+     mknod /dev/t-null c 1 3 && echo mknod null ok; \
+     echo hi >/dev/t-null && echo write null ok; \
+     dd if=/dev/zero bs=4 count=1 2>/dev/null | wc -c; \
+     mknod /dev/t-mem c 1 1 && echo mknod mem ok; \
+     cat /dev/t-mem; \
+     mknod /dev/t-42 c 42 0 && echo mknod 42 ok; \
+     cat /dev/t-42; \
+     (echo x >/dev/t-42); \
+     mknod /dev/t-loop b 7 0 && echo mknod loop ok; \
+     cat /dev/t-loop; \
+     true";
+
+fn device_rules(ct: &mut Ct) {
+    ct.add_capabilities(&["CAP_MKNOD"]);
+    ct.config["linux"]["resources"]["devices"] = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 42, "minor": 0, "access": "r"}
+    ]);
+}
+
+/// Same answers as runc (and, on v2, as crun): allowed devices open,
+/// others EPERM, mknod allowed for all (runc's defaults).
+#[test]
+fn device_rules_allow_null_and_zero_and_refuse_others_as_runc() {
+    let _serial = serial();
+    let test = "device_rules_allow_null_and_zero_and_refuse_others_as_runc";
+    let Some(seen) = compare_run_with_runc(test, DEVICE_PROBE, device_rules) else {
+        return;
+    };
+    for want in [
+        "mknod null ok\nwrite null ok\n4\n",
+        "cat: can't open '/dev/t-mem': Operation not permitted",
+        "cat: can't open '/dev/t-42': No such device or address",
+        "can't create /dev/t-42: Operation not permitted",
+        "cat: can't open '/dev/t-loop': Operation not permitted",
+    ] {
+        assert!(seen.contains(want), "{want:?} missing from:\n{seen}");
+    }
+    if !is_pure_cgroup_v2() {
+        return;
+    }
+    // crun as a second opinion on v2.
+    let Some(crun) = needs_crun(test) else {
+        return;
+    };
+    let env = prerequisites(test).expect("checked above");
+    let mut ct = Ct::with_bin(&env, test, &crun);
+    ct.sh(DEVICE_PROBE);
+    device_rules(&mut ct);
+    let crun_out = ct.run();
+    assert_same_as_runc(
+        test,
+        &observed(&crun_out),
+        &format!("{seen}exit code: 0\n"),
+        "(runc's place taken by crun)",
+    );
+}
+
+// ---------------------------------------------------------------- update
+
+/// The device programs attached to a v2 cgroup directory (BPF_PROG_QUERY).
+fn device_program_ids(dir: &Path) -> Vec<u32> {
+    #[repr(C)]
+    struct QueryAttr {
+        target_fd: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        prog_cnt: u32,
+    }
+    let file = std::fs::File::open(dir).unwrap_or_else(|e| panic!("open {}: {e}", dir.display()));
+    let mut ids = [0u32; 64];
+    let mut attr = QueryAttr {
+        target_fd: file.as_raw_fd() as u32,
+        attach_type: 6, // BPF_CGROUP_DEVICE
+        query_flags: 0,
+        attach_flags: 0,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+    };
+    // SAFETY: bpf(BPF_PROG_QUERY) with an attr we own, pointing to `ids`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            16, // BPF_PROG_QUERY
+            &mut attr as *mut QueryAttr,
+            std::mem::size_of::<QueryAttr>(),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "BPF_PROG_QUERY on {}: {}",
+        dir.display(),
+        std::io::Error::last_os_error()
+    );
+    ids[..attr.prog_cnt as usize].to_vec()
+}
+
+/// Where the device rules of `ct` live: the v1 devices directory, or the
+/// v2 cgroup directory.
+fn device_cgroup(ct: &Ct) -> PathBuf {
+    let inner = ct.cgroups_path.trim_start_matches('/');
+    if is_pure_cgroup_v2() {
+        Path::new("/sys/fs/cgroup").join(inner)
+    } else {
+        Path::new("/sys/fs/cgroup/devices").join(inner)
+    }
+}
+
+/// What the cgroup holds: devices.list on v1, the attached program ids on v2.
+fn device_state(ct: &Ct) -> String {
+    let dir = device_cgroup(ct);
+    if is_pure_cgroup_v2() {
+        format!("{:?}", device_program_ids(&dir))
+    } else {
+        std::fs::read_to_string(dir.join("devices.list"))
+            .unwrap_or_else(|e| panic!("read {}/devices.list: {e}", dir.display()))
+    }
+}
+
+/// `update` of other limits leaves the device cgroup as it is, as runc
+/// 1.1 does (its `update` never touches devices): on v2 the same program
+/// stays attached, on v1 devices.list does not change. Returns the device
+/// state after create and after two updates.
+fn device_state_through_updates(env: &Env, test: &str, bin: &Path) -> (String, String) {
+    let mut ct = Ct::with_bin(env, test, bin);
+    ct.sh("trap 'exit 0' TERM; sleep 1000 & wait");
+    ct.run_detached().assert_ok();
+    let before = device_state(&ct);
+    for limit in ["50", "60"] {
+        ct.cmd_timeout(&["update", "--pids-limit", limit, &ct.id], SLOW_COMMAND)
+            .assert_ok();
+    }
+    let after = device_state(&ct);
+    assert!(ct.kill("KILL").ok());
+    (before, after)
+}
+
+#[test]
+fn update_of_other_limits_leaves_device_rules_alone_as_runc() {
+    let _serial = serial();
+    let test = "update_of_other_limits_leaves_device_rules_alone_as_runc";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    let runc = env
+        .runc
+        .clone()
+        .expect("checked by prerequisites_with_runc");
+    let (runc_before, runc_after) = device_state_through_updates(&env, test, &runc);
+    let (before, after) = device_state_through_updates(&env, test, &env.bin);
+    assert_eq!(
+        runc_before, runc_after,
+        "the probe is broken: runc's update changed the device cgroup"
+    );
+    assert_eq!(before, after, "update changed the device cgroup");
+    if is_pure_cgroup_v2() {
+        assert!(
+            before.starts_with('[') && before.matches(',').count() == 0 && before != "[]",
+            "one device program expected after create, found {before}"
+        );
+    } else {
+        assert_same_as_runc(test, &runc_before, &before, "devices.list after create");
+    }
+}
+
+/// Updates while the loop runs: fewer in the VM lane, where each takes
+/// seconds.
+fn updates() -> u32 {
+    if in_vm_lane() {
+        4
+    } else {
+        20
+    }
+}
+
+/// A container opens /dev/null in a tight loop (with `true`: a failed
+/// redirection of the special builtin `:` would end the shell) and counts
+/// failures in /dev/fails while `update --resources` switches its device
+/// rules back and forth (c 42:0 rw in, then out). /dev/null must never
+/// fail: on v1 only the difference is written (never "deny all" first), on
+/// v2 the new program is attached before the old one goes. At the end one
+/// program is attached on v2, a new one.
+#[test]
+fn device_rule_updates_never_close_dev_null_meanwhile() {
+    let _serial = serial();
+    let test = "device_rule_updates_never_close_dev_null_meanwhile";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let mut ct = Ct::new(&env, test);
+    ct.sh(
+        "(while :; do true </dev/null || echo x >>/dev/fails; done) 2>/dev/null & \
+         trap 'exit 0' TERM; sleep 1000 & wait",
+    );
+    ct.run_detached().assert_ok();
+    // Let the loop get going.
+    std::thread::sleep(Duration::from_millis(300));
+    let first = device_state(&ct);
+    let dir = TempDir::new(test);
+    let with_42 = dir.join("with-42.json");
+    let without_42 = dir.join("without-42.json");
+    let deny_all = json!({"allow": false, "access": "rwm"});
+    let allow_42 = json!({"allow": true, "type": "c", "major": 42, "minor": 0, "access": "rw"});
+    write_file(
+        &with_42,
+        &json!({"devices": [deny_all, allow_42]}).to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    write_file(&without_42, &json!({"devices": [deny_all]}).to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut last = String::new();
+    for i in 0..updates() {
+        let file = if i % 2 == 0 { &with_42 } else { &without_42 };
+        let file = file.display().to_string();
+        let started = std::time::Instant::now();
+        ct.cmd_timeout(&["update", "--resources", &file, &ct.id], SLOW_COMMAND)
+            .assert_ok();
+        if in_vm_lane() {
+            eprintln!("{test}: update {i}: {:?}", started.elapsed());
+        }
+        last = device_state(&ct);
+        if !is_pure_cgroup_v2() {
+            assert_eq!(
+                last.contains("c 42:0 rw"),
+                i % 2 == 0,
+                "devices.list after update {i}:\n{last}"
+            );
+        }
+    }
+    let fails = ct.cmd_timeout(
+        &[
+            "exec",
+            &ct.id,
+            "sh",
+            "-c",
+            "cat /dev/fails 2>/dev/null | wc -l",
+        ],
+        SLOW_COMMAND,
+    );
+    fails.assert_ok();
+    assert_eq!(
+        fails.stdout.trim(),
+        "0",
+        "/dev/null failed to open while the device rules were updated"
+    );
+    if is_pure_cgroup_v2() {
+        assert_ne!(first, last, "the device program was not replaced");
+        assert_eq!(last.matches(',').count(), 0, "one program expected: {last}");
+    }
+    assert!(ct.kill("KILL").ok());
+}
+
+/// `update --resources` with a new device rule (cove-oci takes devices
+/// from the resources JSON; runc 1.1 ignores them there): c 42:0 goes
+/// from EPERM to the driver's ENXIO for writing, and on v2 the attached
+/// program is a new one.
+#[test]
+fn update_with_a_new_device_rule_opens_that_device() {
+    let _serial = serial();
+    let test = "update_with_a_new_device_rule_opens_that_device";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let mut ct = Ct::new(&env, test);
+    ct.add_capabilities(&["CAP_MKNOD"]);
+    ct.sh("mknod /dev/t-42 c 42 0; trap 'exit 0' TERM; sleep 1000 & wait");
+    ct.run_detached().assert_ok();
+    let write = |ct: &Ct| {
+        let out = ct.cmd_timeout(
+            &["exec", &ct.id, "sh", "-c", "(echo x >/dev/t-42) 2>&1; true"],
+            SLOW_COMMAND,
+        );
+        out.assert_ok();
+        out.stdout
+    };
+    let before_state = device_state(&ct);
+    let before = write(&ct);
+    assert!(before.contains("Operation not permitted"), "{before}");
+
+    let dir = TempDir::new(test);
+    let file = dir.join("resources.json");
+    write_file(
+        &file,
+        &json!({"devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 42, "minor": 0, "access": "rw"}
+        ]})
+        .to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file_arg = file.display().to_string();
+    ct.cmd_timeout(&["update", "--resources", &file_arg, &ct.id], SLOW_COMMAND)
+        .assert_ok();
+    let after = write(&ct);
+    assert!(
+        after.contains("No such device or address"),
+        "after update c 42:0 should reach its (absent) driver:\n{after}"
+    );
+    let after_state = device_state(&ct);
+    assert_ne!(
+        before_state, after_state,
+        "the device cgroup did not change"
+    );
+    if !is_pure_cgroup_v2() {
+        assert!(after_state.contains("c 42:0 rw"), "{after_state}");
+    }
+    // /dev/null still works after the update.
+    let null = ct.cmd_timeout(
+        &["exec", &ct.id, "sh", "-c", "echo x >/dev/null && echo ok"],
+        SLOW_COMMAND,
+    );
+    assert_eq!(null.stdout.trim(), "ok", "{null}");
+    assert!(ct.kill("KILL").ok());
+}
+
+// ---------------------------------------------------------------- events
+
+/// Go's omitempty fields of runc's types.Stats: absent when zero, so their
+/// presence may differ between two containers without a shape difference.
+const OMITEMPTY: &[&str] = &[
+    "total",
+    "percpu",
+    "percpu_kernel",
+    "percpu_user",
+    "periods",
+    "throttledPeriods",
+    "throttledTime",
+    "cpus",
+    "mems",
+    "cache",
+    "usage",
+    "max",
+    "raw",
+    "current",
+    "limit",
+    "ioServiceBytesRecursive",
+    "ioServicedRecursive",
+    "ioQueueRecursive",
+    "ioServiceTimeRecursive",
+    "ioWaitTimeRecursive",
+    "ioMergedRecursive",
+    "ioTimeRecursive",
+    "sectorsRecursive",
+    "major",
+    "minor",
+    "op",
+    "value",
+];
+
+/// Lists and maps whose members come and go with the figures (empty lists
+/// are omitted; memory.stat keys are the kernel's).
+const OPTIONAL_CONTAINERS: &[&str] = &[
+    "percpu",
+    "percpu_kernel",
+    "percpu_user",
+    "cpus",
+    "mems",
+    "raw",
+    "ioServiceBytesRecursive",
+    "ioServicedRecursive",
+    "ioQueueRecursive",
+    "ioServiceTimeRecursive",
+    "ioWaitTimeRecursive",
+    "ioMergedRecursive",
+    "ioTimeRecursive",
+    "sectorsRecursive",
+];
+
+/// Whether `path` may be present in one output and not in the other
+/// without a difference of shape: an omitempty leaf, or inside a list or
+/// map that omitempty drops when empty.
+fn optional(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('.').map(|p| p.trim_end_matches("[]")).collect();
+    let leaf = parts.last().copied().unwrap_or("");
+    OMITEMPTY.contains(&leaf) || parts.iter().any(|p| OPTIONAL_CONTAINERS.contains(p))
+}
+
+/// path -> JSON type, array elements folded into `[]`.
+fn shape(value: &Value, path: String, out: &mut BTreeMap<String, &'static str>) {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_i64() && n.as_i64().unwrap_or(0) < 0 => "int",
+        Value::Number(n) if n.is_u64() || n.is_i64() => "int",
+        Value::Number(_) => "float",
+        Value::String(_) => "string",
+        Value::Array(items) => {
+            for item in items {
+                shape(item, format!("{path}[]"), out);
+            }
+            "array"
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                // memory.stat keys are the kernel's, not a shape.
+                if path.ends_with(".raw") {
+                    out.insert(format!("{path}.*"), "int");
+                    continue;
+                }
+                shape(item, format!("{path}.{key}"), out);
+            }
+            "object"
+        }
+    };
+    out.insert(path, kind);
+}
+
+fn stats_of(env: &Env, test: &str, bin: &Path) -> Value {
+    let mut ct = Ct::with_bin(env, test, bin);
+    // A few processes, then some cpu under a quota (throttling).
+    ct.sh("sleep 1000 & sleep 1000 & \
+         i=0; while [ $i -lt 20000 ]; do i=$((i + 1)); done; \
+         trap 'exit 0' TERM; wait");
+    ct.config["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+    ct.config["linux"]["resources"]["pids"] = json!({"limit": 20});
+    ct.config["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000});
+    ct.run_detached().assert_ok();
+    std::thread::sleep(Duration::from_millis(600));
+    let out = ct.cmd(&["events", "--stats", &ct.id]);
+    out.assert_ok();
+    assert!(ct.kill("KILL").ok());
+    out.stdout_json()
+        .unwrap_or_else(|e| panic!("events --stats: {e}"))
+}
+
+#[test]
+fn events_stats_has_runcs_fields_and_types() {
+    let _serial = serial();
+    let test = "events_stats_has_runcs_fields_and_types";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    let runc = env
+        .runc
+        .clone()
+        .expect("checked by prerequisites_with_runc");
+    let runc_stats = stats_of(&env, test, &runc);
+    let stats = stats_of(&env, test, &env.bin);
+    let (mut want, mut got) = (BTreeMap::new(), BTreeMap::new());
+    shape(&runc_stats, String::new(), &mut want);
+    shape(&stats, String::new(), &mut got);
+    let mut problems = Vec::new();
+    for (path, kind) in &want {
+        match got.get(path) {
+            Some(k) if k == kind => {}
+            Some(k) => problems.push(format!("{path}: runc {kind}, under test {k}")),
+            None if optional(path) => {}
+            None => problems.push(format!("{path}: missing (runc has {kind})")),
+        }
+    }
+    for (path, kind) in &got {
+        if !want.contains_key(path) && !optional(path) {
+            problems.push(format!("{path}: {kind} only under test"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{test}: events --stats differs from runc's shape:\n{}\n===== runc =====\n{runc_stats:#}\n===== under test =====\n{stats:#}",
+        problems.join("\n")
+    );
+    // Values that must hold whatever the host.
+    let data = &stats["data"];
+    assert_eq!(stats["type"], "stats");
+    assert_eq!(data["pids"]["limit"], 20, "{data:#}");
+    assert!(
+        data["pids"]["current"].as_u64().unwrap_or(0) >= 1,
+        "{data:#}"
+    );
+    assert_eq!(data["memory"]["usage"]["limit"], 67108864u64, "{data:#}");
+    assert!(
+        data["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        "{data:#}"
+    );
+    assert!(
+        data["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0,
+        "{data:#}"
+    );
+    assert!(
+        data["cpu"]["throttling"]["periods"].as_u64().unwrap_or(0) > 0,
+        "{data:#}"
+    );
+}
