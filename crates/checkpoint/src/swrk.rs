@@ -15,6 +15,11 @@ use nix::sys::socket::{
 use crate::error::{Error, Result};
 use crate::rpc::{self, ReqType, Resp};
 
+/// Called for each notification: the script name (post-dump,
+/// setup-namespaces, post-restore, orphan-pts-master, status-ready...), the
+/// pid it concerns and the fd that came with it.
+pub type OnNotify<'a> = dyn FnMut(&str, i32, Option<OwnedFd>) -> Result<()> + 'a;
+
 /// CRIU's responses are small; runc reads them into 40 KiB too.
 const RESP_BUF: usize = 10 * 4096;
 
@@ -140,7 +145,7 @@ impl Worker {
         kind: ReqType,
         req: &[u8],
         log: Option<&Path>,
-        on_notify: &mut dyn FnMut(&str, i32, Option<OwnedFd>) -> Result<()>,
+        on_notify: &mut OnNotify,
     ) -> Result<Resp> {
         self.send(req)?;
         loop {
