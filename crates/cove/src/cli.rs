@@ -128,6 +128,23 @@ stop_signal), wait up to --timeout seconds, then kill every process of the CT."
     },
     /// Open a login shell inside a running CT (on a terminal if stdin is one)
     Enter { ctid: String },
+    /// Checkpoint a running CT with CRIU into a dump directory; the CT stops
+    #[command(
+        long_about = "Freeze CT CTID, write its processes, memory, open files, network namespace \
+and console into a dump directory with CRIU (default <data>/ct/<CTID>/dump), and stop it. \
+Prints how long the CT was frozen. `cove resume` brings it back."
+    )]
+    Suspend {
+        ctid: String,
+        /// Where to write the dump
+        #[arg(long, value_name = "DIR")]
+        dump_dir: Option<PathBuf>,
+        /// Print JSON (dump directory, frozen time)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a suspended CT back from its dump
+    Resume { ctid: String },
     /// Manage the template store
     Template {
         #[command(subcommand)]

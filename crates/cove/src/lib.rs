@@ -32,6 +32,7 @@ pub mod paths;
 pub mod runstate;
 pub mod signals;
 pub mod spec;
+pub mod suspend;
 pub mod template;
 
 pub use error::{Error, Result};
