@@ -64,7 +64,20 @@ fn counter(env: &Env, test: &str, bin: &Path) -> Ct {
 
 /// The numbers the counter wrote so far.
 fn counts(ct: &Ct) -> Vec<u64> {
-    numbers_in(ct.init_pid(), "/dev/shm/count")
+    numbers_in(init_pid(ct), "/dev/shm/count")
+}
+
+/// The init's pid from `state`, given the time an emulated VM under load
+/// may need.
+fn init_pid(ct: &Ct) -> i32 {
+    let out = ct.cmd_timeout(&["state", &ct.id], CRIU_TIMEOUT);
+    out.assert_ok();
+    let v = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
+    v["pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .unwrap_or_else(|| panic!("state has no pid: {v}"))
 }
 
 /// The numbers in a file inside the container, one a line, read from the
@@ -207,7 +220,7 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
     ct.cmd_timeout(&["run", "-d", "--bundle", &bundle, &ct.id], CRIU_TIMEOUT)
         .assert_ok();
     wait_counts(ct, 3);
-    let tree_before = tree_of(ct.init_pid());
+    let tree_before = tree_of(init_pid(ct));
     let img = images.join("full");
     let out = ct.cmd_timeout(&["checkpoint", "--image-path", &img, &ct.id], CRIU_TIMEOUT);
     out.assert_ok();
@@ -239,7 +252,7 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
     out.assert_ok();
     let state = ct.state_json().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(state["status"], "running", "state after restore: {state}");
-    let pid = ct.init_pid();
+    let pid = init_pid(ct);
     let listed = ct.list(&["--format", "json"]);
     assert!(
         listed.stdout.contains("\"running\"") && listed.stdout.contains(&ct.id),
@@ -360,7 +373,7 @@ fn leave_running_keeps_the_container_counting() {
     let ct = counter(&env, test, &env.bin);
     ct.run_detached().assert_ok();
     wait_counts(&ct, 3);
-    let pid = ct.init_pid();
+    let pid = init_pid(&ct);
     let img = images.join("keep");
     ct.cmd_timeout(
         &[
@@ -375,7 +388,7 @@ fn leave_running_keeps_the_container_counting() {
     .assert_ok();
     report_frozen(test, "dump --leave-running", &runtime_name(&ct), &img);
     assert_eq!(ct.status().as_deref(), Some("running"));
-    assert_eq!(ct.init_pid(), pid, "the init changed under --leave-running");
+    assert_eq!(init_pid(&ct), pid, "the init changed under --leave-running");
     let before = counts(&ct);
     let after = wait_counts(&ct, before.len() + 3);
     assert!(
@@ -385,6 +398,36 @@ fn leave_running_keeps_the_container_counting() {
     assert_one_unbroken_count(&after, "after --leave-running");
     assert!(Path::new(&img).join("descriptors.json").exists());
     assert_crit_reads(&img);
+
+    // A restore CRIU fails half-way (a damaged process tree image) leaves
+    // no state, cgroup or mount behind.
+    let pstree = Path::new(&img).join("pstree.img");
+    let len = fs::metadata(&pstree).map(|m| m.len()).unwrap_or(0);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&pstree)
+        .and_then(|f| f.set_len(len / 2))
+        .expect("truncate pstree.img");
+    let other = counter(&env, &format!("{test}-damaged"), &env.bin);
+    other.save_config();
+    let mounts_before = host_mounts();
+    let bundle = other.bundle.display().to_string();
+    let out = other.cmd_timeout(
+        &[
+            "restore",
+            "-d",
+            "--bundle",
+            &bundle,
+            "--image-path",
+            &img,
+            &other.id,
+        ],
+        CRIU_TIMEOUT,
+    );
+    assert_refused_cleanly(&other, &out);
+    assert!(out.stderr.contains("criu restore failed"), "{out}");
+    let new = new_mounts(&mounts_before, &host_mounts());
+    assert!(new.is_empty(), "a failed restore left mounts: {new:?}");
 }
 
 #[test]
@@ -398,11 +441,12 @@ fn pre_dump_then_dump_with_parent_is_smaller_than_a_full_dump() {
     }
     let images = Images::new(test);
     let mut ct = Ct::new(&env, test);
-    // 8 MiB of non-zero memory in a shell variable that never changes, and
-    // a counter that dirties a few pages.
+    // 8 MiB of non-zero memory held by an awk that never changes it (a
+    // string doubled up: cheap even under emulation), and the counter,
+    // which dirties a few pages.
     ct.sh(&format!(
         "exec </dev/null >/dev/null 2>&1; \
-         big=$(head -c 8388608 /dev/zero | tr '\\0' x); echo ready > /dev/shm/ready; {}",
+         awk 'BEGIN {{ s = \"x\"; while (length(s) < 8388608) s = s s; system(\"exec sleep 100000\") }}' & {}",
         COUNTER.trim_start_matches("exec </dev/null >/dev/null 2>&1; ")
     ));
     ct.save_config();
@@ -502,7 +546,7 @@ fn checkpoint_where_criu_cannot_work_says_so_and_leaves_the_container_running() 
     let ct = counter(&env, test, &env.bin);
     ct.run_detached().assert_ok();
     wait_counts(&ct, 2);
-    let pid = ct.init_pid();
+    let pid = init_pid(&ct);
     let img = images.join("never");
     let checks_before = criu_check_dirs();
     let out = ct.cmd_timeout(&["checkpoint", "--image-path", &img, &ct.id], CRIU_TIMEOUT);
@@ -516,7 +560,7 @@ fn checkpoint_where_criu_cannot_work_says_so_and_leaves_the_container_running() 
         "the error does not name the cause:\n{out}"
     );
     assert_eq!(ct.status().as_deref(), Some("running"));
-    assert_eq!(ct.init_pid(), pid);
+    assert_eq!(init_pid(&ct), pid);
     let before = counts(&ct);
     let after = wait_counts(&ct, before.len() + 2);
     assert!(after.len() > before.len(), "the counter stopped: {after:?}");
