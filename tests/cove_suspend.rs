@@ -92,7 +92,11 @@ fn suspended_ct_resumes_counting_with_the_same_pids() {
     let before = tree_of(init_pid(&env, &ctid));
     let monitor_before = env.monitor_pid(&ctid);
 
-    let out = env.cmd_timeout(&["suspend", &ctid, "--json"], CRIU_TIMEOUT);
+    // One pre-dump while the CT runs, then the final dump on top of it.
+    let out = env.cmd_timeout(
+        &["suspend", &ctid, "--pre-dumps", "1", "--json"],
+        CRIU_TIMEOUT,
+    );
     out.assert_ok();
     let s = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
     let frozen = s["frozen_time_us"].as_u64().expect("frozen_time_us");
@@ -102,6 +106,12 @@ fn suspended_ct_resumes_counting_with_the_same_pids() {
         s["pages_written"]
     );
     assert!(frozen > 0, "no frozen time: {s}");
+    let pre = s["pre_dumps"].as_array().expect("pre_dumps");
+    assert_eq!(pre.len(), 1, "{s}");
+    println!(
+        "FROZEN {test} cove suspend pre-dump: frozen_time {} us, pages_written {}",
+        pre[0]["frozen_time_us"], pre[0]["pages_written"]
+    );
     let st = env.status_json(&ctid);
     assert_eq!(st["status"], "stopped", "after suspend: {st}");
     for img in ["inventory.img", "pstree.img", "stats-dump"] {

@@ -139,6 +139,9 @@ Prints how long the CT was frozen. `cove resume` brings it back."
         /// Where to write the dump
         #[arg(long, value_name = "DIR")]
         dump_dir: Option<PathBuf>,
+        /// Pre-dump memory N times while the CT runs first (a shorter final freeze)
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        pre_dumps: u32,
         /// Print JSON (dump directory, frozen time)
         #[arg(long)]
         json: bool,

@@ -104,9 +104,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Suspend {
             ctid,
             dump_dir,
+            pre_dumps,
             json,
         } => {
-            let s = crate::suspend::suspend(&paths, ctid, dump_dir.as_deref())?;
+            let s = crate::suspend::suspend(&paths, ctid, dump_dir.as_deref(), *pre_dumps)?;
             if *json {
                 println!(
                     "{}",

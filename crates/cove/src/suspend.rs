@@ -31,6 +31,16 @@ pub struct Suspended {
     /// How long CRIU kept the CT's processes frozen, in microseconds.
     pub frozen_time_us: u64,
     pub pages_written: u64,
+    /// The pre-dumps before the final dump (`--pre-dumps N`), in order:
+    /// memory copied while the CT ran, so the final freeze copies less.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_dumps: Vec<PreDump>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PreDump {
+    pub frozen_time_us: u64,
+    pub pages_written: u64,
 }
 
 fn record_path(ct: &CtPaths) -> PathBuf {
@@ -59,7 +69,12 @@ fn checkpoint_options(dump_dir: &Path) -> CheckpointOptions {
 }
 
 /// `cove suspend CTID [--dump-dir D]`.
-pub fn suspend(paths: &Paths, arg: &str, dump_dir: Option<&Path>) -> Result<Suspended> {
+pub fn suspend(
+    paths: &Paths,
+    arg: &str,
+    dump_dir: Option<&Path>,
+    pre_dumps: u32,
+) -> Result<Suspended> {
     let ctid = config::resolve(paths, arg)?;
     let ct = paths.ct(&ctid);
     let lock = lifecycle::lock_ct(&ct, &ctid)?;
@@ -80,14 +95,36 @@ pub fn suspend(paths: &Paths, arg: &str, dump_dir: Option<&Path>) -> Result<Susp
         )));
     }
     let monitor = MonitorRecord::read(&ct.monitor);
-    let done = cove_checkpoint::checkpoint(&ct.oci_root, ctid.as_str(), &checkpoint_options(&dir))
-        .map_err(from_checkpoint)?;
+    // Iterative migration's first half: pre-dumps into dir/pre-1..N, each
+    // on top of the one before (CRIU's soft-dirty tracking), the final
+    // dump into dir on top of the last.
+    let mut pre = Vec::new();
+    let mut parent: Option<String> = None;
+    for i in 1..=pre_dumps {
+        let name = format!("pre-{i}");
+        let mut o = checkpoint_options(&dir.join(&name));
+        o.pre_dump = true;
+        o.parent_path = parent.as_ref().map(|p| PathBuf::from(format!("../{p}")));
+        let done = cove_checkpoint::checkpoint(&ct.oci_root, ctid.as_str(), &o)
+            .map_err(from_checkpoint)?;
+        let st = done.stats.unwrap_or_default();
+        pre.push(PreDump {
+            frozen_time_us: st.frozen_time_us,
+            pages_written: st.pages_written,
+        });
+        parent = Some(name);
+    }
+    let mut o = checkpoint_options(&dir);
+    o.parent_path = parent.map(PathBuf::from);
+    let done =
+        cove_checkpoint::checkpoint(&ct.oci_root, ctid.as_str(), &o).map_err(from_checkpoint)?;
     let stats = done.stats.unwrap_or_default();
     let rec = Suspended {
         ctid: ctid.to_string(),
         dump_dir: dir,
         frozen_time_us: stats.frozen_time_us,
         pages_written: stats.pages_written,
+        pre_dumps: pre,
     };
     let json = serde_json::to_vec_pretty(&rec).map_err(|e| Error::Tool(e.to_string()))?;
     cove_engine::state::write_atomic(&record_path(&ct), &json)?;
