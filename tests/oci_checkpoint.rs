@@ -282,6 +282,18 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
         tree_before, tree_after,
         "the process tree inside changed across checkpoint/restore"
     );
+    // exec works in the restored container, and a bind mount is back.
+    let data = ct.cmd_timeout(
+        &[
+            "exec",
+            &ct.id,
+            "sh",
+            "-c",
+            "cat /data/hello 2>/dev/null || echo no-data",
+        ],
+        CRIU_TIMEOUT,
+    );
+    data.assert_ok();
     let limits = format!(
         "pids.max {} memory.max {}",
         cgroup_file(ct, "pids.max"),
@@ -308,7 +320,7 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
             None => format!("{l}\n"),
         })
         .collect();
-    format!("tree:\n{shape}limits: {limits}\n")
+    format!("tree:\n{shape}limits: {limits}\nexec: {}", data.stdout)
 }
 
 #[test]
@@ -336,6 +348,10 @@ fn checkpoint_and_restore_continue_the_count_with_the_same_pids() {
     assert!(
         saw.contains("pids.max 64") && saw.contains("memory.max 268435456"),
         "the cgroup limits are not back after restore: {saw}"
+    );
+    assert!(
+        saw.contains("exec: from the host"),
+        "the bind mount is not back (or exec failed) after restore: {saw}"
     );
 }
 

@@ -58,6 +58,31 @@ fn mkdir(path: &Path) -> Result<()> {
         .map_err(|e| Error::io("mkdir", path, e))
 }
 
+/// A directory this command made, removed on drop unless kept.
+struct NewDir(Option<PathBuf>);
+
+impl NewDir {
+    fn make(path: &Path) -> Result<NewDir> {
+        if path.exists() {
+            return Ok(NewDir(None));
+        }
+        mkdir(path)?;
+        Ok(NewDir(Some(path.to_path_buf())))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for NewDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
 fn open_dir(path: &Path) -> Result<OwnedFd> {
     let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
     swrk::inheritable(f.as_fd())
@@ -96,6 +121,10 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
             c.status
         )));
     }
+    // The image directory exists before the parent is looked up (a parent
+    // named from it, "../pre", goes through it), as with runc; a refusal
+    // before CRIU runs removes it again if we made it.
+    let made = NewDir::make(&o.image_path)?;
     if let Some(p) = &o.parent_path {
         check_parent(&o.image_path, p)?;
     }
@@ -116,8 +145,9 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
         e => e,
     })?;
 
-    mkdir(&o.image_path)?;
     let images = open_dir(&o.image_path)?;
+    // From here CRIU's log is in it: kept, whatever happens.
+    made.keep();
     let mut log_dir = o.image_path.clone();
     let work = match &o.work_path {
         Some(w) => {
