@@ -67,6 +67,18 @@ fn counts(ct: &Ct) -> Vec<u64> {
     numbers_in(init_pid(ct), "/dev/shm/count")
 }
 
+/// A runtime command with the time an emulated VM busy with CRIU needs.
+fn rt(ct: &Ct, args: &[&str]) -> Out {
+    ct.cmd_timeout(args, CRIU_TIMEOUT)
+}
+
+fn status(ct: &Ct) -> Option<String> {
+    rt(ct, &["state", &ct.id])
+        .stdout_json()
+        .ok()
+        .and_then(|v| v["status"].as_str().map(str::to_string))
+}
+
 /// The init's pid from `state`, given the time an emulated VM under load
 /// may need.
 fn init_pid(ct: &Ct) -> i32 {
@@ -226,9 +238,9 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
     out.assert_ok();
     // Without --leave-running the container is gone, as with runc.
     assert!(
-        !ct.state().ok() || ct.status().as_deref() == Some("stopped"),
+        !rt(ct, &["state", &ct.id]).ok() || status(ct).as_deref() == Some("stopped"),
         "after checkpoint the container still exists:\n{}",
-        ct.state()
+        rt(ct, &["state", &ct.id])
     );
     report_frozen(test, "dump", &runtime_name(ct), &img);
     assert_crit_reads(&img);
@@ -250,10 +262,12 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
         CRIU_TIMEOUT,
     );
     out.assert_ok();
-    let state = ct.state_json().unwrap_or_else(|e| panic!("{e}"));
+    let state = rt(ct, &["state", &ct.id])
+        .stdout_json()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(state["status"], "running", "state after restore: {state}");
     let pid = init_pid(ct);
-    let listed = ct.list(&["--format", "json"]);
+    let listed = rt(ct, &["list", "--format", "json"]);
     assert!(
         listed.stdout.contains("\"running\"") && listed.stdout.contains(&ct.id),
         "list does not show the restored container running:\n{listed}"
@@ -299,13 +313,19 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
         cgroup_file(ct, "pids.max"),
         cgroup_file(ct, "memory.max")
     );
-    ct.kill("KILL").assert_ok();
+    rt(ct, &["kill", &ct.id, "KILL"]).assert_ok();
     assert!(
-        ct.wait_status("stopped", Duration::from_secs(30)),
+        {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while status(ct).as_deref() != Some("stopped") && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            status(ct).as_deref() == Some("stopped")
+        },
         "kill of the restored container did not stop it:\n{}",
-        ct.state()
+        rt(ct, &["state", &ct.id])
     );
-    ct.delete().assert_ok();
+    rt(ct, &["delete", &ct.id]).assert_ok();
     assert!(
         ct.cgroup_dirs().is_empty(),
         "delete of a restored container left its cgroup"
@@ -403,7 +423,7 @@ fn leave_running_keeps_the_container_counting() {
     )
     .assert_ok();
     report_frozen(test, "dump --leave-running", &runtime_name(&ct), &img);
-    assert_eq!(ct.status().as_deref(), Some("running"));
+    assert_eq!(status(&ct).as_deref(), Some("running"));
     assert_eq!(init_pid(&ct), pid, "the init changed under --leave-running");
     let before = counts(&ct);
     let after = wait_counts(&ct, before.len() + 3);
@@ -499,7 +519,7 @@ fn pre_dump_then_dump_with_parent_is_smaller_than_a_full_dump() {
     )
     .assert_ok();
     assert_eq!(
-        ct.status().as_deref(),
+        status(&ct).as_deref(),
         Some("running"),
         "a pre-dump stopped the container"
     );
@@ -575,7 +595,7 @@ fn checkpoint_where_criu_cannot_work_says_so_and_leaves_the_container_running() 
             && lines[0].contains("still running"),
         "the error does not name the cause:\n{out}"
     );
-    assert_eq!(ct.status().as_deref(), Some("running"));
+    assert_eq!(status(&ct).as_deref(), Some("running"));
     assert_eq!(init_pid(&ct), pid);
     let before = counts(&ct);
     let after = wait_counts(&ct, before.len() + 2);
@@ -648,7 +668,7 @@ fn checkpoint_of_a_created_container_is_refused_like_runc() {
     let out = ct.cmd(&["checkpoint", "--image-path", &img, &ct.id]);
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("created"), "{out}");
-    assert_eq!(ct.status().as_deref(), Some("created"));
+    assert_eq!(status(&ct).as_deref(), Some("created"));
     assert!(!Path::new(&img).exists(), "checkpoint left {img} behind");
 }
 
@@ -679,7 +699,7 @@ fn checkpoint_bad_flags_are_refused_before_anything_happens() {
         assert_eq!(out.code, 1, "{out}");
         assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out}");
         assert!(out.stderr.contains(says), "expected {says:?}:\n{out}");
-        assert_eq!(ct.status().as_deref(), Some("running"), "{out}");
+        assert_eq!(status(&ct).as_deref(), Some("running"), "{out}");
         assert!(!Path::new(&img).exists(), "{out}\nleft {img} behind");
     }
 }
