@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::Spec;
 
 use crate::container::{self, Cleanup, CreateOptions};
 use crate::error::{Error, Result};
@@ -22,7 +22,6 @@ pub struct Restoring {
     cleanup: Option<Cleanup>,
     saved: Saved,
     spec: Spec,
-    plan: Plan,
     pid_file: Option<PathBuf>,
 }
 
@@ -34,7 +33,8 @@ pub fn begin(opts: &CreateOptions) -> Result<Restoring> {
         .map_err(|e| Error::InvalidConfig(format!("bundle {}: {e}", opts.bundle.display())))?;
     let spec = specmod::load(&bundle)?;
     let rootfs = specmod::validate(&spec, &bundle)?;
-    let plan = Plan::from_spec(&spec)?;
+    // Namespaces are checked as for create; CRIU makes or joins them.
+    Plan::from_spec(&spec)?;
     let terminal = spec
         .process()
         .as_ref()
@@ -80,7 +80,6 @@ pub fn begin(opts: &CreateOptions) -> Result<Restoring> {
         cleanup: Some(cleanup),
         saved,
         spec,
-        plan,
         pid_file: opts.pid_file.clone(),
     })
 }
@@ -101,19 +100,6 @@ impl Restoring {
     /// (controller, host directory) of the container's cgroups.
     pub fn cgroup_paths(&self) -> &[(String, PathBuf)] {
         &self.saved.cgroup_paths
-    }
-
-    /// The path of a namespace the spec joins, if it joins one of `kind`.
-    pub fn joined_namespace(&self, kind: LinuxNamespaceType) -> Option<PathBuf> {
-        if !self.plan.joins(kind) {
-            return None;
-        }
-        self.spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().as_ref())
-            .and_then(|ns| ns.iter().find(|n| n.typ() == kind))
-            .and_then(|n| n.path().clone())
     }
 
     /// Moves `pid` (the restorer) into the container's cgroup: CRIU puts
