@@ -179,6 +179,26 @@ is also logged to <run>/ct/<CTID>/console.log, attached or not. Exits 0 on detac
 is not running."
     )]
     Console { ctid: String },
+    /// Checkpoint a running CT with CRIU into a dump directory; the CT stops
+    #[command(
+        long_about = "Freeze CT CTID, write its processes, memory, open files, network namespace \
+and console into a dump directory with CRIU (default <data>/ct/<CTID>/dump), and stop it. \
+Prints how long the CT was frozen. `cove resume` brings it back."
+    )]
+    Suspend {
+        ctid: String,
+        /// Where to write the dump
+        #[arg(long, value_name = "DIR")]
+        dump_dir: Option<PathBuf>,
+        /// Pre-dump memory N times while the CT runs first (a shorter final freeze)
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        pre_dumps: u32,
+        /// Print JSON (dump directory, frozen time)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a suspended CT back from its dump
+    Resume { ctid: String },
     /// Manage the template store
     Template {
         #[command(subcommand)]

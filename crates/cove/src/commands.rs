@@ -138,6 +138,34 @@ pub fn run(cli: &Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Suspend {
+            ctid,
+            dump_dir,
+            pre_dumps,
+            json,
+        } => {
+            let s = crate::suspend::suspend(&paths, ctid, dump_dir.as_deref(), *pre_dumps)?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s).map_err(|e| Error::Tool(e.to_string()))?
+                );
+            } else {
+                println!(
+                    "CT {} suspended into {} (frozen {:.1} ms, {} pages written)",
+                    s.ctid,
+                    s.dump_dir.display(),
+                    s.frozen_time_us as f64 / 1000.0,
+                    s.pages_written
+                );
+            }
+            Ok(0)
+        }
+        Command::Resume { ctid } => {
+            crate::suspend::resume(&paths, ctid)?;
+            println!("CT {ctid} resumed");
+            Ok(0)
+        }
         Command::Template { command } => template_command(&paths, command),
         Command::Systemd {
             command: SystemdCommand::Install { dir },

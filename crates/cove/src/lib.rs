@@ -36,6 +36,7 @@ pub mod paths;
 pub mod runstate;
 pub mod signals;
 pub mod spec;
+pub mod suspend;
 pub mod systemd;
 pub mod template;
 

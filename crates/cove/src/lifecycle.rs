@@ -128,6 +128,7 @@ fn start_locked(
         ctid,
         cfg,
         template,
+        restore_from: None,
     };
     if foreground {
         monitor::run_foreground(&launch, lock)
@@ -262,7 +263,7 @@ fn wait_readable(pidfd: &impl AsFd, timeout: Duration) -> bool {
 }
 
 /// Waits (briefly) for a monitor to finish its last duties.
-fn wait_for_monitor(monitor: Option<MonitorRecord>) {
+pub(crate) fn wait_for_monitor(monitor: Option<MonitorRecord>) {
     let Some(m) = monitor else { return };
     let Ok(fd) = cove_engine::sys::pidfd_open(m.pid) else {
         return;

@@ -56,6 +56,9 @@ pub struct Launch<'a> {
     pub ctid: &'a Ctid,
     pub cfg: &'a CtConfig,
     pub template: &'a Template,
+    /// Restore the CT from these CRIU images (`cove resume`) instead of
+    /// booting it.
+    pub restore_from: Option<&'a std::path::Path>,
 }
 
 /// How the monitor tells its starter that the CT runs, or why it does not.
@@ -248,6 +251,8 @@ fn run_rebooting(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Resu
             ctid: launch.ctid,
             cfg: &cfg,
             template: &template,
+            // A reboot boots afresh, also after a resume.
+            restore_from: None,
         };
         outcome = run(&again, lock, readiness)?;
     }
@@ -356,13 +361,17 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     cove_engine::state::write_atomic(&config, &json)?;
 
     let listener = ConsoleListener::bind(&ct.console_sock)?;
-    let created = container::create(&CreateOptions {
+    let options = CreateOptions {
         id: ctid.to_string(),
         bundle: ct.bundle.clone(),
         root: ct.oci_root.clone(),
         console_socket: Some(listener.path.clone()),
         ..Default::default()
-    })?;
+    };
+    let created = match launch.restore_from {
+        None => container::create(&options)?,
+        Some(images) => crate::suspend::restore_in_monitor(options, images)?,
+    };
     // The engine changed into the bundle; the monitor must not pin it.
     let _ = std::env::set_current_dir("/");
     // The init exists (so does its network namespace) and waits for start.
@@ -378,7 +387,9 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     // Recorded before the CT counts as running, so whoever sees it running
     // also finds its monitor.
     MonitorRecord::of_self(created.pid, foreground).write(&ct.monitor)?;
-    container::start(&ct.oci_root, ctid.as_str())?;
+    if launch.restore_from.is_none() {
+        container::start(&ct.oci_root, ctid.as_str())?;
+    }
     guard.armed = false;
     // Released before the report, so that a command run right after
     // `cove start` returns never finds the CT locked.

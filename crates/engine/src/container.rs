@@ -41,14 +41,14 @@ pub struct Created {
 
 /// Undoes a half-made container on drop: kills the child, removes the
 /// cgroup and the state directory.
-struct Cleanup {
-    child: Option<OwnedFd>,
-    cgroup: Option<Box<dyn CgroupManager>>,
-    state_dir: Option<PathBuf>,
+pub(crate) struct Cleanup {
+    pub(crate) child: Option<OwnedFd>,
+    pub(crate) cgroup: Option<Box<dyn CgroupManager>>,
+    pub(crate) state_dir: Option<PathBuf>,
 }
 
 impl Cleanup {
-    fn commit(mut self) {
+    pub(crate) fn commit(mut self) {
         self.child = None;
         self.cgroup = None;
         self.state_dir = None;
@@ -73,7 +73,7 @@ impl Drop for Cleanup {
     }
 }
 
-fn cgroup_spec(spec: &Spec, id: &str, systemd: bool) -> CgroupSpec {
+pub(crate) fn cgroup_spec(spec: &Spec, id: &str, systemd: bool) -> CgroupSpec {
     let path = spec
         .linux()
         .as_ref()
@@ -89,7 +89,7 @@ fn cgroup_spec(spec: &Spec, id: &str, systemd: bool) -> CgroupSpec {
 
 /// The resources to apply: the spec's, with the device rules every
 /// container needs added.
-fn resources_of(spec: &Spec) -> oci_spec::runtime::LinuxResources {
+pub(crate) fn resources_of(spec: &Spec) -> oci_spec::runtime::LinuxResources {
     let linux = spec.linux().as_ref();
     let mut res = linux
         .and_then(|l| l.resources().clone())

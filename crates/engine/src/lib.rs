@@ -16,6 +16,7 @@ pub mod init;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
+pub mod restore;
 pub mod rootfs;
 pub mod spec;
 pub mod state;

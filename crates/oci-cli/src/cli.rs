@@ -147,6 +147,104 @@ pub enum Command {
     },
     /// Print the features this runtime implements (runtime-spec features.json)
     Features,
+    /// Checkpoint a running container (CRIU)
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a checkpoint (CRIU)
+    Restore(RestoreArgs),
+}
+
+/// The CRIU options checkpoint and restore share, with runc's names.
+#[derive(Args, Debug, Default, Clone)]
+pub struct CriuArgs {
+    /// Path for the CRIU image files (default: ./checkpoint)
+    #[arg(long = "image-path", value_name = "PATH")]
+    pub image_path: Option<PathBuf>,
+    /// Path for CRIU's work files and logs (default: the image path)
+    #[arg(long = "work-path", value_name = "PATH")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections
+    #[arg(long = "tcp-established")]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long = "ext-unix-sk")]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// Handle file locks
+    #[arg(long = "file-locks")]
+    pub file_locks: bool,
+    /// cgroups mode: soft, full, strict or ignore (default: soft)
+    #[arg(long = "manage-cgroups-mode", default_value = "")]
+    pub manage_cgroups_mode: String,
+    /// Create a namespace but do not restore its properties (network)
+    #[arg(long = "empty-ns")]
+    pub empty_ns: Vec<String>,
+    /// Deduplicate memory images automatically
+    #[arg(long = "auto-dedup")]
+    pub auto_dedup: bool,
+    /// Restore memory pages lazily (userfaultfd)
+    #[arg(long = "lazy-pages")]
+    pub lazy_pages: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct CheckpointArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path of the previous (pre-dump) images, relative to the image path
+    #[arg(long = "parent-path", value_name = "PATH")]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the container running after checkpointing
+    #[arg(long = "leave-running")]
+    pub leave_running: bool,
+    /// Skip in-flight TCP connections
+    #[arg(long = "tcp-skip-in-flight")]
+    pub tcp_skip_in_flight: bool,
+    /// Link unlinked files back when possible
+    #[arg(long = "link-remap")]
+    pub link_remap: bool,
+    /// CRIU writes a 0 byte to this fd once lazy pages are ready
+    #[arg(long = "status-fd", default_value_t = -1, allow_negative_numbers = true)]
+    pub status_fd: i32,
+    /// ADDRESS:PORT of a page server
+    #[arg(long = "page-server", value_name = "ADDRESS:PORT")]
+    pub page_server: Option<String>,
+    /// Dump memory only and leave the container running
+    #[arg(long = "pre-dump")]
+    pub pre_dump: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RestoreArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path to the bundle directory
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the restored pty master
+    #[arg(long = "console-socket", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Detach from the container's process
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Write the restored init's pid to this file
+    #[arg(long = "pid-file", value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// Do not become a subreaper for the container's orphans
+    #[arg(long = "no-subreaper")]
+    pub no_subreaper: bool,
+    /// Do not use pivot_root (accepted: CRIU restores the mount namespace)
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// LSM profile (accepted; SELinux and AppArmor are not supported)
+    #[arg(long = "lsm-profile")]
+    pub lsm_profile: Option<String>,
+    /// LSM mount context (accepted; SELinux is not supported)
+    #[arg(long = "lsm-mount-context")]
+    pub lsm_mount_context: Option<String>,
 }
 
 #[derive(Args, Debug, Default)]

@@ -67,6 +67,8 @@ pub fn run(cli: &Cli) -> Res {
             stats,
             interval,
         } => crate::resources::events(root, id, *stats, interval),
+        Command::Checkpoint(a) => crate::criu::checkpoint(cli, a),
+        Command::Restore(a) => crate::criu::restore(cli, a),
         Command::Features => {
             println!(
                 "{}",
@@ -95,7 +97,7 @@ fn listen_fds() -> u32 {
 
 /// A relative --pid-file is relative to where cove-oci was called, not to
 /// the bundle it changes into.
-fn absolute(p: &Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+pub(crate) fn absolute(p: &Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
     p.as_ref().map(|p| {
         if p.is_absolute() {
             p.clone()

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod criu;
 mod default_spec;
 mod log;
 mod resources;
