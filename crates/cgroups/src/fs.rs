@@ -274,15 +274,19 @@ pub(crate) fn create_cgroup(path: &Path) -> Result<()> {
 /// killed task leaves its cgroup a moment after the signal; so retry for a
 /// short while. A cgroup that is already gone is fine.
 pub(crate) fn remove_cgroup(path: &Path) -> Result<()> {
-    const ATTEMPTS: u32 = 10;
-    let mut delay = Duration::from_millis(5);
+    // 1, 2, 4, 8, 16, then 20 ms apart, about a second in all: a short
+    // step because the cgroup is usually free within milliseconds (a
+    // doubling up to 200 ms made `delete` wait a further 100-200 ms for
+    // nothing under a slow kernel).
+    const ATTEMPTS: u32 = 60;
+    let mut delay = Duration::from_millis(1);
     let mut attempt = 1;
     loop {
         match remove_tree(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < ATTEMPTS => {
                 sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(200));
+                delay = (delay * 2).min(Duration::from_millis(20));
                 attempt += 1;
             }
             Err(source) if source.raw_os_error() == Some(libc::EBUSY) => {
