@@ -96,6 +96,27 @@ fn console_attaches_relays_both_ways_and_detaches_on_ctrl_bracket() {
     assert!(status.success(), "cove console: {status}: {rest}");
     assert!(rest.contains("Detached"), "{rest}");
     assert_eq!(env.status_json(&ctid)["status"], "running");
+
+    // vzctl's keys: Esc then `.`, here typed in two writes.
+    let mut client = env
+        .command(&["console", &ctid])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cove console");
+    let mut stderr = client.stderr.take().expect("stderr");
+    stderr.read_exact(&mut banner).expect("console banner");
+    let mut stdin = client.stdin.take().expect("stdin");
+    stdin.write_all(&[0x1b]).expect("Esc");
+    std::thread::sleep(Duration::from_millis(100));
+    stdin.write_all(b".").expect(".");
+    let status = client.wait().expect("wait for cove console");
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    assert!(status.success(), "cove console: {status}: {rest}");
+    assert!(rest.contains("Detached"), "{rest}");
+    assert_eq!(env.status_json(&ctid)["status"], "running");
     env.cmd(&["stop", &ctid]).assert_ok();
     env.assert_ct_cleaned_up(&ctid);
 }
@@ -223,6 +244,75 @@ fn set_swap_cpuunits_and_onboot() {
     assert!(
         !config.contains("swap") && !config.contains("onboot = true"),
         "{config}"
+    );
+    env.cmd(&["stop", "--fast", &ctid]).assert_ok();
+    env.assert_ct_cleaned_up(&ctid);
+}
+
+/// `--ioweight` at create and live with `set`: in the CT's cgroup where the
+/// kernel has proportional I/O control (BFQ, or io.cost on v2), else kept
+/// in the config with a note that says it is not in force.
+#[test]
+fn ioweight_is_set_where_the_kernel_can() {
+    let Some(env) = CoveEnv::with_busybox("ioweight") else {
+        return;
+    };
+    let bare = env.create_busybox(&[]);
+    assert_cove_refused(&env.cmd(&["set", &bare, "--ioweight", "5"]), 1);
+    assert_cove_refused(&env.cmd(&["set", &bare, "--ioweight", "1001"]), 1);
+
+    let ctid = env.create_busybox(&["--ioweight", "300"]);
+    env.cmd(&["start", &ctid]).assert_ok();
+    const FILES: [&str; 4] = [
+        "blkio.bfq.weight",
+        "blkio.weight",
+        "io.bfq.weight",
+        "io.weight",
+    ];
+    // BFQ and blkio take the weight as is; io.weight (1..10000) gets it
+    // converted as runc converts blkio weights.
+    let weight_is = |w: u64| {
+        let io = 1 + (w - 10) * 9999 / 990;
+        let value = cgroup_value(&env, &ctid, &FILES).expect("weight file");
+        let last = value
+            .lines()
+            .find(|l| l.starts_with("default") || !l.contains(' '))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            last == w.to_string() || last == io.to_string(),
+            "I/O weight {value:?}, wanted {w} (or {io} as io.weight)"
+        );
+    };
+    let out = env.cmd(&["set", &ctid, "--ioweight", "500"]);
+    out.assert_ok();
+    let config = fs::read_to_string(env.ct_dir(&ctid).join("ct.toml")).expect("ct.toml");
+    assert!(config.contains("ioweight = 500"), "{config}");
+    if cgroup_value(&env, &ctid, &FILES).is_some() {
+        assert!(!out.stdout.contains("not in force"), "{out}");
+        weight_is(500);
+        env.cmd(&["restart", &ctid]).assert_ok();
+        weight_is(500);
+    } else {
+        assert!(
+            out.stdout
+                .contains("ioweight 500 is saved but not in force"),
+            "no note for a weight this kernel cannot set: {out}"
+        );
+        let log = fs::read_to_string(env.ct_run_dir(&ctid).join("monitor.log")).unwrap_or_default();
+        assert!(log.contains("ioweight 300"), "no note at start: {log}");
+        skip(
+            "ioweight_is_set_where_the_kernel_can",
+            "no proportional I/O control on this kernel (checked the note only)",
+        );
+    }
+    let out = env.cmd(&["list", "-a", "-H", "-o", "ctid,ioweight"]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq([ctid.as_str(), "500"])),
+        "{out}"
     );
     env.cmd(&["stop", "--fast", &ctid]).assert_ok();
     env.assert_ct_cleaned_up(&ctid);

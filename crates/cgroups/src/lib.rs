@@ -109,6 +109,24 @@ pub trait CgroupManager {
     fn runc_stats(&self) -> Result<RuncStats>;
 }
 
+/// The file through which the kernel would take a proportional I/O weight
+/// (`blockIO.weight`) for the cgroup at `paths` (a manager's
+/// [`CgroupManager::paths`]), if it has one: BFQ's weight (v1 or v2), v2's
+/// io.weight (io.cost), or CFQ-era blkio.weight. Kernels with neither BFQ
+/// nor io.cost have none, and a weight cannot be set there at all.
+pub fn io_weight_file(paths: &[(String, PathBuf)]) -> Option<PathBuf> {
+    const V1: [&str; 2] = ["blkio.bfq.weight", "blkio.weight"];
+    const V2: [&str; 2] = ["io.bfq.weight", "io.weight"];
+    paths.iter().find_map(|(controller, dir)| {
+        let names: &[&str] = match controller.as_str() {
+            "blkio" => &V1,
+            "" => &V2,
+            _ => return None,
+        };
+        names.iter().map(|n| dir.join(n)).find(|f| f.exists())
+    })
+}
+
 /// The ids of the device programs attached to a cgroup v2 directory
 /// itself (for tests and diagnostics: cove attaches exactly one).
 pub fn device_program_ids(dir: &std::path::Path) -> std::io::Result<Vec<u32>> {
@@ -213,6 +231,26 @@ mod tests {
             id: "ct".into(),
             systemd: false,
         }
+    }
+
+    #[test]
+    fn io_weight_file_is_found_per_controller_or_not_at_all() {
+        let none = Scratch::new(&[("blkio.throttle.read_bps_device", "")]);
+        let cfq = Scratch::new(&[("blkio.weight", "")]);
+        let bfq_v2 = Scratch::new(&[("io.weight", ""), ("io.bfq.weight", "")]);
+        let at = |controller: &str, s: &Scratch| vec![(controller.to_string(), s.path.clone())];
+        assert_eq!(io_weight_file(&at("blkio", &none)), None);
+        // A v2 knob in a v1 hierarchy's directory is not taken, nor the reverse.
+        assert_eq!(io_weight_file(&at("", &cfq)), None);
+        assert_eq!(io_weight_file(&at("memory", &cfq)), None);
+        assert_eq!(
+            io_weight_file(&at("blkio", &cfq)),
+            Some(cfq.path.join("blkio.weight"))
+        );
+        assert_eq!(
+            io_weight_file(&at("", &bfq_v2)),
+            Some(bfq_v2.path.join("io.bfq.weight"))
+        );
     }
 
     #[test]

@@ -49,17 +49,42 @@ pub fn outer(ct: &CtPaths, ctid: &Ctid) -> Result<Box<dyn CgroupManager>> {
 
 /// Creates the CT's outer cgroup with its limits, before the engine
 /// creates the payload below it. Devices are the engine's (on the payload).
-/// A CT that was given no limit gets none on either level.
-pub fn prepare(ct: &CtPaths, ctid: &Ctid, limits: &Resources) -> Result<()> {
+/// A CT that was given no limit gets none on either level. Returns a note
+/// for a setting this kernel cannot apply (the CT starts without it).
+pub fn prepare(ct: &CtPaths, ctid: &Ctid, limits: &Resources) -> Result<Option<String>> {
     let cg = outer(ct, ctid)?;
     cg.create()?;
     let mut res = spec::resources(limits)?;
     res.set_devices(None);
-    if let Err(e) = cg.apply(&res) {
+    let applied = cg.apply(&res).map_err(Into::into).and_then(|()| {
+        limits
+            .ioweight
+            .map_or(Ok(None), |w| apply_ioweight(cg.as_ref(), ctid, w))
+    });
+    if applied.is_err() {
         let _ = cg.destroy();
-        return Err(e.into());
     }
-    Ok(())
+    applied
+}
+
+/// Sets the CT's I/O weight on its outer cgroup, where siblings compete.
+/// Only the outer level gets it: the payload has no sibling to share with.
+/// A kernel without proportional I/O control (no BFQ, no io.cost) has no
+/// file to write it to: the weight is kept in the config and a note says
+/// it is not in force.
+pub fn apply_ioweight(cg: &dyn CgroupManager, ctid: &Ctid, weight: u16) -> Result<Option<String>> {
+    if cove_cgroups::io_weight_file(&cg.paths()).is_none() {
+        return Ok(Some(format!(
+            "CT {ctid}: ioweight {weight} is saved but not in force: this kernel has no \
+             proportional I/O control (no BFQ scheduler, no cgroup v2 io.cost)"
+        )));
+    }
+    let mut res = oci_spec::runtime::LinuxResources::default();
+    let mut blkio = oci_spec::runtime::LinuxBlockIo::default();
+    blkio.set_weight(Some(weight));
+    res.set_block_io(Some(blkio));
+    cg.apply(&res)?;
+    Ok(None)
 }
 
 /// Removes the CT's cgroups, whatever is left below the outer one (the

@@ -122,7 +122,7 @@ or `cove destroy` unmount it. Exits 32 if the CT runs."
     #[command(
         long_about = "List CTs, as vzlist does: those running or mounted, or every CT with -a. \
 Fields for -o and -s: ctid, name, status, template, hostname, ip, init_pid, onboot, memory, swap, \
-cpus, cpuunits, pids (a setting not made shows as -)."
+cpus, cpuunits, ioweight, pids (a setting not made shows as -)."
     )]
     List {
         /// List every CT, stopped ones too
@@ -170,11 +170,11 @@ cpus, cpuunits, pids (a setting not made shows as -)."
         #[command(subcommand)]
         command: SystemdCommand,
     },
-    /// Attach to a running CT's console; Ctrl-] detaches
+    /// Attach to a running CT's console; Ctrl-] or Esc then . detaches
     #[command(
         long_about = "Attach this terminal to the console of CT CTID (what its init and getty \
-write to /dev/console, and what they read from it), through the CT's monitor. Press Ctrl-] to \
-detach; the CT keeps running. Several terminals may be attached at once. The console's output \
+write to /dev/console, and what they read from it), through the CT's monitor. Press Ctrl-] (or \
+Esc then .) to detach; the CT keeps running. Several terminals may be attached at once. The console's output \
 is also logged to <run>/ct/<CTID>/console.log, attached or not. Exits 0 on detach, 31 if the CT \
 is not running."
     )]
@@ -290,6 +290,9 @@ pub struct Settings {
     /// Relative CPU weight, as OpenVZ's cpuunits: 8 to 500000, 1000 being the default weight
     #[arg(long, value_name = "N", value_parser = parse_cpuunits)]
     pub cpuunits: Option<u32>,
+    /// Relative I/O weight: 10 to 1000, 100 being the kernel's default (needs proportional I/O control: the BFQ scheduler or cgroup v2's io.cost)
+    #[arg(long, value_name = "N", value_parser = parse_ioweight)]
+    pub ioweight: Option<u16>,
 }
 
 fn limit<T>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Limit<T>, String> {
@@ -330,6 +333,16 @@ fn parse_cpuunits(s: &str) -> Result<u32, String> {
         Ok(n) if (MIN_CPUUNITS..=MAX_CPUUNITS).contains(&n) => Ok(n),
         _ => Err(format!(
             "{s:?} is not a CPU weight between {MIN_CPUUNITS} and {MAX_CPUUNITS}"
+        )),
+    }
+}
+
+fn parse_ioweight(s: &str) -> Result<u16, String> {
+    use crate::config::{MAX_IOWEIGHT, MIN_IOWEIGHT};
+    match s.trim().parse::<u16>() {
+        Ok(n) if (MIN_IOWEIGHT..=MAX_IOWEIGHT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not an I/O weight between {MIN_IOWEIGHT} and {MAX_IOWEIGHT}"
         )),
     }
 }

@@ -194,6 +194,7 @@ fn changes(s: &Settings) -> Changes {
         bootorder: s.bootorder,
         swap: s.swap,
         cpuunits: s.cpuunits,
+        ioweight: s.ioweight,
     }
 }
 

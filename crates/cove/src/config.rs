@@ -15,6 +15,7 @@
 //! swap = "128M"              # on top of memory
 //! cpus = 1.5
 //! cpuunits = 1000            # relative CPU weight (OpenVZ's)
+//! ioweight = 100             # relative I/O weight, 10..1000 (blkio.weight)
 //! pids = 512
 //!
 //! [net]                      # see net::config
@@ -87,6 +88,10 @@ pub struct Resources {
     /// Relative CPU weight, OpenVZ's cpuunits (1000 is the default weight).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpuunits: Option<u32>,
+    /// Relative I/O weight, 10 to 1000 (the kernel's default is 100), as
+    /// blkio.weight; applied where the kernel has proportional I/O control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ioweight: Option<u16>,
 }
 
 impl Resources {
@@ -99,6 +104,8 @@ pub const MIN_MEMORY: u64 = 1 << 20;
 /// vzctl's range for cpuunits.
 pub const MIN_CPUUNITS: u32 = 8;
 pub const MAX_CPUUNITS: u32 = 500_000;
+pub const MIN_IOWEIGHT: u16 = 10;
+pub const MAX_IOWEIGHT: u16 = 1000;
 pub const MIN_CPUS: f64 = 0.01;
 pub const MAX_CPUS: f64 = 1024.0;
 
@@ -192,6 +199,13 @@ impl Resources {
             if !(MIN_CPUUNITS..=MAX_CPUUNITS).contains(&u) {
                 return Err(format!(
                     "resources.cpuunits = {u}: between {MIN_CPUUNITS} and {MAX_CPUUNITS}"
+                ));
+            }
+        }
+        if let Some(w) = self.ioweight {
+            if !(MIN_IOWEIGHT..=MAX_IOWEIGHT).contains(&w) {
+                return Err(format!(
+                    "resources.ioweight = {w}: between {MIN_IOWEIGHT} and {MAX_IOWEIGHT}"
                 ));
             }
         }
@@ -373,6 +387,7 @@ mod tests {
                 pids: Some(100),
                 swap: Some(Bytes(64 << 20)),
                 cpuunits: Some(500),
+                ioweight: Some(200),
             },
             net: NetConfig::default(),
             onboot: Some(true),
@@ -400,6 +415,10 @@ mod tests {
             "ctid = \"101\"\ntemplate = \"busybox\"\nhostname = \"a\"\n[resources]\ncpus = 0\n";
         let cfg: CtConfig = toml::from_str(text).unwrap();
         assert!(cfg.validate(&id()).is_err());
+        let text =
+            "ctid = \"101\"\ntemplate = \"busybox\"\nhostname = \"a\"\n[resources]\nioweight = 5\n";
+        let cfg: CtConfig = toml::from_str(text).unwrap();
+        assert!(cfg.validate(&id()).unwrap_err().contains("ioweight"));
         let text = "ctid = \"102\"\ntemplate = \"busybox\"\nhostname = \"a\"\n";
         let cfg: CtConfig = toml::from_str(text).unwrap();
         assert!(cfg

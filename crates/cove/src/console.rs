@@ -231,11 +231,38 @@ impl Drop for Attach {
     }
 }
 
-/// The key that detaches `cove console` (Ctrl-], as telnet and virsh have it).
+/// A key that detaches `cove console` (Ctrl-], as telnet and virsh have it).
 pub const DETACH_KEY: u8 = 0x1d;
+/// Esc then `.` also detaches, as vzctl's console has it.
+const ESC: u8 = 0x1b;
+
+/// Finds the detach keys in what the user types, also when Esc and `.`
+/// come in two reads. Esc itself is passed on at once (programs in the CT
+/// need a lone Esc, and escape sequences start with one); only the `.`
+/// that follows it is kept back.
+#[derive(Debug, Default)]
+struct DetachKeys {
+    after_esc: bool,
+}
+
+impl DetachKeys {
+    /// How many bytes of `typed` go to the CT, and whether to detach after
+    /// them.
+    fn scan(&mut self, typed: &[u8]) -> (usize, bool) {
+        for (i, b) in typed.iter().enumerate() {
+            if *b == DETACH_KEY || (self.after_esc && *b == b'.') {
+                self.after_esc = false;
+                return (i, true);
+            }
+            self.after_esc = *b == ESC;
+        }
+        (typed.len(), false)
+    }
+}
 
 /// `cove console`: relays this terminal to the CT's console through its
-/// monitor until the user presses Ctrl-] (or stdin ends), or the CT stops.
+/// monitor until the user presses Ctrl-] or Esc then `.` (or stdin ends),
+/// or the CT stops.
 /// Returns whether the CT stopped meanwhile.
 pub fn attach(sock: &Path, ctid: &str) -> Result<bool> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -253,13 +280,14 @@ pub fn attach(sock: &Path, ctid: &str) -> Result<bool> {
         .unwrap_or(false)
         .then(|| tcgetattr(stdin).ok())
         .flatten();
-    eprint!("Connected to the console of CT {ctid}; press Ctrl-] to detach.\r\n");
+    eprint!("Connected to the console of CT {ctid}; press Ctrl-] or Esc then . to detach.\r\n");
     if let Some(t) = &saved {
         let mut raw = t.clone();
         cfmakeraw(&mut raw);
         let _ = tcsetattr(stdin, SetArg::TCSANOW, &raw);
     }
     let mut buf = [0u8; 8192];
+    let mut keys = DetachKeys::default();
     let mut stdin_open = true;
     let stopped = loop {
         let mut fds = vec![PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
@@ -298,10 +326,9 @@ pub fn attach(sock: &Path, ctid: &str) -> Result<bool> {
             match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
                 Ok(0) | Err(_) => stdin_open = false,
                 Ok(n) => {
-                    let data = &buf[..n];
-                    let end = data.iter().position(|b| *b == DETACH_KEY);
-                    let _ = conn.write_all(&data[..end.unwrap_or(n)]);
-                    if end.is_some() {
+                    let (pass, detach) = keys.scan(&buf[..n]);
+                    let _ = conn.write_all(&buf[..pass]);
+                    if detach {
                         break false;
                     }
                 }
@@ -316,4 +343,34 @@ pub fn attach(sock: &Path, ctid: &str) -> Result<bool> {
         let _ = tcsetattr(stdin, SetArg::TCSANOW, t);
     }
     Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctrl_bracket_detaches_and_is_not_passed_on() {
+        let mut keys = DetachKeys::default();
+        assert_eq!(keys.scan(b"ls\r"), (3, false));
+        assert_eq!(keys.scan(b"ab\x1dcd"), (2, true));
+    }
+
+    #[test]
+    fn esc_then_dot_detaches_also_across_reads() {
+        let mut keys = DetachKeys::default();
+        assert_eq!(keys.scan(b"x\x1b."), (2, true));
+        let mut keys = DetachKeys::default();
+        assert_eq!(keys.scan(b"x\x1b"), (2, false));
+        assert_eq!(keys.scan(b".rest"), (0, true));
+    }
+
+    #[test]
+    fn esc_sequences_and_lone_dots_pass_through() {
+        let mut keys = DetachKeys::default();
+        // An arrow key, a dot after other text, Esc then something else.
+        assert_eq!(keys.scan(b"\x1b[A"), (3, false));
+        assert_eq!(keys.scan(b"a.b"), (3, false));
+        assert_eq!(keys.scan(b"\x1bx."), (3, false));
+    }
 }

@@ -48,6 +48,7 @@ pub struct Changes {
     pub bootorder: Option<u32>,
     pub swap: Option<Limit<Bytes>>,
     pub cpuunits: Option<u32>,
+    pub ioweight: Option<u16>,
 }
 
 impl Changes {
@@ -83,6 +84,9 @@ impl Changes {
         if let Some(u) = self.cpuunits {
             cfg.resources.cpuunits = Some(u);
         }
+        if let Some(w) = self.ioweight {
+            cfg.resources.ioweight = Some(w);
+        }
     }
 
     /// Whether the CT's systemd units must be brought in line.
@@ -96,6 +100,7 @@ impl Changes {
             || self.pids.is_some()
             || self.swap.is_some()
             || self.cpuunits.is_some()
+            || self.ioweight.is_some()
     }
 
     /// True when nothing is asked for.
@@ -280,7 +285,7 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let status = runstate::status(&ct, &ctid);
     if status.running() && changes.touches_resources() {
-        apply_live(&ct, &ctid, &cfg.resources, changes)?;
+        notes.extend(apply_live(&ct, &ctid, &cfg.resources, changes)?);
     }
     cfg.save(&ct.config)?;
     if status.running() && (old.net != cfg.net || old.hostname != cfg.hostname) {
@@ -306,7 +311,13 @@ pub fn set(paths: &Paths, arg: &str, changes: &Changes) -> Result<Vec<String>> {
 
 /// Writes the changed limits into the running CT's cgroup. `unlimited` is
 /// -1, which the cgroup writer turns into the kernel's "no limit".
-fn apply_live(ct: &CtPaths, ctid: &Ctid, now: &Resources, changes: &Changes) -> Result<()> {
+/// Returns a note for what this kernel cannot apply.
+fn apply_live(
+    ct: &CtPaths,
+    ctid: &Ctid,
+    now: &Resources,
+    changes: &Changes,
+) -> Result<Option<String>> {
     let mut wanted = Resources::default();
     if matches!(changes.memory, Some(Limit::Set(_))) || matches!(changes.swap, Some(Limit::Set(_)))
     {
@@ -349,10 +360,14 @@ fn apply_live(ct: &CtPaths, ctid: &Ctid, now: &Resources, changes: &Changes) -> 
     }
     // The outer cgroup's limits bind the CT; the payload's copy is what
     // the CT sees of them (see crate::cgroup).
-    crate::cgroup::outer(ct, ctid)?.apply(&res)?;
+    let outer = crate::cgroup::outer(ct, ctid)?;
+    outer.apply(&res)?;
     let c = cove_engine::container::load(&ct.oci_root, ctid.as_str())?;
     cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&res)?;
-    Ok(())
+    match changes.ioweight {
+        Some(w) => crate::cgroup::apply_ioweight(outer.as_ref(), ctid, w),
+        None => Ok(None),
+    }
 }
 
 /// One row of `cove list`; every field is a `-o`/`-s` field. Limits a CT
@@ -377,6 +392,7 @@ pub struct Listed {
     pub swap: Option<u64>,
     pub cpus: Option<f64>,
     pub cpuunits: Option<u32>,
+    pub ioweight: Option<u16>,
     pub pids: Option<u32>,
 }
 
@@ -424,6 +440,7 @@ pub fn list(paths: &Paths, all: bool) -> Result<(Vec<Listed>, Vec<String>)> {
             swap: res.swap.map(|b| b.0),
             cpus: res.cpus,
             cpuunits: res.cpuunits,
+            ioweight: res.ioweight,
             pids: res.pids,
         });
     }

@@ -341,7 +341,9 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
         ctid,
         armed: true,
     };
-    cgroup::prepare(&ct, ctid, &launch.cfg.resources)?;
+    if let Some(note) = cgroup::prepare(&ct, ctid, &launch.cfg.resources)? {
+        log(&note);
+    }
     overlay::mount_rootfs(&launch.template.rootfs, &ct.upper, &ct.work, &ct.rootfs)?;
     net::files::write(&ct.rootfs, &launch.cfg.hostname, &launch.cfg.net)?;
     let init = template::init_of(launch.cfg, &launch.template.manifest, &ct.rootfs);
