@@ -27,8 +27,10 @@ use serde_json::{json, Value};
 pub const CGROUP_PARENT: &str = "cove-test";
 /// All per-test bundles and state roots live below this directory.
 pub const TEST_TMP: &str = "/tmp/cove-tests";
-/// How long one runtime command may take before the test gives up on it.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one runtime command may take before the test gives up on it:
+/// generous, since it only bounds a hang; a loaded CI host has been seen
+/// taking over 10 s for a `run` of a debug build.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// COMMAND_TIMEOUT, or a minute in the VM lane: there a debug build runs
 /// under software emulation on a shared host, and a `run` or `update` has
@@ -683,7 +685,7 @@ impl Ct {
 
 impl Drop for Ct {
     fn drop(&mut self) {
-        let _ = self.cmd_timeout(&["delete", "--force", &self.id], Duration::from_secs(10));
+        let _ = self.cmd_timeout(&["delete", "--force", &self.id], command_timeout());
         // Whatever a broken runtime left running in our cgroup was started
         // by this test: kill it by pid so the cgroup can go.
         remove_cgroup(&self.cgroups_path);

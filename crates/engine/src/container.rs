@@ -244,7 +244,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     specmod::validate_id(&opts.id)?;
     let bundle = std::fs::canonicalize(&opts.bundle)
         .map_err(|e| Error::InvalidConfig(format!("bundle {}: {e}", opts.bundle.display())))?;
-    let spec = specmod::load(&bundle)?;
+    let (spec, spec_bytes) = specmod::load_with_bytes(&bundle)?;
     let rootfs = specmod::validate(&spec, &bundle)?;
     let plan = Plan::from_spec(&spec)?;
     let process = spec
@@ -315,11 +315,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         systemd_cgroup: opts.systemd_cgroup,
         stopped: false,
     };
-    // Later commands read the spec from here, never from the bundle again.
-    state::write_atomic(
-        &dir.path.join(state::CONFIG_FILE),
-        &serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?,
-    )?;
+    // Later commands read the spec from here, never from the bundle again
+    // (the bytes create parsed: an edit of the bundle's file after create
+    // changes nothing).
+    state::write_atomic(&dir.path.join(state::CONFIG_FILE), &spec_bytes)?;
 
     let seccomp = seccomp_job.join()?;
     let (parent_end, child_end) = sync::pair()?;
@@ -476,6 +475,22 @@ pub fn saved_spec(dir: &StateDir) -> Result<Spec> {
     serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
 }
 
+/// Only the hooks of the saved spec: what start and delete need of it. The
+/// rest is skipped over unbuilt, which matters for a spec that carries a
+/// large seccomp profile (podman's has some 400 names, each a String).
+pub fn saved_hooks(dir: &StateDir) -> Result<Option<oci_spec::runtime::Hooks>> {
+    #[derive(serde::Deserialize)]
+    struct HooksOnly {
+        #[serde(default)]
+        hooks: Option<oci_spec::runtime::Hooks>,
+    }
+    let p = dir.path.join(state::CONFIG_FILE);
+    let b = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
+    serde_json::from_slice::<HooksOnly>(&b)
+        .map(|h| h.hooks)
+        .map_err(|e| Error::Other(format!("{}: {e}", p.display())))
+}
+
 /// Applies new limits to a running container and records them in its
 /// saved spec. Device rules are left alone unless `res` changes them (as
 /// runc 1.1, whose `update` never touches devices); changed ones go in
@@ -535,11 +550,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let fifo_path = c.dir.fifo();
     release_init(&fifo_path, id)?;
     let _ = std::fs::remove_file(&fifo_path);
-    let spec = saved_spec(&c.dir)?;
+    let hooks = saved_hooks(&c.dir)?;
     let st = hook_state(&c.saved, c.saved.pid, "running");
     hooks::run_warn(
         "poststart",
-        spec.hooks().as_ref().and_then(|h| h.poststart().as_ref()),
+        hooks.as_ref().and_then(|h| h.poststart().as_ref()),
         &st,
     );
     Ok(())
@@ -643,11 +658,11 @@ fn destroy(c: Loaded) -> Result<()> {
     }
     let _ = cg.kill_all(libc::SIGKILL);
     destroy_cgroup(cg.as_ref())?;
-    if let Ok(spec) = saved_spec(&c.dir) {
+    if let Ok(hooks) = saved_hooks(&c.dir) {
         let st = hook_state(&c.saved, 0, "stopped");
         hooks::run_warn(
             "poststop",
-            spec.hooks().as_ref().and_then(|h| h.poststop().as_ref()),
+            hooks.as_ref().and_then(|h| h.poststop().as_ref()),
             &st,
         );
     }

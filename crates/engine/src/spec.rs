@@ -13,13 +13,20 @@ pub const SPEC_VERSION: &str = "1.3.0";
 const MAX_MINOR: u64 = 3;
 
 pub fn load(bundle: &Path) -> Result<Spec> {
+    load_with_bytes(bundle).map(|(spec, _)| spec)
+}
+
+/// The spec and the bytes it was parsed from (saved as they are: writing
+/// them back costs nothing, serialising a spec with a large seccomp
+/// profile again costs as much as parsing it).
+pub fn load_with_bytes(bundle: &Path) -> Result<(Spec, Vec<u8>)> {
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path).map_err(|source| Error::ReadConfig {
         path: path.clone(),
         source,
     })?;
     match serde_json::from_slice::<Spec>(&bytes) {
-        Ok(spec) => Ok(spec),
+        Ok(spec) => Ok((spec, bytes)),
         Err(source) => {
             // oci-spec's message for a bad seccomp name is generic; the
             // seccomp compiler names the action, operator or architecture.
