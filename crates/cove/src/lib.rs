@@ -39,5 +39,6 @@ pub mod spec;
 pub mod suspend;
 pub mod systemd;
 pub mod template;
+pub mod trim;
 
 pub use error::{Error, Result};

@@ -400,6 +400,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     readiness.notify_ready(ctid, created.pid);
     let running_since = Instant::now();
     log(&format!("CT {ctid} running, init pid {}", created.pid));
+    crate::trim::after_start();
 
     let ended = watch(
         &created,
