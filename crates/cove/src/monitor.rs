@@ -360,7 +360,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     let config = ct.bundle.join("config.json");
     let json = serde_json::to_vec_pretty(&spec)
         .map_err(|e| Error::Tool(format!("serialise the CT's spec: {e}")))?;
-    cove_engine::state::write_atomic(&config, &json)?;
+    cove_engine::state::write_runtime(&config, &json)?;
 
     let listener = ConsoleListener::bind(&ct.console_sock)?;
     let options = CreateOptions {

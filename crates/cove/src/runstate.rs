@@ -40,7 +40,7 @@ impl MonitorRecord {
 
     pub fn write(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self).map_err(|e| Error::Tool(e.to_string()))?;
-        Ok(engine_state::write_atomic(path, &bytes)?)
+        Ok(engine_state::write_runtime(path, &bytes)?)
     }
 
     pub fn read(path: &Path) -> Option<MonitorRecord> {
@@ -100,7 +100,7 @@ impl ExitRecord {
 
     pub fn write(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self).map_err(|e| Error::Tool(e.to_string()))?;
-        Ok(engine_state::write_atomic(path, &bytes)?)
+        Ok(engine_state::write_runtime(path, &bytes)?)
     }
 
     pub fn read(path: &Path) -> Option<ExitRecord> {

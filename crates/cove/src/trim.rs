@@ -10,8 +10,6 @@
 //! written pages (RELRO: relocated by the loader, then made read-only) shows
 //! them as Anonymous in smaps and is left alone, as is everything writable.
 
-use std::path::Path;
-
 /// Gives back the heap and the clean read-only pages start used. Best
 /// effort: any failure leaves the memory as it was.
 pub fn after_start() {

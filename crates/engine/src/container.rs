@@ -318,7 +318,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // Later commands read the spec from here, never from the bundle again
     // (the bytes create parsed: an edit of the bundle's file after create
     // changes nothing).
-    state::write_atomic(&dir.path.join(state::CONFIG_FILE), &spec_bytes)?;
+    state::write_runtime(&dir.path.join(state::CONFIG_FILE), &spec_bytes)?;
 
     let seccomp = seccomp_job.join()?;
     let (parent_end, child_end) = sync::pair()?;
@@ -435,7 +435,7 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     } else {
         std::env::current_dir().unwrap_or_default().join(path)
     };
-    state::write_atomic(&abs, pid.to_string().as_bytes())
+    state::write_runtime(&abs, pid.to_string().as_bytes())
 }
 
 /// The status of a saved container, as runc computes it.
@@ -524,7 +524,7 @@ pub fn update(root: &Path, id: &str, res: &oci_spec::runtime::LinuxResources) ->
 /// Replaces the saved spec (after `update`).
 pub fn save_spec(dir: &StateDir, spec: &Spec) -> Result<()> {
     let b = serde_json::to_vec(spec).map_err(|e| Error::Other(e.to_string()))?;
-    state::write_atomic(&dir.path.join(state::CONFIG_FILE), &b)
+    state::write_runtime(&dir.path.join(state::CONFIG_FILE), &b)
 }
 
 /// Releases the init parked on the exec fifo, then runs poststart hooks.

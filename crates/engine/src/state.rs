@@ -171,7 +171,7 @@ impl StateDir {
     }
 
     pub fn save(&self, saved: &Saved) -> Result<()> {
-        write_atomic(
+        write_runtime(
             &self.path.join(STATE_FILE),
             &serde_json::to_vec(saved).map_err(|e| Error::Other(e.to_string()))?,
         )
@@ -205,10 +205,26 @@ pub fn read_saved(dir: &Path) -> Result<Saved> {
         .map_err(|e| Error::Other(format!("{}: corrupt state: {e}", p.display())))
 }
 
-/// Write to a temp file, fsync, rename: a crash leaves the old or the new file.
-/// The temp file has a name of its own, is created exclusively and never
-/// through a symlink: a pid file's directory may be writable by others.
+/// Write to a temp file, fsync, rename: a crash leaves the old or the new
+/// file. For what must outlive the machine (a CT's config, unit files,
+/// checkpoint records). The temp file has a name of its own, is created
+/// exclusively and never through a symlink: a pid file's directory may be
+/// writable by others.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    replace_file(path, data, true)
+}
+
+/// Write to a temp file and rename, without fsync: readers see the old or
+/// the new file, never a half-written one. For run-time state (the state
+/// directory, pid files, a monitor's records), which lives in /run and
+/// means nothing after a crash of the machine: an fsync there costs a
+/// millisecond or more on a disk and buys nothing (runc does not sync its
+/// state either).
+pub fn write_runtime(path: &Path, data: &[u8]) -> Result<()> {
+    replace_file(path, data, false)
+}
+
+fn replace_file(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -222,9 +238,21 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
+    let written = f
+        .write_all(data)
+        .map_err(|e| Error::io("write", &tmp, e))
+        .and_then(|()| {
+            if durable {
+                f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Field 22 (starttime) and field 3 (state) of /proc/PID/stat.

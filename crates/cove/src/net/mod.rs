@@ -105,7 +105,7 @@ impl NetRecord {
 
     fn write(&self, ct: &CtPaths) -> Result<()> {
         let bytes = serde_json::to_vec(self).map_err(|e| Error::Tool(e.to_string()))?;
-        Ok(cove_engine::state::write_atomic(&record_path(ct), &bytes)?)
+        Ok(cove_engine::state::write_runtime(&record_path(ct), &bytes)?)
     }
 }
 
