@@ -325,6 +325,33 @@ fn user_namespace_with_two_ranges_shows_both_maps_inside_as_runc() {
     }
 }
 
+/// exec into a container with a user namespace: the new process joins it
+/// (root inside, mapped outside) and sees the container's root, as under
+/// runc. cove-oci's parent joins the mount namespace before clone3 and the
+/// child the user namespace after it: both orders must hold here.
+#[test]
+fn exec_into_a_user_namespace_container_as_runc() {
+    let seen = compare_exec(
+        "exec_into_a_user_namespace_container_as_runc",
+        two_range_user_namespace,
+        |ct| {
+            ct.exec(
+                &[],
+                &[
+                    "sh",
+                    "-c",
+                    "id -u; cat /proc/self/uid_map; cd /; ls -d bin etc",
+                ],
+            )
+        },
+    );
+    if let Some(seen) = seen {
+        let mut lines = seen.lines();
+        assert_eq!(lines.next(), Some("0"), "{seen}");
+        assert!(seen.contains("100000") && seen.contains("etc"), "{seen}");
+    }
+}
+
 #[test]
 fn user_namespace_init_runs_as_host_uid_100000_as_under_runc() {
     let test = "user_namespace_init_runs_as_host_uid_100000_as_under_runc";

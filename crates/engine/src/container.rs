@@ -354,6 +354,8 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let forked = forked.map_err(|e| Error::Sys("clone3", e))?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
+            // For clone3 only: see exec.rs.
+            drop(cgroup_fd);
             drop(parent_end);
             let ctx = InitContext {
                 spec: &spec,

@@ -22,16 +22,24 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
 }
 
-/// The order of setns: user first (it grants the rights for the rest),
-/// mount last among those the child joins.
-const CHILD_JOINS: [LinuxNamespaceType; 2] = [LinuxNamespaceType::User, LinuxNamespaceType::Mount];
-const PARENT_JOINS: [LinuxNamespaceType; 6] = [
+/// Joined by the child after clone3: the user namespace (a process in a
+/// user namespace cannot join another's mount namespace).
+const CHILD_JOINS: [LinuxNamespaceType; 1] = [LinuxNamespaceType::User];
+/// Joined by the runtime just for its clone3, then left again. The mount
+/// namespace is among them: the new process is in the container's pid
+/// namespace from its first instant, where root inside the container (with
+/// CAP_SYS_PTRACE, as in a system container) could attach to it; it must
+/// never be seen there with the host's root, cwd and files (runc's nsexec
+/// joins every namespace before it forks into the pid namespace, for the
+/// same reason).
+const PARENT_JOINS: [LinuxNamespaceType; 7] = [
     LinuxNamespaceType::Cgroup,
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,
     LinuxNamespaceType::Network,
     LinuxNamespaceType::Pid,
     LinuxNamespaceType::Time,
+    LinuxNamespaceType::Mount,
 ];
 
 fn differs_from_ours(pid: i32, name: &str) -> bool {
@@ -135,6 +143,9 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
     let forked = forked.map_err(|e| Error::Sys("clone3", e))?;
     match forked {
         Forked::Child => {
+            // The container's cgroup directory was for clone3 only: from a
+            // directory fd of the host's cgroup tree, `..` leads anywhere.
+            drop(cgroup_fd);
             drop(parent_end);
             // SAFETY: our copy of the state lock's fd; closing it keeps the
             // lock from living as long as this process.

@@ -7,7 +7,7 @@
 //! restored right after; user and mount namespaces are joined by the child.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sched::{setns, unshare, CloneFlags};
@@ -168,7 +168,12 @@ impl Plan {
 /// The runtime's own namespaces, entered again on drop (in reverse), so an
 /// error half-way through joining leaves the runtime where it started.
 #[derive(Default)]
-pub struct Restore(Vec<(CloneFlags, OwnedFd)>);
+pub struct Restore {
+    saved: Vec<(CloneFlags, OwnedFd)>,
+    /// Our working directory when we joined a mount namespace (setns moves
+    /// cwd and root to that namespace's root).
+    cwd: Option<OwnedFd>,
+}
 
 impl Restore {
     /// Saves our current namespace of type `t` (for pid and time: the one
@@ -181,7 +186,19 @@ impl Restore {
         };
         let p = format!("/proc/self/ns/{own}");
         let f = File::open(&p).map_err(|e| Error::io("open namespace", &p, e))?;
-        self.0.push((clone_flag(t), OwnedFd::from(f)));
+        if t == LinuxNamespaceType::Mount && self.cwd.is_none() {
+            let cwd = nix::fcntl::open(
+                ".",
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::Sys("open the working directory", e))?;
+            // SAFETY: open returned a new fd that nothing else owns.
+            self.cwd = Some(unsafe { OwnedFd::from_raw_fd(cwd) });
+        }
+        self.saved.push((clone_flag(t), OwnedFd::from(f)));
         Ok(())
     }
 
@@ -193,7 +210,8 @@ impl Restore {
 
     /// The child side of clone3: stay where we are, restore nothing.
     pub fn keep(mut self) {
-        self.0.clear();
+        self.saved.clear();
+        self.cwd = None;
     }
 }
 
@@ -224,10 +242,23 @@ fn write_time_offsets(offsets: Option<&HashMap<String, LinuxTimeOffset>>) -> Res
 }
 
 impl Drop for Restore {
+    /// A runtime that cannot get back to its own namespaces must not go on
+    /// (it would run hooks or write state inside the container's): it
+    /// ends at once with the reason.
     fn drop(&mut self) {
-        for (flag, fd) in self.0.drain(..).rev() {
+        for (flag, fd) in self.saved.drain(..).rev() {
             if let Err(e) = setns(fd.as_fd(), flag) {
-                tracing::warn!("cannot return to the runtime's namespace {flag:?}: {e}");
+                eprintln!("cannot return to the runtime's own namespace ({flag:?}): {e}");
+                // SAFETY: _exit ends the process without running anything
+                // more in the wrong namespace.
+                unsafe { libc::_exit(1) };
+            }
+        }
+        if let Some(cwd) = self.cwd.take() {
+            if let Err(e) = nix::unistd::fchdir(cwd.as_raw_fd()) {
+                eprintln!("cannot return to the runtime's working directory: {e}");
+                // SAFETY: as above.
+                unsafe { libc::_exit(1) };
             }
         }
     }
