@@ -451,3 +451,29 @@ fn stop_kills_a_ct_that_ignores_its_stop_signal() {
     assert_eq!(st["last_exit"]["how"], "killed by SIGKILL", "{st}");
     env.assert_ct_cleaned_up(&ctid);
 }
+
+/// An init that answers the stop signal with a reboot (busybox init
+/// reboots on SIGTERM) is not started again: `cove stop` means stopped.
+#[test]
+fn stop_stays_stopped_when_the_init_answers_with_a_reboot() {
+    let Some(env) = CoveEnv::with_busybox("stop_then_reboot") else {
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    let path = env.ct_dir(&ctid).join("ct.toml");
+    let text = fs::read_to_string(&path).expect("read ct.toml");
+    fs::write(
+        &path,
+        text.replace("hostname = ", "stop_signal = \"SIGTERM\"\nhostname = "),
+    )
+    .expect("write ct.toml");
+    env.cmd(&["start", &ctid]).assert_ok();
+    env.cmd(&["stop", &ctid]).assert_ok();
+    // A monitor that took the reboot would start the CT again within a
+    // second or two.
+    std::thread::sleep(Duration::from_secs(3));
+    let st = env.status_json(&ctid);
+    assert_eq!(st["status"], "stopped", "{st}");
+    assert_eq!(st["last_exit"]["how"], "reboot", "{st}");
+    env.assert_ct_cleaned_up(&ctid);
+}

@@ -374,6 +374,21 @@ fn cwd_tmp_matches_runc() {
     );
 }
 
+/// A relative args[0] is looked up from the process's cwd, as runc does.
+#[test]
+fn relative_executable_is_found_from_cwd_as_runc() {
+    compare(
+        "relative_executable_is_found_from_cwd_as_runc",
+        "unused",
+        0,
+        |c| {
+            c["process"]["cwd"] = json!("/bin");
+            c["process"]["args"] = json!(["./echo", "found from cwd"]);
+        },
+        verbatim,
+    );
+}
+
 #[test]
 fn umask_default_matches_runc() {
     compare("umask_default_matches_runc", "umask", 0, no_tweak, verbatim);

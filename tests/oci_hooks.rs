@@ -330,3 +330,60 @@ fn hook_past_its_timeout_is_killed_and_create_fails_after_1s() {
         );
     }
 }
+
+/// A hook without `env` inherits the runtime's environment (Go's exec.Cmd
+/// with a nil Env, which runc uses): hooks that rely on PATH and friends
+/// work the same under both.
+#[test]
+fn a_hook_without_env_inherits_the_runtimes_environment_as_runc() {
+    let test = "a_hook_without_env_inherits_the_runtimes_environment_as_runc";
+    // Read by the hook through the runtime's environment (inherited from
+    // this test process).
+    std::env::set_var("COVE_HOOK_PROBE", "inherited-42");
+    let seen = compare_scenario_with_runc(test, |env, bin| {
+        let mut ct = Ct::with_bin(env, test, bin);
+        let log = ct.bundle.join("env.log");
+        ct.config["hooks"] = json!({"createRuntime": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("echo \"probe=$COVE_HOOK_PROBE\" > {}", log.display())],
+        }]});
+        ct.create().assert_ok();
+        fs::read_to_string(&log).unwrap_or_else(|e| panic!("read {}: {e}", log.display()))
+    });
+    if let Some(seen) = seen {
+        assert_eq!(seen.trim(), "probe=inherited-42");
+    }
+}
+
+/// A hook that never reads its stdin while the state is larger than a
+/// pipe holds (large annotations): its timeout still ends it, the runtime
+/// does not hang writing the state.
+#[test]
+fn a_hook_that_never_reads_a_large_state_still_times_out() {
+    let test = "a_hook_that_never_reads_a_large_state_still_times_out";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    let Some(runc) = env.runc.clone() else { return };
+    for bin in [&runc, &env.bin] {
+        let mut ct = Ct::with_bin(&env, test, bin);
+        ct.sh("sleep 100");
+        ct.config["annotations"] = json!({ "big": "x".repeat(256 * 1024) });
+        ct.config["hooks"] = json!({ "prestart": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", "exec sleep 10"],
+            "env": [PATH_ENV],
+            "timeout": 1,
+        }]});
+        let started = Instant::now();
+        let out = ct.create();
+        let took = started.elapsed();
+        assert_eq!(out.code, 1, "under {}:\n{out}", bin.display());
+        assert!(
+            took < Duration::from_secs(5),
+            "create took {took:?} under {}: the state write blocked past the timeout\n{out}",
+            bin.display()
+        );
+        assert_nothing_left(&ct, &out);
+    }
+}

@@ -655,3 +655,49 @@ fn exec_process_starts_with_no_signal_blocked_or_ignored() {
         "SIGPIPE ignored: {out}"
     );
 }
+
+/// A create killed before its first save leaves `<root>/<id>` without
+/// state.json: the id then "does not exist", and a create with it fails.
+/// `delete` removes such a directory (saying the container does not exist,
+/// or silently with --force), so the id can be used again, as with runc.
+#[test]
+fn delete_removes_what_an_aborted_create_left_as_runc() {
+    let test = "delete_removes_what_an_aborted_create_left_as_runc";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    let Some(runc) = env.runc.clone() else { return };
+    for bin in [&runc, &env.bin] {
+        for force in [false, true] {
+            let mut ct = Ct::with_bin(&env, test, bin);
+            ct.sh(LONG_RUNNING);
+            let stale = ct.state_root.join(&ct.id);
+            fs::create_dir_all(&stale).expect("mkdir a stale state dir");
+            assert_ne!(
+                ct.create().code,
+                0,
+                "create over a stale dir under {}",
+                bin.display()
+            );
+            let out = if force {
+                ct.delete_force()
+            } else {
+                ct.delete()
+            };
+            if force {
+                out.assert_ok();
+            } else {
+                assert_eq!(out.code, 1, "under {}:\n{out}", bin.display());
+                assert!(out.stderr.contains("does not exist"), "{out}");
+            }
+            assert!(
+                !stale.exists(),
+                "{} left {}",
+                bin.display(),
+                stale.display()
+            );
+            ct.create().assert_ok();
+            ct.delete_force().assert_ok();
+        }
+    }
+}

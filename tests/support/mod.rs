@@ -1597,7 +1597,8 @@ impl CoveEnv {
 
     /// This process's mounts below this test's directory.
     pub fn our_mounts(&self) -> Vec<String> {
-        let root = self.root.display().to_string();
+        // With the slash: the root of test 1 is a prefix of test 16's.
+        let root = format!("{}/", self.root.display());
         host_mounts()
             .into_iter()
             .filter(|m| m.contains(&root))

@@ -431,15 +431,19 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     // Whoever held the lock meanwhile may have torn the CT down already
     // (`cove stop`) and even started it again with a new monitor: the CT is
     // ours to tear down only if the record is still ours.
+    // No record: `cove stop` tore the CT down under the lock (the exit is
+    // still ours to record). Then the CT stays down even if its init
+    // answered the stop signal with a reboot.
+    let record = MonitorRecord::read(&ct.monitor);
+    let stopped_by_command = record.is_none();
     #[allow(clippy::unnecessary_map_or)] // is_none_or needs Rust 1.82; the workspace supports 1.75
-    let mine =
-        MonitorRecord::read(&ct.monitor).map_or(true, |m| m.pid == std::process::id() as i32);
+    let mine = record.map_or(true, |m| m.pid == std::process::id() as i32);
     if mine {
         if let Err(e) = lifecycle::teardown(&ct, ctid) {
             log(&format!("teardown: {}", e.one_line()));
         }
         let _ = ended.write(&ct.last_exit);
-        if ended.how == "reboot" {
+        if ended.how == "reboot" && !stopped_by_command {
             return Ok(Outcome::Reboot(lock, running_since.elapsed()));
         }
     }

@@ -674,7 +674,16 @@ fn destroy(c: Loaded) -> Result<()> {
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let c = match load(root, id) {
         Ok(c) => c,
-        Err(Error::NotExist(_)) if force => return Ok(()),
+        Err(Error::NotExist(n)) => {
+            if specmod::validate_id(id).is_ok() {
+                StateDir::remove_stale(root, id);
+            }
+            return if force {
+                Ok(())
+            } else {
+                Err(Error::NotExist(n))
+            };
+        }
         Err(e) => return Err(e),
     };
     match c.status {

@@ -49,10 +49,14 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
     if let Some((arg0, rest)) = args.split_first() {
         cmd.arg0(arg0).args(rest);
     }
-    cmd.env_clear();
-    for kv in h.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    // As runc (Go's exec.Cmd): a hook without `env` inherits the runtime's
+    // environment; a hook with one (even empty) gets exactly that.
+    if let Some(env) = h.env() {
+        cmd.env_clear();
+        for kv in env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
         }
     }
     // stderr goes to an unnamed file, not a pipe: a chatty hook cannot fill
@@ -63,10 +67,16 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::from(errfile));
     let mut child = cmd.spawn().map_err(|e| err(format!("cannot run: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook may exit without reading its stdin: EPIPE is not an error.
-        let _ = stdin.write_all(state_json);
+    // The state goes in as the hook reads it, inside the timed wait below:
+    // a hook that never reads a state larger than the pipe must still time
+    // out. A hook may exit without reading its stdin: EPIPE is no error.
+    let mut stdin = child.stdin.take();
+    if let Some(pipe) = &stdin {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(pipe);
+        // SAFETY: fcntl on our own pipe fd.
+        unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
     }
+    let mut pending = state_json;
     let deadline = h
         .timeout()
         .filter(|t| *t > 0)
@@ -76,6 +86,18 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
     let pidfd =
         crate::sys::pidfd_open(child.id() as i32).map_err(|e| err(format!("pidfd_open: {e}")))?;
     loop {
+        while let Some(pipe) = stdin.as_mut() {
+            if pending.is_empty() {
+                stdin = None;
+                break;
+            }
+            match pipe.write(pending) {
+                Ok(n) => pending = &pending[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => stdin = None,
+            }
+        }
         let wait_ms = match deadline {
             None => -1,
             Some(d) => {
@@ -83,13 +105,21 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
                 left.as_millis().min(i32::MAX as u128) as i32
             }
         };
-        let mut pfd = libc::pollfd {
-            fd: std::os::fd::AsRawFd::as_raw_fd(&pidfd),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd that outlives the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+        let mut pfds = [
+            libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stdin.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd),
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+        ];
+        // SAFETY: valid pollfds that outlive the call (a negative fd is
+        // ignored by poll).
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), 2, wait_ms) };
         if rc < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
@@ -97,7 +127,8 @@ fn run_one(h: &Hook, state_json: &[u8]) -> Result<()> {
             }
             return Err(err(format!("poll: {e}")));
         }
-        if rc > 0 {
+        if pfds[0].revents != 0 {
+            drop(stdin.take());
             let status = child.wait().map_err(|e| err(e.to_string()))?;
             if status.success() {
                 return Ok(());

@@ -265,11 +265,13 @@ pub fn become_process(
     process::set_scheduler(p)?;
     process::set_personality(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
     let env = process::environment(p);
+    // In the process's cwd, as runc looks it up: a relative args[0] (or
+    // PATH entry) means a path from there.
+    process::enter_cwd(p.cwd())?;
     let exe = process::find_executable(
         p.args().as_ref().and_then(|a| a.first()).map_or("", |s| s),
         &env,
     )?;
-    process::enter_cwd(p.cwd())?;
     let nnp = p.no_new_privileges().unwrap_or(false);
     // The kernel takes a filter from a process with no_new_privs or with
     // CAP_SYS_ADMIN: without no_new_privs, load it while we still hold

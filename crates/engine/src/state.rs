@@ -150,6 +150,20 @@ impl StateDir {
         Ok(StateDir { path, _lock: lock })
     }
 
+    /// Removes `<root>/<id>` if it holds no state.json: what a create
+    /// killed before its first save leaves (runc's delete does the same).
+    /// Under the directory's lock, so a create still running is waited for
+    /// and never undone.
+    pub fn remove_stale(root: &Path, id: &str) {
+        let path = root.join(id);
+        let Ok(lock) = File::open(&path) else { return };
+        if flock_exclusive(&lock, &path).is_ok() && !path.join(STATE_FILE).exists() {
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
+    }
+
     pub fn open(root: &Path, id: &str) -> Result<StateDir> {
         let path = root.join(id);
         let lock = match File::open(&path) {
