@@ -701,3 +701,53 @@ fn delete_removes_what_an_aborted_create_left_as_runc() {
         }
     }
 }
+
+/// A cgroupsPath whose cgroup already holds processes (another container's,
+/// a slice's) is refused before anything is made, and its processes are
+/// left alone: the clean-up of a failed create, or a delete, would
+/// otherwise kill them. STRICTER THAN RUNC: runc 1.1.5 accepts such a
+/// cgroup (its delete then kills the strangers too).
+#[test]
+fn create_refuses_a_cgroup_that_holds_processes() {
+    let test = "create_refuses_a_cgroup_that_holds_processes";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    for bin in [&env.bin] {
+        let mut ct = Ct::with_bin(&env, test, bin);
+        ct.sh(LONG_RUNNING);
+        // A stranger in the container's cgroup: a sleep of this test's own.
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("spawn sleep");
+        let rel = ct.cgroups_path.trim_start_matches('/').to_string();
+        // Not cpuset v1: a new cpuset cgroup takes no task until its cpus
+        // and mems are set.
+        for h in cgroup_hierarchies()
+            .into_iter()
+            .filter(|h| !h.ends_with("cpuset"))
+        {
+            let dir = h.join(&rel);
+            fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            fs::write(dir.join("cgroup.procs"), stranger.id().to_string())
+                .unwrap_or_else(|e| panic!("join {}: {e}", dir.display()));
+        }
+        let out = ct.create();
+        let alive = stranger.try_wait().expect("try_wait").is_none();
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+        assert_eq!(out.code, 1, "under {}:\n{out}", bin.display());
+        assert!(
+            out.stderr.contains("cgroup is not empty"),
+            "under {}:\n{out}",
+            bin.display()
+        );
+        assert!(alive, "{} killed the cgroup's process", bin.display());
+        assert!(
+            !ct.state_root.join(&ct.id).exists(),
+            "{} left its state",
+            bin.display()
+        );
+    }
+}

@@ -266,6 +266,24 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     std::env::set_current_dir(&bundle).map_err(|e| Error::io("chdir", &bundle, e))?;
 
     let cg = cove_cgroups::manager(&cgroup_spec(&spec, &opts.id, opts.systemd_cgroup))?;
+    // A cgroup in use is someone else's (another container's, a slice's):
+    // joining it would put our init among strangers, and the clean-up of a
+    // failed create (or a later delete) would kill them. Refused as runc
+    // refuses it (only an empty cgroup may be reused); before the clean-up
+    // guard holds it, so a refusal touches nothing.
+    if let Ok(pids) = cg.pids() {
+        if !pids.is_empty() {
+            return Err(Error::Other(format!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            )));
+        }
+    }
+    if cg.is_frozen().unwrap_or(false) {
+        return Err(Error::Other(
+            "container's cgroup unexpectedly frozen".into(),
+        ));
+    }
     cg.create()?;
     let cg = cleanup.cgroup.insert(cg);
     cg.apply(&resources_of(&spec))?;
