@@ -751,3 +751,29 @@ fn create_refuses_a_cgroup_that_holds_processes() {
         );
     }
 }
+
+/// A created container can be paused: its state says paused (not created),
+/// start refuses it at once instead of waiting on an init that cannot
+/// move, and after resume it starts, as under runc.
+#[test]
+fn a_paused_created_container_is_paused_until_resumed_as_runc() {
+    let test = "a_paused_created_container_is_paused_until_resumed_as_runc";
+    compare_scenario_with_runc(test, |env, bin| {
+        let mut ct = Ct::with_bin(env, test, bin);
+        ct.sh(LONG_RUNNING);
+        ct.create().assert_ok();
+        ct.cmd(&["pause", &ct.id]).assert_ok();
+        let paused = ct.state_json().map(|s| s["status"].clone());
+        let refused = ct.cmd_timeout(&["start", &ct.id], Duration::from_secs(10));
+        ct.cmd(&["resume", &ct.id]).assert_ok();
+        let resumed = ct.state_json().map(|s| s["status"].clone());
+        ct.start().assert_ok();
+        let started = ct.state_json().map(|s| s["status"].clone());
+        ct.delete_force().assert_ok();
+        format!(
+            "paused: {paused:?}\nstart: exit {} ({})\nresumed: {resumed:?}\nstarted: {started:?}\n",
+            refused.code,
+            refused.stderr.contains("paused")
+        )
+    });
+}

@@ -463,14 +463,16 @@ pub fn status_of(saved: &Saved, dir: &Path) -> Status {
     if !state::init_alive(saved) {
         return Status::Stopped;
     }
-    if dir.join(state::EXEC_FIFO).exists() {
-        return Status::Created;
-    }
+    // Frozen first, as runc has it: a created container can be paused too,
+    // and must then not look startable (its init could not take the start).
     if !saved.cgroup_paths.is_empty() {
         let cg = cove_cgroups::manager_from_paths(&saved.cgroup_paths);
         if cg.is_frozen().unwrap_or(false) {
             return Status::Paused;
         }
+    }
+    if dir.join(state::EXEC_FIFO).exists() {
+        return Status::Created;
     }
     Status::Running
 }
@@ -557,6 +559,13 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
                 id: id.into(),
                 status: "stopped".into(),
                 what: "cannot start a container that has stopped",
+            })
+        }
+        Status::Paused => {
+            return Err(Error::WrongState {
+                id: id.into(),
+                status: "paused".into(),
+                what: "cannot start a container in the paused state",
             })
         }
         s => {
