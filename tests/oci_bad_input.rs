@@ -314,3 +314,27 @@ fn start_of_unknown_id_says_does_not_exist() {
     assert_clean_failure(&ct, &out, &before, &[]);
     assert!(out.stderr.contains("does not exist"), "{out}");
 }
+
+/// What a missing or non-executable args[0] says: Go's exec.LookPath
+/// words, as runc prints them (docker and shims map "no such file or
+/// directory" to exit 127 and "permission denied" to 126).
+#[test]
+fn bad_executables_are_reported_in_runcs_words() {
+    let test = "bad_executables_are_reported_in_runcs_words";
+    let _serial = serial();
+    compare_scenario_with_runc(test, |env, bin| {
+        let mut seen = String::new();
+        for arg0 in ["/nonexistent", "/etc/passwd", "/etc", "nosuchcommand"] {
+            let mut ct = Ct::with_bin(env, test, bin);
+            ct.args(&[arg0]);
+            let out = ct.create();
+            let said = out
+                .stderr
+                .lines()
+                .find_map(|l| l.find("exec: ").map(|i| l[i..].trim_end().to_string()))
+                .unwrap_or_else(|| format!("no exec: line in {out}"));
+            seen.push_str(&format!("exit {}: {said}\n", out.code));
+        }
+        seen
+    });
+}

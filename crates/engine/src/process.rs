@@ -285,13 +285,18 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
             .unwrap_or(false)
     };
     if arg0.contains('/') {
+        // Go's exec.LookPath words (runc's): shims and docker map "no such
+        // file or directory" to 127 and "permission denied" to 126.
         let p = PathBuf::from(arg0);
-        return if is_exec(&p) {
-            Ok(p)
-        } else {
-            Err(Error::InvalidConfig(format!(
-                "exec: {arg0:?}: no such executable file"
-            )))
+        return match std::fs::metadata(&p) {
+            Err(e) => Err(Error::InvalidConfig(format!(
+                "exec: {arg0:?}: stat {arg0}: {}",
+                io_text(&e)
+            ))),
+            Ok(_) if is_exec(&p) => Ok(p),
+            Ok(_) => Err(Error::InvalidConfig(format!(
+                "exec: {arg0:?}: permission denied"
+            ))),
         };
     }
     let path = env
@@ -306,6 +311,15 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
                 "exec: {arg0:?}: executable file not found in $PATH"
             ))
         })
+}
+
+/// An io error as Go prints an errno: "no such file or directory", not
+/// Rust's "No such file or directory (os error 2)".
+fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>> {
