@@ -377,7 +377,13 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     // The engine changed into the bundle; the monitor must not pin it.
     let _ = std::env::set_current_dir("/");
     // The init exists (so does its network namespace) and waits for start.
-    net::setup(&ct, ctid, &launch.cfg.net, created.pid)?;
+    net::setup(
+        &ct,
+        ctid,
+        &launch.cfg.net,
+        created.pid,
+        created.pidfd.as_fd(),
+    )?;
     let master = listener.receive_master()?;
     drop(listener);
     // The same path now takes `cove console` clients.

@@ -33,7 +33,7 @@ pub mod config;
 pub mod files;
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -126,12 +126,18 @@ fn ignore_gone(r: cove_net::Result<()>) -> cove_net::Result<()> {
 /// Sets up the network of the CT whose init is `init_pid` (created, not yet
 /// started). Nothing to do for a CT without an interface. On failure what
 /// was made stays recorded for [`teardown`], which the caller runs.
-pub fn setup(ct: &CtPaths, ctid: &Ctid, net: &NetConfig, init_pid: i32) -> Result<()> {
+pub fn setup(
+    ct: &CtPaths,
+    ctid: &Ctid,
+    net: &NetConfig,
+    init_pid: i32,
+    init_pidfd: BorrowedFd,
+) -> Result<()> {
     if !net.enabled() {
         return Ok(());
     }
     let _lock = net_lock(ct)?;
-    let ns = netns::open_of_pid(init_pid)?;
+    let ns = init_netns(ctid, init_pid, init_pidfd)?;
     let mut nl = Netlink::open()?;
     if let Some(up) = net
         .uplink
@@ -413,6 +419,7 @@ pub fn apply_live(
     new: &NetConfig,
     hostname: &str,
     init_pid: i32,
+    init_pidfd: BorrowedFd,
 ) -> Result<()> {
     files::write(&ct.rootfs, hostname, new)?;
     let families = |n: &NetConfig| {
@@ -429,7 +436,7 @@ pub fn apply_live(
         || families(old) != families(new);
     if remake {
         teardown(ct, ctid)?;
-        return setup(ct, ctid, new, init_pid);
+        return setup(ct, ctid, new, init_pid, init_pidfd);
     }
     if !new.enabled() {
         return Ok(());
@@ -440,7 +447,7 @@ pub fn apply_live(
         ..Default::default()
     });
     let _lock = net_lock(ct)?;
-    let ns = netns::open_of_pid(init_pid)?;
+    let ns = init_netns(ctid, init_pid, init_pidfd)?;
     let mut nl = Netlink::open()?;
     let host = host_ifname(ctid);
     let gone: Vec<Cidr> = old
@@ -538,7 +545,24 @@ pub fn apply_to_running(ct: &CtPaths, ctid: &Ctid, old: &CtConfig, new: &CtConfi
         .map_err(|_| Error::NotRunning(ctid.to_string()))?;
     let pid = c.saved.pid;
     drop(c);
-    apply_live(ct, ctid, &old.net, &new.net, &new.hostname, pid)?;
-    drop(pidfd);
-    Ok(())
+    apply_live(
+        ct,
+        ctid,
+        &old.net,
+        &new.net,
+        &new.hostname,
+        pid,
+        pidfd.as_fd(),
+    )
+}
+
+/// The network namespace of the CT's init, opened by pid, then checked
+/// through the init's pidfd: still alive after the open means the pid was
+/// still its own (a pid is reused only once its process is gone), so a
+/// recycled pid can never lead into another namespace (the host's).
+fn init_netns(ctid: &Ctid, pid: i32, pidfd: BorrowedFd) -> Result<OwnedFd> {
+    let ns = netns::open_of_pid(pid)?;
+    cove_engine::sys::pidfd_send_signal(pidfd, 0)
+        .map_err(|_| Error::NotRunning(ctid.to_string()))?;
+    Ok(ns)
 }
