@@ -58,13 +58,14 @@ fn read(etc: &OwnedFd, name: &str) -> Option<String> {
         RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     )
     .ok()?;
-    let mut f = std::fs::File::from(fd);
+    let f = std::fs::File::from(fd);
     let meta = f.metadata().ok()?;
     if !meta.is_file() || meta.len() > MAX_READ {
         return None;
     }
+    // Capped as read, too: the CT may grow the file after the check.
     let mut text = String::new();
-    f.read_to_string(&mut text).ok()?;
+    f.take(MAX_READ).read_to_string(&mut text).ok()?;
     Some(text)
 }
 
