@@ -288,6 +288,22 @@ fn ctr_detached_task_exec_metrics_kill_delete_as_under_runc() {
             })
             .collect::<Vec<_>>();
         s.push_str(&format!("pids cgroup procs from the host: {cg_procs:?}\n"));
+        s.push_str(&format!(
+            "processes outside the test cgroup: {:?}\n",
+            ctrd.world.processes_outside_the_test_cgroup()
+        ));
+        let pause = ctrd.ctr(&["task", "pause", &id]);
+        s.push_str(&format!(
+            "pause exit code {}: {}\n",
+            pause.code,
+            ctrd.wait_status(&id, "PAUSED")
+        ));
+        let resume = ctrd.ctr(&["task", "resume", &id]);
+        s.push_str(&format!(
+            "resume exit code {}: {}\n",
+            resume.code,
+            ctrd.wait_status(&id, "RUNNING")
+        ));
         let kill = ctrd.ctr(&["task", "kill", &id]);
         s.push_str(&format!("kill exit code: {}\n", kill.code));
         s.push_str(&format!(
@@ -316,6 +332,9 @@ fn ctr_detached_task_exec_metrics_kill_delete_as_under_runc() {
          task ps: 2 processes\n\
          metrics: pids.current 2, memory usage above 0: true, cpu usage above 0: true\n\
          pids cgroup procs from the host: [2]\n\
+         processes outside the test cgroup: []\n\
+         pause exit code 0: PAUSED\n\
+         resume exit code 0: RUNNING\n\
          kill exit code: 0\n\
          status after kill: STOPPED\n\
          task delete exit code: 0, says exit code 7: true\n\

@@ -126,15 +126,19 @@ impl Docker {
         self.docker(&args)
     }
 
-    /// Cgroup directories left below the test's parent (the parent itself
-    /// not counted).
+    /// Container cgroups (named by a 64-hex id) left below the test's
+    /// parent, in any hierarchy.
     fn container_cgroups_left(&self) -> usize {
-        let parent: PathBuf = PathBuf::from(&self.world.cgroup.path);
         self.world
             .cgroup
             .dirs()
             .into_iter()
-            .filter(|d| !d.ends_with(parent.strip_prefix("/").unwrap_or(&parent)))
+            .filter(|d| {
+                d.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    n.len() == 64 && n.chars().all(|c| c.is_ascii_hexdigit())
+                })
+            })
             .count()
     }
 }
@@ -249,6 +253,22 @@ fn docker_detached_exec_stats_stop_as_under_runc() {
                 .is_some_and(|m| !m.starts_with("0B")
                     && m.chars().next().is_some_and(|c| c.is_ascii_digit()))
         ));
+        s.push_str(&format!(
+            "processes outside the test cgroup: {:?}\n",
+            docker.world.processes_outside_the_test_cgroup()
+        ));
+        let pause = docker.docker(&["pause", &name]);
+        let status = docker.docker(&["inspect", "--format", "{{.State.Status}}", &name]);
+        s.push_str(&format!(
+            "pause exit code {}: {}",
+            pause.code, status.stdout
+        ));
+        let unpause = docker.docker(&["unpause", &name]);
+        let status = docker.docker(&["inspect", "--format", "{{.State.Status}}", &name]);
+        s.push_str(&format!(
+            "unpause exit code {}: {}",
+            unpause.code, status.stdout
+        ));
         let top = docker.docker(&["top", &name]);
         s.push_str(&format!(
             "top: {} processes\n",
@@ -283,6 +303,9 @@ fn docker_detached_exec_stats_stop_as_under_runc() {
          exec:\npid1 sh\nexec ok\nexit code: 4\n\
          exec of a missing binary: 126\n\
          stats exit code 0: names it true pids 2 memory used: true\n\
+         processes outside the test cgroup: []\n\
+         pause exit code 0: paused\n\
+         unpause exit code 0: running\n\
          top: 2 processes\n\
          stop exit code: 0\n\
          after stop: exited 7\n\

@@ -130,12 +130,26 @@ exec sleep 3600",
 
     /// Starts the daemon (`PROGRAM ARGS...`, inside the world), its output
     /// in `log`, and waits until `socket` exists.
+    ///
+    /// The daemon runs in the cgroup [`World::daemon_cgroup`] of every
+    /// hierarchy (a shell puts itself there, then execs it), and so do the
+    /// shims it starts (neither containerd nor dockerd is told a shim
+    /// cgroup): nothing of the world stays in the test process's cgroup.
     pub fn start_daemon(&mut self, program: &str, args: &[String], log: &Path, socket: &Path) {
-        let mut full = self.nsenter_args(program);
+        let procs = make_cgroup(&self.daemon_cgroup());
+        let mut full = self.nsenter_args("sh");
+        full.extend([
+            "-c".to_string(),
+            "for f in $COVE_DAEMON_CGROUPS; do echo $$ > \"$f\" || exit 1; done; exec \"$@\""
+                .into(),
+            "sh".into(),
+            program.into(),
+        ]);
         full.extend(args.iter().cloned());
         let log_file = fs::File::create(log).expect("create daemon log");
         let child = Command::new("/usr/bin/nsenter")
             .args(&full)
+            .env("COVE_DAEMON_CGROUPS", procs.join(" "))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("dup log"))
             .stderr(log_file)
@@ -165,6 +179,29 @@ exec sleep 3600",
         }
     }
 
+    /// The daemon's (and its shims') cgroup, below the test's parent.
+    pub fn daemon_cgroup(&self) -> String {
+        format!("{}/daemon", self.cgroup.path)
+    }
+
+    /// The processes of the world (daemon, shims, containers) whose cgroup
+    /// in some hierarchy is not below the test's parent, as "PID COMM:
+    /// LINE" (none is expected: the supervisor's cgroup must not get them).
+    pub fn processes_outside_the_test_cgroup(&self) -> Vec<String> {
+        let mut outside = Vec::new();
+        for pid in self.processes_in_netns() {
+            let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            for line in cgroups.lines() {
+                let path = line.splitn(3, ':').nth(2).unwrap_or("");
+                if !path.starts_with(&self.cgroup.path) {
+                    outside.push(format!("{pid} {}: {line}", comm.trim()));
+                }
+            }
+        }
+        outside
+    }
+
     /// Pids of the processes in the world's network namespace but the
     /// holder.
     fn processes_in_netns(&self) -> Vec<i32> {
@@ -186,6 +223,34 @@ exec sleep 3600",
         }
         pids
     }
+}
+
+/// Makes the cgroup `path` in every hierarchy (v1 cpuset levels get their
+/// parent's cpus and mems, or no task could join) and returns the
+/// cgroup.procs files.
+fn make_cgroup(path: &str) -> Vec<String> {
+    let mut procs = Vec::new();
+    for hierarchy in cgroup_hierarchies() {
+        let mut dir = hierarchy.clone();
+        for part in path.trim_start_matches('/').split('/') {
+            let parent = dir.clone();
+            dir = dir.join(part);
+            if !dir.exists() {
+                fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            }
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let Ok(mine) = fs::read_to_string(dir.join(file)) else {
+                    continue;
+                };
+                if mine.trim().is_empty() {
+                    let theirs = fs::read_to_string(parent.join(file)).unwrap_or_default();
+                    let _ = fs::write(dir.join(file), theirs.trim());
+                }
+            }
+        }
+        procs.push(dir.join("cgroup.procs").display().to_string());
+    }
+    procs
 }
 
 /// SIGTERM to a child of ours, SIGKILL after `grace`.
