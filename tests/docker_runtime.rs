@@ -1,5 +1,5 @@
 //! docker drives cove-oci unmodified: dockerd with `--add-runtime
-//! cove=<cove-oci>` (the runc v2 shim of the containerd that dockerd runs,
+//! cove=<cove-oci>` or daemon.json's "runtimes" (the runc v2 shim of the containerd that dockerd runs,
 //! with BinaryName cove-oci), an image from `docker load` of a
 //! docker-archive tarball of the busybox rootfs, then `docker run
 //! --runtime cove` (in the foreground, -d, -t), `docker exec` (also -t),
@@ -44,6 +44,10 @@ impl Docker {
     /// with cove-oci as runtime "cove" and the image loaded. Or a SKIP line
     /// and None.
     fn new(test: &str) -> Option<Docker> {
+        Docker::start(test, RuntimeFrom::Flag)
+    }
+
+    fn start(test: &str, runtime_from: RuntimeFrom) -> Option<Docker> {
         let env = prerequisites_with_runc(test)?;
         if in_vm_lane() {
             skip(
@@ -67,7 +71,13 @@ impl Docker {
         let mut world = World::new(test);
         let socket = world.tmp.join("docker.sock");
         let config = world.tmp.join("daemon.json");
-        write_file(&config, "{}\n").expect("write daemon.json");
+        let daemon_json = match runtime_from {
+            RuntimeFrom::Flag => serde_json::json!({}),
+            RuntimeFrom::DaemonJson => serde_json::json!({
+                "runtimes": {"cove": {"path": env.bin.display().to_string()}}
+            }),
+        };
+        write_file(&config, &format!("{daemon_json:#}\n")).expect("write daemon.json");
         let args: Vec<String> = [
             "--config-file".to_string(),
             config.display().to_string(),
@@ -92,10 +102,15 @@ impl Docker {
             "native.cgroupdriver=cgroupfs".into(),
             "--cgroup-parent".into(),
             world.cgroup.path.clone(),
-            "--add-runtime".into(),
-            format!("cove={}", env.bin.display()),
         ]
         .into();
+        let mut args = args;
+        if let RuntimeFrom::Flag = runtime_from {
+            args.extend([
+                "--add-runtime".into(),
+                format!("cove={}", env.bin.display()),
+            ]);
+        }
         let log = world.tmp.join("dockerd.log");
         world.start_daemon(&dockerd.display().to_string(), &args, &log, &socket);
         let this = Docker {
@@ -141,6 +156,14 @@ impl Docker {
             })
             .count()
     }
+}
+
+/// Where dockerd learns of the runtime "cove".
+enum RuntimeFrom {
+    /// `--add-runtime cove=PATH`
+    Flag,
+    /// `"runtimes": {"cove": {"path": PATH}}` in daemon.json
+    DaemonJson,
 }
 
 const RUNTIMES: [&str; 2] = ["runc", "cove"];
@@ -359,7 +382,8 @@ fn docker_tty_run_and_exec_go_through_the_console_socket_as_under_runc() {
 #[test]
 fn docker_failing_starts_show_the_runtime_error_text_and_exit_codes_as_under_runc() {
     let test = "docker_failing_starts_show_the_runtime_error_text_and_exit_codes_as_under_runc";
-    let Some(docker) = Docker::new(test) else {
+    // This dockerd has cove from daemon.json (the others from the flag).
+    let Some(docker) = Docker::start(test, RuntimeFrom::DaemonJson) else {
         return;
     };
     // docker reads the runtime's JSON log through the shim and turns the
