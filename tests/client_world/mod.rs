@@ -352,6 +352,7 @@ pub fn find_bin(candidates: &[&str]) -> Option<PathBuf> {
 }
 
 /// Compares what each runtime showed, runc first, and returns cove-oci's.
+#[track_caller]
 pub fn same_as_runc(test: &str, runc_seen: &str, ours: &str) -> String {
     assert_same_as_runc(test, runc_seen, ours, "");
     ours.to_string()
