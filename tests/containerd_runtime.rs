@@ -279,7 +279,7 @@ fn ctr_detached_task_exec_metrics_kill_delete_as_under_runc() {
         s.push_str(&metrics_summary(&metrics));
         let cg_procs = cgroup_dirs_for(&ctrd.cgroup_of(&id))
             .into_iter()
-            .filter(|d| d.starts_with("/sys/fs/cgroup/pids"))
+            .filter(|d| d.join("pids.current").exists())
             .map(|d| {
                 std::fs::read_to_string(d.join("cgroup.procs"))
                     .unwrap_or_default()

@@ -214,7 +214,13 @@ fn docker_run_in_the_foreground_sees_what_it_sees_under_runc() {
     for want in [
         "hello\n",
         "uid=0(root) gid=0(root)",
-        "\n<parent>/<id>\n",
+        // On a pure cgroup v2 host docker gives a container a cgroup
+        // namespace of its own.
+        if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            "\n/\n"
+        } else {
+            "\n<parent>/<id>\n"
+        },
         "nofile 1024:1024 nproc 1024:1024\n",
         // docker's default seccomp profile, applied by the runtime.
         "Seccomp:\t2\n",
