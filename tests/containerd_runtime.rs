@@ -39,9 +39,12 @@ impl Containerd {
     fn new(test: &str) -> Option<Containerd> {
         let env = prerequisites_with_runc(test)?;
         if in_vm_lane() {
+            // Seen in the VM lane's one run: ctr failed on the guest's
+            // XDG_RUNTIME_DIR (cleared since, not re-run there) and each test
+            // took minutes under emulation; the host lane covers containerd.
             skip(
                 test,
-                "the VM guest has no containerd (the host lane covers containerd)",
+                "containerd is not exercised in the VM lane yet (the host lane covers it)",
             );
             return None;
         }
@@ -199,6 +202,23 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     }
 }
 
+/// ctr now and then shows none of a short-lived process's output (its
+/// fifo copy races the exit), under runc as under cove-oci: seen once in
+/// 30 parallel `ctr run`s with runc. A silent run is played once more,
+/// under `NAME-again`; returns its output and the name used.
+fn twice_if_silent(name: &str, mut play: impl FnMut(&str) -> Out) -> (Out, String) {
+    let out = play(name);
+    if !out.stdout.trim().is_empty() {
+        return (out, name.to_string());
+    }
+    eprintln!(
+        "NOTE: ctr showed no output for {name} (exit code {}); once more",
+        out.code
+    );
+    let again = format!("{name}-again");
+    (play(&again), again)
+}
+
 fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -217,9 +237,10 @@ fn ctr_run_in_the_foreground_sees_what_it_sees_under_runc() {
                   cut -d' ' -f2,3 /proc/self/mounts; ls /; exit 3";
     let mut seen = Vec::new();
     for (label, runtime) in ctrd.runtimes() {
-        let id = format!("fg-{label}");
-        let args = ctrd.run_args(&runtime, &["--rm"], &id, &["sh", "-c", script]);
-        let out = ctrd.ctr(&as_strs(&args));
+        let (out, id) = twice_if_silent(&format!("fg-{label}"), |id| {
+            let args = ctrd.run_args(&runtime, &["--rm"], id, &["sh", "-c", script]);
+            ctrd.ctr(&as_strs(&args))
+        });
         let text = observed(&out).replace(&ctrd.cgroup_of(&id), "<cgroup>");
         seen.push(format!(
             "{text}containers left: {}\ncgroup left: {}\n",
@@ -257,16 +278,18 @@ fn ctr_detached_task_exec_metrics_kill_delete_as_under_runc() {
         let run = ctrd.ctr(&as_strs(&args));
         s.push_str(&format!("run -d exit code: {}\n", run.code));
         s.push_str(&format!("status: {}\n", ctrd.wait_status(&id, "RUNNING")));
-        let exec = ctrd.ctr(&[
-            "task",
-            "exec",
-            "--exec-id",
-            "e1",
-            &id,
-            "sh",
-            "-c",
-            "echo pid1 $(cat /proc/1/comm); echo exec ok; exit 4",
-        ]);
+        let (exec, _) = twice_if_silent("e1", |exec_id| {
+            ctrd.ctr(&[
+                "task",
+                "exec",
+                "--exec-id",
+                exec_id,
+                &id,
+                "sh",
+                "-c",
+                "echo pid1 $(cat /proc/1/comm); echo exec ok; exit 4",
+            ])
+        });
         s.push_str(&format!("exec:\n{}", observed(&exec)));
         let missing = ctrd.ctr(&["task", "exec", "--exec-id", "e2", &id, "/no/such"]);
         s.push_str(&format!("exec of a missing binary: {}\n", missing.code));
@@ -378,27 +401,33 @@ fn ctr_tty_run_and_exec_go_through_the_console_socket_as_under_runc() {
     for (label, runtime) in ctrd.runtimes() {
         let mut s = String::new();
         let fg = format!("tty-{label}");
-        let args = ctrd.run_args(&runtime, &["--rm", "-t"], &fg, &["sh", "-c", probe]);
-        let out = ctrd.ctr_on_tty(&as_strs(&args));
+        let (out, fg) = twice_if_silent(&fg, |id| {
+            let args = ctrd.run_args(&runtime, &["--rm", "-t"], id, &["sh", "-c", probe]);
+            ctrd.ctr_on_tty(&as_strs(&args))
+        });
         s.push_str(&format!("run -t:\n{}", observed(&out)));
         let bg = format!("ttybg-{label}");
         let args = ctrd.run_args(&runtime, &["-d", "-t"], &bg, &["sleep", "60"]);
         let out = ctrd.ctr_on_tty(&as_strs(&args));
         s.push_str(&format!("run -d -t exit code: {}\n", out.code));
         s.push_str(&format!("status: {}\n", ctrd.wait_status(&bg, "RUNNING")));
-        let out = ctrd.ctr_on_tty(&[
-            "task",
-            "exec",
-            "-t",
-            "--exec-id",
-            "t1",
-            &bg,
-            "sh",
-            "-c",
-            probe,
-        ]);
+        let (out, _) = twice_if_silent("t1", |exec_id| {
+            ctrd.ctr_on_tty(&[
+                "task",
+                "exec",
+                "-t",
+                "--exec-id",
+                exec_id,
+                &bg,
+                "sh",
+                "-c",
+                probe,
+            ])
+        });
         s.push_str(&format!("exec -t:\n{}", observed(&out)));
-        let out = ctrd.ctr(&["task", "exec", "--exec-id", "t2", &bg, "sh", "-c", probe]);
+        let (out, _) = twice_if_silent("t2", |exec_id| {
+            ctrd.ctr(&["task", "exec", "--exec-id", exec_id, &bg, "sh", "-c", probe])
+        });
         s.push_str(&format!("exec without -t:\n{}", observed(&out)));
         ctrd.ctr(&["task", "kill", "-s", "KILL", &bg]).assert_ok();
         s.push_str(&format!(

@@ -90,6 +90,9 @@ exec sleep 3600",
         self.tmp.join(name).display().to_string()
     }
 
+    /// nsenter's arguments to run `program` in the world. Without
+    /// XDG_RUNTIME_DIR: the world's /run has no /run/user/N, and ctr would
+    /// make its temp dirs there.
     fn nsenter_args(&self, program: &str) -> Vec<String> {
         vec![
             "--target".into(),
@@ -97,6 +100,9 @@ exec sleep 3600",
             "--mount".into(),
             "--net".into(),
             "--".into(),
+            "env".into(),
+            "-u".into(),
+            "XDG_RUNTIME_DIR".into(),
             program.into(),
         ]
     }
