@@ -285,13 +285,14 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
             .unwrap_or(false)
     };
     if arg0.contains('/') {
-        // Go's exec.LookPath words (runc's): shims and docker map "no such
-        // file or directory" to 127 and "permission denied" to 126.
+        // The words are runc's and the errno's own (lower case): clients
+        // read them, e.g. docker answers 127 for "no such file or
+        // directory" and 126 for "permission denied".
         let p = PathBuf::from(arg0);
         return match std::fs::metadata(&p) {
             Err(e) => Err(Error::InvalidConfig(format!(
                 "exec: {arg0:?}: stat {arg0}: {}",
-                io_text(&e)
+                errno_words(&e)
             ))),
             Ok(_) if is_exec(&p) => Ok(p),
             Ok(_) => Err(Error::InvalidConfig(format!(
@@ -313,9 +314,9 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
         })
 }
 
-/// An io error as Go prints an errno: "no such file or directory", not
-/// Rust's "No such file or directory (os error 2)".
-fn io_text(e: &std::io::Error) -> String {
+/// An I/O error as strerror words in lower case, without Rust's
+/// "(os error N)" suffix.
+fn errno_words(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
         None => e.to_string(),
@@ -342,5 +343,46 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
     match run() {
         Err(e) => e,
         Ok(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod find_executable_tests {
+    use super::find_executable;
+
+    #[test]
+    fn a_missing_path_says_no_such_file_or_directory_as_runc() {
+        let e = find_executable("/no/such/binary", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                r#"exec: "/no/such/binary": stat /no/such/binary: no such file or directory"#
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_exec_bits_says_permission_denied() {
+        let file = std::env::temp_dir().join(format!("cove-noexec-{}", std::process::id()));
+        std::fs::write(&file, "#!/bin/sh\n").unwrap();
+        let arg0 = file.display().to_string();
+        let e = find_executable(&arg0, &[]).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            e.contains(&format!("exec: {arg0:?}: permission denied")),
+            "{e}"
+        );
+        let e = find_executable("/etc", &[]).unwrap_err().to_string();
+        assert!(e.contains("permission denied"), "{e}");
+    }
+
+    #[test]
+    fn a_name_missing_from_path_says_not_found_in_path() {
+        let env = vec!["PATH=/nonexistent-dir".to_string()];
+        let e = find_executable("nosuchcmd", &env).unwrap_err().to_string();
+        assert!(e.contains("executable file not found in $PATH"), "{e}");
+        assert!(find_executable("sh", &["PATH=/bin".into()]).is_ok());
     }
 }
