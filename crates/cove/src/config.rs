@@ -262,7 +262,7 @@ impl Bytes {
 }
 
 impl fmt::Display for Bytes {
-    #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; the workspace supports 1.75
+    #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; the workspace supports 1.85
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
             let unit = 1u64 << shift;

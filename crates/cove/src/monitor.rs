@@ -189,16 +189,14 @@ fn monitor_main(launch: &Launch, lock: Lock, mut readiness: Readiness) -> ! {
 
 /// `cove start --foreground`: the monitor in this process; returns the
 /// exit code for the CT's end.
-#[allow(clippy::manual_inspect)] // inspect_err needs Rust 1.76; the workspace supports 1.75
 pub fn run_foreground(launch: &Launch, lock: Lock) -> Result<i32> {
     crate::systemd::notify_status(&format!("Starting CT {}", launch.ctid));
-    run_rebooting(launch, lock, &mut Readiness::Foreground).map_err(|e| {
+    run_rebooting(launch, lock, &mut Readiness::Foreground).inspect_err(|e| {
         crate::systemd::notify_status(&format!(
             "CT {} did not start: {}",
             launch.ctid,
             e.one_line()
         ));
-        e
     })
 }
 
@@ -442,8 +440,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     // answered the stop signal with a reboot.
     let record = MonitorRecord::read(&ct.monitor);
     let stopped_by_command = record.is_none();
-    #[allow(clippy::unnecessary_map_or)] // is_none_or needs Rust 1.82; the workspace supports 1.75
-    let mine = record.map_or(true, |m| m.pid == std::process::id() as i32);
+    let mine = record.is_none_or(|m| m.pid == std::process::id() as i32);
     if mine {
         if let Err(e) = lifecycle::teardown(&ct, ctid) {
             log(&format!("teardown: {}", e.one_line()));
