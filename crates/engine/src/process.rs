@@ -276,7 +276,11 @@ fn home_of(uid: u32) -> Option<String> {
     })
 }
 
-/// Finds args[0] as execvp would, with the container's PATH.
+/// Finds args[0] as execvp would, with the container's PATH. The errors
+/// read as runc's (Go's `exec.LookPath`), because its clients sort them by
+/// their words: podman and docker answer "no such file or directory" and
+/// "executable file not found" with exit code 127 and "permission denied"
+/// with 126.
 pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let is_exec = |p: &Path| {
@@ -286,12 +290,16 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     };
     if arg0.contains('/') {
         let p = PathBuf::from(arg0);
-        return if is_exec(&p) {
-            Ok(p)
-        } else {
-            Err(Error::InvalidConfig(format!(
-                "exec: {arg0:?}: no such executable file"
-            )))
+        return match std::fs::metadata(&p) {
+            Err(e) => Err(Error::InvalidConfig(format!(
+                "exec: {arg0:?}: stat {arg0}: {}",
+                errno_text(&e)
+            ))),
+            Ok(_) if is_exec(&p) => Ok(p),
+            // A directory or a file without an execute bit.
+            Ok(_) => Err(Error::InvalidConfig(format!(
+                "exec: {arg0:?}: permission denied"
+            ))),
         };
     }
     let path = env
@@ -306,6 +314,20 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
                 "exec: {arg0:?}: executable file not found in $PATH"
             ))
         })
+}
+
+/// An errno's text as Go prints it: the C library's, first letter lower
+/// ("no such file or directory").
+fn errno_text(e: &std::io::Error) -> String {
+    let text = match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>> {
@@ -328,5 +350,49 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
     match run() {
         Err(e) => e,
         Ok(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(arg0: &str) -> String {
+        find_executable(arg0, &["PATH=/nonexistent-dir".to_string()])
+            .expect_err(arg0)
+            .to_string()
+    }
+
+    #[test]
+    fn find_executable_words_its_errors_as_runc_does() {
+        assert!(
+            message("/nonexistent/x").ends_with(
+                "exec: \"/nonexistent/x\": stat /nonexistent/x: no such file or directory"
+            ),
+            "{}",
+            message("/nonexistent/x")
+        );
+        assert!(
+            message("/etc/passwd/x")
+                .ends_with("exec: \"/etc/passwd/x\": stat /etc/passwd/x: not a directory"),
+            "{}",
+            message("/etc/passwd/x")
+        );
+        for not_executable in ["/etc/passwd", "/"] {
+            let m = message(not_executable);
+            assert!(
+                m.ends_with(&format!("exec: \"{not_executable}\": permission denied")),
+                "{m}"
+            );
+        }
+        let m = message("sh");
+        assert!(
+            m.ends_with("exec: \"sh\": executable file not found in $PATH"),
+            "{m}"
+        );
+        assert_eq!(
+            find_executable("/bin/sh", &[]).ok(),
+            Some(PathBuf::from("/bin/sh"))
+        );
     }
 }
