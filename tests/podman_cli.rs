@@ -302,6 +302,23 @@ fn podman_detached_logs_top_stats_exec_kill_pause_restart_stop_as_runc() {
             ],
         );
         seen.push_str(&format!("exec:\n{}", observed(&exec)));
+        // `podman update` hands the runtime new resources (`update
+        // --resources FILE`); the container reads them from its cgroup.
+        let update = podman.podman_with(&rt, &["update", "--memory", "32m", "--cpus", "0.25", &name]);
+        let limits = podman.podman_with(
+            &rt,
+            &[
+                "exec",
+                &name,
+                "sh",
+                "-c",
+                "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then \
+                 cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max; else \
+                 cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+                 echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us); fi",
+            ],
+        );
+        seen.push_str(&format!("update: {}, then {}", update.code, observed(&limits)));
         let kill = podman.podman_with(&rt, &["kill", "--signal", "USR1", &name]);
         seen.push_str(&format!("kill USR1: {}\n", kill.code));
         let logs = logs_with(&podman, &rt, &name, "got-usr1", 1);
@@ -361,6 +378,7 @@ fn podman_detached_logs_top_stats_exec_kill_pause_restart_stop_as_runc() {
          N           root        sleep 1000 \nexit code: 0\n\
          stats: pids 2, limit 67.11MB, exit code 0\n\
          exec:\nsh\nexec ok\nexit code: 4\n\
+         update: 0, then 33554432\n25000 100000\nexit code: 0\n\
          kill USR1: 0\ngot usr1: true\n\
          paused: paused FROZEN\nunpaused: running THAWED\n\
          restart: 0\n\
