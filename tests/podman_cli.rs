@@ -8,7 +8,9 @@
 //! what broke.
 //!
 //! podman's own world for each test (storage, mount namespace, cgroup
-//! parent under /cove-test): tests/support/podman.rs.
+//! parent under /cove-test): tests/support/podman.rs. The VM lane (pure
+//! cgroup v2, software emulation) runs the limits test only; the others
+//! print a SKIP line there (see `Podman::new_host_lane`).
 
 #[path = "support/podman.rs"]
 mod podman;
@@ -94,7 +96,7 @@ fn cgroups_kept_under(pid: &str, parent: &str) -> Result<(), String> {
 #[test]
 fn podman_run_rm_exit_code_env_user_workdir_read_only_as_runc() {
     let test = "podman_run_rm_exit_code_env_user_workdir_read_only_as_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     let ours = podman.compare(test, |label, runtime| {
@@ -174,7 +176,7 @@ fn podman_run_rm_exit_code_env_user_workdir_read_only_as_runc() {
 #[test]
 fn podman_tty_run_and_exec_through_the_console_socket_as_runc() {
     let test = "podman_tty_run_and_exec_through_the_console_socket_as_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     let script = "tty; test -t 0 && echo stdin is a tty; test -t 1 && echo stdout is a tty; \
@@ -221,7 +223,7 @@ fn podman_tty_run_and_exec_through_the_console_socket_as_runc() {
 #[test]
 fn podman_detached_logs_top_stats_exec_kill_pause_restart_stop_as_runc() {
     let test = "podman_detached_logs_top_stats_exec_kill_pause_restart_stop_as_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     // sh as PID 1 only gets the signals it handles; `wait` returns when a
@@ -440,7 +442,7 @@ echo tasks $n
 #[test]
 fn podman_cap_add_cap_drop_and_seccomp_profiles_as_runc() {
     let test = "podman_cap_add_cap_drop_and_seccomp_profiles_as_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     // A profile that allows everything but mkdir/mkdirat (EPERM) and
@@ -523,7 +525,7 @@ fn podman_cap_add_cap_drop_and_seccomp_profiles_as_runc() {
 #[test]
 fn podman_healthcheck_run_as_runc() {
     let test = "podman_healthcheck_run_as_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     let ours = podman.compare(test, |label, runtime| {
@@ -577,7 +579,7 @@ fn podman_healthcheck_run_as_runc() {
 #[test]
 fn podman_with_cove_oci_named_in_containers_conf_as_runc() {
     let test = "podman_with_cove_oci_named_in_containers_conf_as_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     let confs = [
@@ -636,7 +638,7 @@ fn podman_with_cove_oci_named_in_containers_conf_as_runc() {
 #[test]
 fn podman_failed_start_shows_the_runtimes_error_as_runc() {
     let test = "podman_failed_start_shows_the_runtimes_error_as_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     // Named in a containers.conf that lists them as writing runc's JSON

@@ -20,7 +20,7 @@ use support::*;
 #[test]
 fn podman_default_seccomp_profile_applies_under_cove_oci_as_under_runc() {
     let test = "podman_default_seccomp_profile_applies_under_cove_oci_as_under_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     let script = "grep Seccomp /proc/self/status; mkdir /tmp/x && echo ok";
@@ -47,7 +47,7 @@ fn podman_default_profile_gives_the_probe_the_same_answers_as_runc() {
     let Some(probe) = needs_seccomp_probe(test) else {
         return;
     };
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     let volume = format!("{}:/probe:ro", probe.parent().unwrap_or(&probe).display());
@@ -89,7 +89,7 @@ fn podman_default_profile_gives_the_probe_the_same_answers_as_runc() {
 #[test]
 fn podman_run_detached_exec_stop_rm_through_cove_oci_as_runc() {
     let test = "podman_run_detached_exec_stop_rm_through_cove_oci_as_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     // sh as PID 1 only gets the signals it handles: the trap makes `podman
