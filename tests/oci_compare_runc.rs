@@ -449,3 +449,42 @@ fn cgroup_namespace_root_matches_runc() {
         verbatim,
     );
 }
+
+/// A process that cannot be started fails with runc's words (Go's
+/// `exec.LookPath`) after the runtime's own prefix: podman and docker pick
+/// their exit code (127 not found, 126 permission denied) from those words.
+#[test]
+fn missing_or_unexecutable_process_fails_with_runcs_words() {
+    let test = "missing_or_unexecutable_process_fails_with_runcs_words";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    let Some(runc) = env.runc.clone() else { return };
+    for (arg0, words) in [
+        (
+            "/nonexistent",
+            "exec: \"/nonexistent\": stat /nonexistent: no such file or directory",
+        ),
+        ("/etc/passwd", "exec: \"/etc/passwd\": permission denied"),
+        ("/etc", "exec: \"/etc\": permission denied"),
+        (
+            "nonexistent",
+            "exec: \"nonexistent\": executable file not found in $PATH",
+        ),
+    ] {
+        let mut reference = Ct::with_bin(&env, test, &runc);
+        reference.args(&[arg0]);
+        reference.save_config();
+        let under_test = reference.twin(&env.bin);
+        for (label, ct) in [("runc", &reference), ("under test", &under_test)] {
+            let out = ct.run();
+            assert_ne!(out.code, 0, "{label}: {arg0} started:\n{out}");
+            // The text log format quotes the message: \" stands for ".
+            assert!(
+                out.stderr.replace("\\\"", "\"").contains(words),
+                "{label}: {arg0}: expected {words:?} in stderr:\n{out}"
+            );
+            let _ = ct.delete_force();
+        }
+    }
+}

@@ -4,254 +4,23 @@
 //! in each config.json), and `run -d`, `exec`, `stop` and `rm` work. Every
 //! scenario is played with `--runtime runc` first and must look the same.
 //!
-//! podman gets a world of its own, so that the test leaves nothing on the
-//! host: its storage in a temp directory (`--root`), its run root and
-//! tmpdir on the namespace's own /run (below), the vfs driver (no overlay mounts), cgroupfs
-//! (no systemd here) with every cgroup below a `--cgroup-parent` of the
-//! test's, a file events backend, no network, and a private mount
-//! namespace in which /run, /var/lib and /etc/containers are the test's
-//! own: podman keeps a blob cache in /var/lib/containers and netavark's
-//! files in /run/containers and /etc/containers/networks whatever its
-//! flags say, and the runtimes keep their state in /run/runc and
-//! /run/cove-oci (podman does not pass `--root` to them).
+//! podman's own world for each test (storage, mount namespace, cgroup
+//! parent): tests/support/podman.rs. The client suite (every command and
+//! option a user drives) is tests/podman_cli.rs.
 
+#[path = "support/podman.rs"]
+mod podman;
 mod support;
 
-use std::fs;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
+use podman::*;
 use support::*;
-
-const IMAGE: &str = "cove-test-busybox";
-const PODMAN_TIMEOUT: Duration = Duration::from_secs(60);
-/// podman's default ulimits are above this host's hard limits (no
-/// CAP_SYS_RESOURCE): runc fails on them too.
-const ULIMITS: [&str; 4] = [
-    "--ulimit",
-    "nofile=1024:1024",
-    "--ulimit",
-    "nproc=1024:1024",
-];
-
-fn podman_bin() -> Option<PathBuf> {
-    ["/usr/bin/podman", "/usr/local/bin/podman"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// One test's podman: its directories, the process holding its private
-/// mount namespace, its cgroup parent.
-struct Podman {
-    bin: PathBuf,
-    tmp: TempDir,
-    /// `unshare --mount ... sleep`: every podman command enters its mount
-    /// namespace (conmon, which podman leaves running, lives there too).
-    holder: Child,
-    cgroup: TestCgroupParent,
-    runc: PathBuf,
-    cove_oci: PathBuf,
-}
-
-impl Podman {
-    /// Root, podman, runc, cove-oci and the busybox rootfs, imported as
-    /// [`IMAGE`]; or a SKIP line and None.
-    fn new(test: &str) -> Option<Podman> {
-        let env = prerequisites_with_runc(test)?;
-        if in_vm_lane() {
-            // Seen: under the VM lane's emulated pure-v2 guest podman's run
-            // exits 127 for both checks; not investigated yet (the host lane
-            // covers podman on a hybrid host).
-            skip(test, "podman is not exercised in the VM lane yet");
-            return None;
-        }
-        let Some(bin) = podman_bin() else {
-            skip(test, "needs podman (apt-get install podman)");
-            return None;
-        };
-        if !Path::new("/etc/containers").is_dir() {
-            skip(
-                test,
-                "podman's /etc/containers is missing (apt-get install golang-github-containers-common)",
-            );
-            return None;
-        }
-        let tmp = TempDir::new(test);
-        let etc = tmp.join("etc-containers");
-        let copied = Command::new("cp")
-            .arg("-a")
-            .arg("/etc/containers/.")
-            .arg(&etc)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(copied, "cp -a /etc/containers {}", etc.display());
-        let holder = spawn_namespace_holder(&etc);
-        let podman = Podman {
-            bin,
-            tmp,
-            holder,
-            cgroup: TestCgroupParent::new(test),
-            runc: env.runc.clone()?,
-            cove_oci: env.bin.clone(),
-        };
-        let import = format!(
-            "tar -C {} -c . | {} import - {IMAGE}",
-            shell_quote(&env.rootfs.display().to_string()),
-            podman.global_flags().join(" ")
-        );
-        podman.in_namespace("sh", &["-c", &import]).assert_ok();
-        Some(podman)
-    }
-
-    fn dir(&self, name: &str) -> String {
-        self.tmp.join(name).display().to_string()
-    }
-
-    /// `podman` and the flags that keep it in this test's directories.
-    fn global_flags(&self) -> Vec<String> {
-        vec![
-            shell_quote(&self.bin.display().to_string()),
-            "--root".into(),
-            self.dir("root"),
-            // podman wants a run root under 50 characters; /run is the
-            // namespace's own tmpfs, gone with it.
-            "--runroot".into(),
-            "/run/podman".into(),
-            "--tmpdir".into(),
-            "/run/libpod".into(),
-            "--cgroup-manager".into(),
-            "cgroupfs".into(),
-            "--events-backend".into(),
-            "file".into(),
-            "--storage-driver".into(),
-            "vfs".into(),
-        ]
-    }
-
-    /// `PROGRAM ARGS...` inside the private mount namespace.
-    fn in_namespace(&self, program: &str, args: &[&str]) -> Out {
-        let mut full = vec![
-            "--target".to_string(),
-            self.holder.id().to_string(),
-            "--mount".into(),
-            "--".into(),
-            program.into(),
-        ];
-        full.extend(args.iter().map(|a| a.to_string()));
-        run_command(
-            Path::new("/usr/bin/nsenter"),
-            &full,
-            &self.tmp.path,
-            PODMAN_TIMEOUT,
-        )
-    }
-
-    /// `podman --runtime RUNTIME ARGS...`
-    fn podman(&self, runtime: &Path, args: &[&str]) -> Out {
-        let flags = self.global_flags();
-        let runtime = runtime.display().to_string();
-        let mut full: Vec<&str> = flags[1..].iter().map(String::as_str).collect();
-        full.extend(["--runtime", runtime.as_str()]);
-        full.extend_from_slice(args);
-        let bin = self.bin.display().to_string();
-        self.in_namespace(&bin, &full)
-    }
-
-    /// `podman run` options every container of the test gets.
-    fn run_options(&self) -> Vec<String> {
-        let mut opts = vec![
-            "--network".to_string(),
-            "none".into(),
-            "--cgroup-parent".into(),
-            self.cgroup.path.clone(),
-        ];
-        opts.extend(ULIMITS.iter().map(|s| s.to_string()));
-        opts
-    }
-
-    /// `podman run --rm OPTIONS EXTRA IMAGE COMMAND...`
-    fn run_rm(&self, runtime: &Path, extra: &[&str], command: &[&str]) -> Out {
-        let opts = self.run_options();
-        let mut args = vec!["run", "--rm"];
-        args.extend(opts.iter().map(String::as_str));
-        args.extend_from_slice(extra);
-        args.push(IMAGE);
-        args.extend_from_slice(command);
-        self.podman(runtime, &args)
-    }
-
-    /// The runtimes to compare, reference first.
-    fn runtimes(&self) -> [(&'static str, PathBuf); 2] {
-        [
-            ("runc", self.runc.clone()),
-            ("cove-oci", self.cove_oci.clone()),
-        ]
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let runc = self.runc.clone();
-        let _ = self.podman(&runc, &["rm", "--all", "--force", "--time", "0"]);
-        let _ = self.podman(&runc, &["rmi", "--all", "--force"]);
-        // Our own child: kill it by pid. Its namespace goes with the last
-        // process in it (conmon exits once its container is removed).
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-        // vfs layers may hold read-only directories; root removes them.
-        let _ = fs::remove_dir_all(&self.tmp.path);
-    }
-}
-
-/// `unshare --mount --propagation private` with the test's own /run,
-/// /var/lib and /etc/containers, then `sleep` to hold the namespace.
-fn spawn_namespace_holder(etc_containers: &Path) -> Child {
-    let script = format!(
-        "set -e
-mount -t tmpfs -o mode=0755 cove-test-run /run
-mount -t tmpfs -o mode=0755 cove-test-varlib /var/lib
-mount --bind {} /etc/containers
-echo ready
-exec sleep 3600",
-        shell_quote(&etc_containers.display().to_string())
-    );
-    let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("unshare: {e}"));
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut line);
-    }
-    if line.trim() != "ready" {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the mount namespace for podman could not be set up (see stderr)");
-    }
-    child
-}
-
-/// Output and exit code of each runtime, compared line by line with runc's.
-fn same_under_both(test: &str, seen: &[(String, String)]) -> String {
-    let (runc_label, runc_seen) = &seen[0];
-    let (_, ours) = &seen[1];
-    assert_eq!(runc_label, "runc");
-    assert_same_as_runc(test, runc_seen, ours, "");
-    ours.clone()
-}
 
 #[test]
 fn podman_default_seccomp_profile_applies_under_cove_oci_as_under_runc() {
     let test = "podman_default_seccomp_profile_applies_under_cove_oci_as_under_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     let script = "grep Seccomp /proc/self/status; mkdir /tmp/x && echo ok";
@@ -278,7 +47,7 @@ fn podman_default_profile_gives_the_probe_the_same_answers_as_runc() {
     let Some(probe) = needs_seccomp_probe(test) else {
         return;
     };
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     let volume = format!("{}:/probe:ro", probe.parent().unwrap_or(&probe).display());
@@ -320,7 +89,7 @@ fn podman_default_profile_gives_the_probe_the_same_answers_as_runc() {
 #[test]
 fn podman_run_detached_exec_stop_rm_through_cove_oci_as_runc() {
     let test = "podman_run_detached_exec_stop_rm_through_cove_oci_as_runc";
-    let Some(podman) = Podman::new(test) else {
+    let Some(podman) = Podman::new_host_lane(test) else {
         return;
     };
     // sh as PID 1 only gets the signals it handles: the trap makes `podman
@@ -389,14 +158,6 @@ fn podman_run_detached_exec_stop_rm_through_cove_oci_as_runc() {
     );
     // Everything podman made below our cgroup parent is gone but conmon's
     // own cgroup (podman leaves it; the guard removes it).
-    let left: Vec<PathBuf> = podman
-        .cgroup
-        .dirs()
-        .into_iter()
-        .filter(|d| {
-            d.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libpod-"))
-        })
-        .collect();
+    let left = podman.container_cgroups_left();
     assert!(left.is_empty(), "container cgroups left: {left:?}");
 }
