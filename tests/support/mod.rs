@@ -1873,39 +1873,51 @@ pub const PROBE_IN_CT: &str = "/run/seccomp-probe";
 /// the source is newer). Err says what is missing (a C compiler, libc.a).
 pub fn seccomp_probe() -> &'static Result<PathBuf, String> {
     static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let source = workspace_root().join("tests/seccomp-probe.c");
-        let dir = workspace_root().join("target/test-probes/seccomp-probe");
-        let bin = dir.join("seccomp-probe");
-        let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
-        if let (Some(built), Some(src)) = (mtime(&bin), mtime(&source)) {
-            if built >= src {
-                return Ok(bin);
-            }
+    PROBE.get_or_init(|| static_probe("seccomp-probe"))
+}
+
+/// `tests/sd-notify.c` built static: `sd-notify LINE...` sends the lines as
+/// one datagram to `$NOTIFY_SOCKET`, as sd_notify(3) (busybox has no
+/// AF_UNIX datagram client). Each probe sits alone in its directory, so
+/// that the directory can be bound into a container.
+pub fn notify_probe() -> &'static Result<PathBuf, String> {
+    static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PROBE.get_or_init(|| static_probe("sd-notify"))
+}
+
+/// `tests/NAME.c` built static into `target/test-probes/NAME/NAME`, once.
+fn static_probe(name: &str) -> Result<PathBuf, String> {
+    let source = workspace_root().join(format!("tests/{name}.c"));
+    let dir = workspace_root().join(format!("target/test-probes/{name}"));
+    let bin = dir.join(name);
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(src)) = (mtime(&bin), mtime(&source)) {
+        if built >= src {
+            return Ok(bin);
         }
-        fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-        // Built beside the final name and renamed: a concurrent test binary
-        // sees the old probe or the new one, never half of one.
-        let scratch = dir.join(format!(".seccomp-probe.{}", std::process::id()));
-        let out = Command::new("cc")
-            .args(["-static", "-O2", "-Wall", "-o"])
-            .arg(&scratch)
-            .arg(&source)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cc: {e} (apt-get install build-essential)"))?;
-        if !out.status.success() {
-            let _ = fs::remove_file(&scratch);
-            return Err(format!(
-                "cc -static {} failed (needs libc6-dev for libc.a):\n{}",
-                source.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        fs::rename(&scratch, &bin)
-            .map_err(|e| format!("rename {} -> {}: {e}", scratch.display(), bin.display()))?;
-        Ok(bin)
-    })
+    }
+    fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    // Built beside the final name and renamed: a concurrent test binary
+    // sees the old probe or the new one, never half of one.
+    let scratch = dir.join(format!(".{name}.{}", std::process::id()));
+    let out = Command::new("cc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(&scratch)
+        .arg(&source)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cc: {e} (apt-get install build-essential)"))?;
+    if !out.status.success() {
+        let _ = fs::remove_file(&scratch);
+        return Err(format!(
+            "cc -static {} failed (needs libc6-dev for libc.a):\n{}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    fs::rename(&scratch, &bin)
+        .map_err(|e| format!("rename {} -> {}: {e}", scratch.display(), bin.display()))?;
+    Ok(bin)
 }
 
 /// The probe's host path, or a SKIP line and None when it cannot be built.
