@@ -1713,6 +1713,85 @@ impl Drop for CoveEnv {
     }
 }
 
+/// `cove console CTID` attached from a test: what the console shows is
+/// gathered by a thread; `type_in` writes to it; `detach` sends Ctrl-].
+pub struct ConsoleClient {
+    child: std::process::Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    stdin: std::process::ChildStdin,
+    stderr: std::process::ChildStderr,
+    /// What the client printed on stderr once connected ("Connected ...").
+    pub banner: Vec<u8>,
+}
+
+impl ConsoleClient {
+    /// Spawns `cove console CTID` and waits for its banner.
+    pub fn attach(env: &CoveEnv, ctid: &str) -> ConsoleClient {
+        use std::io::Read;
+        let mut child = env
+            .command(&["console", ctid])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cove console");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().expect("stdout");
+        let sink = std::sync::Arc::clone(&seen);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let mut stderr = child.stderr.take().expect("stderr");
+        // The client prints this once it is connected.
+        let mut banner = vec![0u8; 20];
+        stderr.read_exact(&mut banner).expect("console banner");
+        let stdin = child.stdin.take().expect("stdin");
+        ConsoleClient {
+            child,
+            seen,
+            reader: Some(reader),
+            stdin,
+            stderr,
+            banner,
+        }
+    }
+
+    /// Everything the console showed so far.
+    pub fn shown(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Whether `what` shows within `timeout`.
+    pub fn shows(&self, what: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.shown().contains(what))
+    }
+
+    pub fn type_in(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).expect("type on the console");
+    }
+
+    /// Ctrl-], then waits for the client: its exit status and the rest of
+    /// its stderr.
+    pub fn detach(mut self) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        self.type_in(&[0x1d]);
+        let status = self.child.wait().expect("wait for cove console");
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let mut rest = String::new();
+        let _ = self.stderr.read_to_string(&mut rest);
+        (status, rest)
+    }
+}
+
 /// Polls `f` every 20 ms until it holds or `timeout` passes; its last answer.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
