@@ -78,6 +78,12 @@ pub fn teardown(ct: &CtPaths, ctid: &Ctid) -> Result<()> {
         &ct.console_sock,
         &mut first,
     );
+    // A killed monitor's notify socket (a systemd CT under a unit).
+    remove_if_there(
+        std::fs::remove_file(&ct.notify_sock),
+        &ct.notify_sock,
+        &mut first,
+    );
     remove_if_there(std::fs::remove_file(&ct.monitor), &ct.monitor, &mut first);
     first.map_or(Ok(()), Err)
 }

@@ -351,7 +351,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
         && crate::systemd::has_notify_socket()
         && crate::systemd::init_is_systemd(&ct.rootfs, &init.path)
     {
-        Some(crate::systemd::CtNotify::bind(&ct.run.join("notify"))?)
+        Some(crate::systemd::CtNotify::bind(&ct.notify_sock)?)
     } else {
         None
     };
