@@ -346,8 +346,10 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     net::files::write(&ct.rootfs, &launch.cfg.hostname, &launch.cfg.net)?;
     let init = template::init_of(launch.cfg, &launch.template.manifest, &ct.rootfs);
     // A CT whose init is systemd, run by a unit: ready when its systemd
-    // says so, through a notify socket of ours bound into it.
+    // says so, through a notify socket of ours bound into it. Not for a
+    // restored CT: its systemd booted (and said READY=1) before the dump.
     let mut ct_notify = if foreground
+        && launch.restore_from.is_none()
         && crate::systemd::has_notify_socket()
         && crate::systemd::init_is_systemd(&ct.rootfs, &init.path)
     {
