@@ -23,10 +23,17 @@ pub struct ExecOptions {
 }
 
 /// The order of setns: user first (it grants the rights for the rest),
-/// mount last among those the child joins.
-const CHILD_JOINS: [LinuxNamespaceType; 2] = [LinuxNamespaceType::User, LinuxNamespaceType::Mount];
-const PARENT_JOINS: [LinuxNamespaceType; 6] = [
+/// mount last among those the child joins. The cgroup namespace is joined
+/// by the child, after clone3 put it into the container's cgroup: on a
+/// cgroup2 mount with `nsdelegate` (systemd's, when it is PID 1) the
+/// kernel refuses CLONE_INTO_CGROUP with ENOENT to a caller whose cgroup
+/// namespace does not hold the cgroup it comes from.
+const CHILD_JOINS: [LinuxNamespaceType; 3] = [
+    LinuxNamespaceType::User,
     LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Mount,
+];
+const PARENT_JOINS: [LinuxNamespaceType; 5] = [
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,
     LinuxNamespaceType::Network,
