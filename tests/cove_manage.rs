@@ -18,9 +18,6 @@ const MIB: u64 = 1 << 20;
 /// runs on; a stopped CT has no console (exit 31).
 #[test]
 fn console_attaches_relays_both_ways_and_detaches_on_ctrl_bracket() {
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
-
     let Some(env) = CoveEnv::with_busybox("console_attach") else {
         return;
     };
@@ -37,36 +34,12 @@ fn console_attaches_relays_both_ways_and_detaches_on_ctrl_bracket() {
     ])
     .assert_ok();
 
-    let mut client = env
-        .command(&["console", &ctid])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn cove console");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut stdout = client.stdout.take().expect("stdout");
-    let sink = Arc::clone(&seen);
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let mut stderr = client.stderr.take().expect("stderr");
-    // The client prints this once it is connected.
-    let mut banner = [0u8; 20];
-    stderr.read_exact(&mut banner).expect("console banner");
-    assert!(banner.starts_with(b"Connected"), "{banner:?}");
-    let shown = |what: &str| {
-        wait_until(Duration::from_secs(60), || {
-            String::from_utf8_lossy(&seen.lock().unwrap()).contains(what)
-        })
-    };
-
+    let mut client = ConsoleClient::attach(&env, &ctid);
+    assert!(
+        client.banner.starts_with(b"Connected"),
+        "{:?}",
+        client.banner
+    );
     env.cmd(&[
         "exec",
         &ctid,
@@ -76,44 +49,25 @@ fn console_attaches_relays_both_ways_and_detaches_on_ctrl_bracket() {
     ])
     .assert_ok();
     assert!(
-        shown("from-the-ct-42"),
+        client.shows("from-the-ct-42", Duration::from_secs(60)),
         "console output did not reach the client: {:?}",
-        String::from_utf8_lossy(&seen.lock().unwrap())
+        client.shown()
     );
-    let mut stdin = client.stdin.take().expect("stdin");
-    stdin.write_all(b"typed-on-the-host\n").expect("type");
+    client.type_in(b"typed-on-the-host\n");
     assert!(
         wait_until(Duration::from_secs(60), || {
             env.cmd(&["exec", &ctid, "cat", "/tmp/typed"]).stdout.trim() == "typed-on-the-host"
         }),
         "what was typed did not reach the CT's console"
     );
-    stdin.write_all(&[0x1d]).expect("Ctrl-]");
-    let status = client.wait().expect("wait for cove console");
-    let _ = reader.join();
-    let mut rest = String::new();
-    let _ = stderr.read_to_string(&mut rest);
+    let (status, rest) = client.detach();
     assert!(status.success(), "cove console: {status}: {rest}");
     assert!(rest.contains("Detached"), "{rest}");
     assert_eq!(env.status_json(&ctid)["status"], "running");
 
     // vzctl's keys: Esc then `.`, here typed in two writes.
-    let mut client = env
-        .command(&["console", &ctid])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn cove console");
-    let mut stderr = client.stderr.take().expect("stderr");
-    stderr.read_exact(&mut banner).expect("console banner");
-    let mut stdin = client.stdin.take().expect("stdin");
-    stdin.write_all(&[0x1b]).expect("Esc");
-    std::thread::sleep(Duration::from_millis(100));
-    stdin.write_all(b".").expect(".");
-    let status = client.wait().expect("wait for cove console");
-    let mut rest = String::new();
-    let _ = stderr.read_to_string(&mut rest);
+    let client = ConsoleClient::attach(&env, &ctid);
+    let (status, rest) = client.detach_with(&[&[0x1b], b"."]);
     assert!(status.success(), "cove console: {status}: {rest}");
     assert!(rest.contains("Detached"), "{rest}");
     assert_eq!(env.status_json(&ctid)["status"], "running");

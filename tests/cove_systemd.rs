@@ -2,7 +2,8 @@
 //! `systemctl is-system-running` = running, on a hybrid host (host lane)
 //! and a pure cgroup v2 one (VM lane); the CT manages its own cgroup subtree
 //! but cannot raise its limits; `cove stop` shuts it down gracefully
-//! (SIGRTMIN+3) and leaves nothing behind.
+//! (SIGRTMIN+3) and leaves nothing behind. Under a unit (a NOTIFY_SOCKET
+//! of the test's) its monitor says READY=1 only once the CT's systemd has.
 //!
 //! Needs the debian-12 template: COVE_TEST_DEBIAN=1 (built from the
 //! machine's apt mirror, once) or COVE_TEST_DEBIAN_TARBALL (the VM lane).
@@ -59,44 +60,12 @@ fn read_first(dir: &std::path::Path, files: &[&str]) -> Option<String> {
 /// Attaches `cove console`, types `input` and returns what the console
 /// showed once `want` appears (or after 30 s); then detaches with Ctrl-].
 fn console_answer(env: &CoveEnv, ctid: &str, input: &[u8], want: &str) -> String {
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
-
-    let mut client = env
-        .command(&["console", ctid])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn cove console");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut stdout = client.stdout.take().expect("stdout");
-    let sink = Arc::clone(&seen);
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let mut stderr = client.stderr.take().expect("stderr");
-    let mut banner = [0u8; 20];
-    stderr.read_exact(&mut banner).expect("console banner");
-    let mut stdin = client.stdin.take().expect("stdin");
-    stdin.write_all(input).expect("type");
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(30)
-        && !String::from_utf8_lossy(&seen.lock().unwrap()).contains(want)
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    stdin.write_all(&[0x1d]).expect("Ctrl-]");
-    let status = client.wait().expect("wait for cove console");
-    let _ = reader.join();
-    assert!(status.success(), "cove console: {status}");
-    let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    let mut client = ConsoleClient::attach(env, ctid);
+    client.type_in(input);
+    client.shows(want, Duration::from_secs(30));
+    let text = client.shown();
+    let (status, rest) = client.detach();
+    assert!(status.success(), "cove console: {status}: {rest}");
     text
 }
 
@@ -264,6 +233,144 @@ fn debian_ct_boots_systemd_to_running_and_stops_gracefully() {
     assert!(
         log.contains("Reached target") && log.contains("shutdown.target"),
         "no orderly shutdown on the console:\n{log}"
+    );
+    env.assert_ct_cleaned_up(&ctid);
+    env.cmd(&["destroy", &ctid]).assert_ok();
+}
+
+/// Every datagram on `sock` until one has the line `until` or `timeout`
+/// passes.
+fn receive_until(
+    sock: &std::os::unix::net::UnixDatagram,
+    timeout: Duration,
+    until: &str,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(10))))
+            .expect("set_read_timeout");
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let done = msg.lines().any(|l| l == until);
+                got.push(msg);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// What systemd sees of `cove@CTID.service` running a debian-12 CT, with
+/// the test's socket as systemd's NOTIFY_SOCKET: the foreground monitor
+/// says READY=1 only once the CT's own systemd has said it (through
+/// /run/host/notify, as under systemd-nspawn), that is once
+/// `systemctl is-system-running` inside no longer says "starting"; before
+/// it, a "booting" STATUS=. MAINPID= is the monitor, the unit's main
+/// process. SIGTERM (systemctl stop) then stops the CT gracefully.
+#[test]
+fn debian_ct_under_a_unit_is_ready_when_its_systemd_is() {
+    let test = "debian_ct_under_a_unit_is_ready_when_its_systemd_is";
+    let Some(env) = CoveEnv::with_debian(test) else {
+        return;
+    };
+    let ctid = env.new_ctid();
+    env.cmd(&["create", &ctid, "--template", "debian-12"])
+        .assert_ok();
+    let sock_path = env.root.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    let mut child = env
+        .command(&["start", "--foreground", &ctid])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn cove start --foreground");
+    let pid = child.id();
+    let t = Instant::now();
+    let got = receive_until(&sock, boot_timeout(), "READY=1");
+    let ready_after = t.elapsed();
+    // What `systemctl is-system-running` inside says the moment the unit
+    // would turn active.
+    let state_at_ready = env.cmd(&["exec", &ctid, "systemctl", "is-system-running"]);
+    let pid1_env = env.cmd(&[
+        "exec",
+        &ctid,
+        "sh",
+        "-c",
+        "tr '\\0' '\\n' < /proc/1/environ",
+    ]);
+    let sock_inside = env.cmd(&["exec", &ctid, "stat", "-c", "%F", "/run/host/notify"]);
+    let ready = got
+        .iter()
+        .find(|m| m.lines().any(|l| l == "READY=1"))
+        .cloned();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let stopping = receive_until(&sock, Duration::from_secs(120), "STOPPING=1");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("MEASURE debian-12 CT under a unit: READY=1 after {ready_after:?}");
+    eprintln!("notify messages until READY=1: {got:?}; is-system-running then: {state_at_ready}");
+    let Some(ready) = ready else {
+        panic!("no READY=1 within {:?}; got {got:?}", boot_timeout());
+    };
+    let booting = got
+        .iter()
+        .position(|m| m.contains(&format!("STATUS=CT {ctid} booting")));
+    assert!(
+        booting.is_some_and(|i| !got[i].contains("READY=1")),
+        "no \"booting\" status before READY=1: {got:?}"
+    );
+    assert!(
+        ready.lines().any(|l| l == format!("MAINPID={pid}")),
+        "READY=1 without the monitor as MAINPID: {ready:?}"
+    );
+    assert!(
+        ready.contains(&format!("STATUS=CT {ctid} running")) && ready.contains("its systemd ready"),
+        "{ready:?}"
+    );
+    let state = state_at_ready.stdout.trim();
+    assert!(
+        state == "running" || state == "degraded",
+        "READY=1 came before the CT's systemd was up: is-system-running said {state:?}"
+    );
+    assert!(
+        pid1_env
+            .stdout
+            .lines()
+            .any(|l| l == "NOTIFY_SOCKET=/run/host/notify"),
+        "{pid1_env}"
+    );
+    assert_eq!(sock_inside.stdout.trim(), "socket", "{sock_inside}");
+    assert!(
+        stopping
+            .iter()
+            .any(|m| m.lines().any(|l| l == "STOPPING=1")),
+        "no STOPPING=1 after SIGTERM: {stopping:?}"
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "the monitor's exit");
+    assert_eq!(env.status_json(&ctid)["last_exit"]["how"], "poweroff");
+    assert!(
+        !env.ct_run_dir(&ctid).join("notify").exists(),
+        "the notify socket is left"
     );
     env.assert_ct_cleaned_up(&ctid);
     env.cmd(&["destroy", &ctid]).assert_ok();

@@ -366,6 +366,60 @@ fn cgroup_of(pid: u32, hierarchy: &str) -> Option<String> {
 }
 
 /// What systemd does for `cove@CTID.service` (its own cgroup, INVOCATION_ID,
+/// NOTIFY_SOCKET), done by hand under the test's cgroup parent: a shell
+/// joins the "unit" cgroup and becomes `cove start --foreground CTID`.
+/// Returns the monitor and the unit's cgroup path.
+fn start_in_fake_unit(
+    env: &CoveEnv,
+    mount: &Path,
+    ctid: &str,
+    sock_path: &Path,
+) -> (std::process::Child, String) {
+    let unit = format!("{}/cove@{ctid}.service", env.cgroup_parent);
+    let unit_dir = mount.join(unit.trim_start_matches('/'));
+    fs::create_dir_all(&unit_dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", unit_dir.display()));
+    // COVE_CGROUP_PARENT would choose the parent itself, so it is not passed.
+    let mut c = std::process::Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(format!(
+            "echo $$ > {} && exec {} start --foreground {ctid}",
+            shell_quote(&unit_dir.join("cgroup.procs").display().to_string()),
+            shell_quote(&env.bin.display().to_string())
+        ))
+        .envs(
+            env.envs()
+                .into_iter()
+                .filter(|(k, _)| k != "COVE_CGROUP_PARENT"),
+        )
+        .env_remove("COVE_CGROUP_PARENT")
+        .env("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+        .env("NOTIFY_SOCKET", sock_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    (c.spawn().expect("spawn cove start --foreground"), unit)
+}
+
+/// Waits up to `limit` for our child to end.
+fn wait_child(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What systemd does for `cove@CTID.service` (its own cgroup, INVOCATION_ID,
 /// NOTIFY_SOCKET), done by hand under this test's cgroup parent: the
 /// monitor moves into the unit's `supervisor` sub-cgroup and the CT's cgroup
 /// is made inside the unit's, in the cgroup2 tree and the v1 hierarchies.
@@ -382,32 +436,9 @@ fn monitor_in_a_delegated_unit_makes_the_ct_cgroup_inside_it() {
         return;
     };
     let ctid = env.create_busybox(&[]);
-    let unit = format!("{}/cove@{ctid}.service", env.cgroup_parent);
-    let unit_dir = mount.join(unit.trim_start_matches('/'));
-    fs::create_dir_all(&unit_dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", unit_dir.display()));
     let sock_path = env.root.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind the notify socket");
-    // The shell joins the "unit" and becomes the monitor; COVE_CGROUP_PARENT
-    // would choose the parent itself, so it is not passed.
-    let mut c = std::process::Command::new("/bin/sh");
-    c.arg("-c")
-        .arg(format!(
-            "echo $$ > {} && exec {} start --foreground {ctid}",
-            shell_quote(&unit_dir.join("cgroup.procs").display().to_string()),
-            shell_quote(&env.bin.display().to_string())
-        ))
-        .envs(
-            env.envs()
-                .into_iter()
-                .filter(|(k, _)| k != "COVE_CGROUP_PARENT"),
-        )
-        .env_remove("COVE_CGROUP_PARENT")
-        .env("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = c.spawn().expect("spawn cove start --foreground");
+    let (mut child, unit) = start_in_fake_unit(&env, mount, &ctid, &sock_path);
     let pid = child.id();
     let got = receive_until(&sock, Duration::from_secs(20), "READY=1");
     let ready = got.iter().any(|m| m.lines().any(|l| l == "READY=1"));
@@ -458,4 +489,55 @@ fn monitor_in_a_delegated_unit_makes_the_ct_cgroup_inside_it() {
     let left = cgroup_dirs_for(&format!("{unit}/{ctid}"));
     assert!(left.is_empty(), "the CT's cgroups are left: {left:?}");
     env.assert_ct_cleaned_up(&ctid);
+}
+
+/// Under a unit only the monitor knows the CT's cgroup path (inside the
+/// unit's). A `cove stop` run from elsewhere, while the monitor lives and
+/// after it was killed (SIGKILL: the CT runs on without it), still leaves
+/// no cgroup of the CT behind: the monitor records the path it made.
+#[test]
+fn stop_of_a_ct_in_a_unit_leaves_no_cgroup_even_without_its_monitor() {
+    let test = "stop_in_a_unit_leaves_no_cgroup";
+    let Some(env) = CoveEnv::with_busybox(test) else {
+        return;
+    };
+    let Some(mount) = cgroup2_mount() else {
+        skip(test, "no cgroup2 hierarchy on this host");
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    let sock_path = env.root.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind the notify socket");
+    for kill_monitor in [false, true] {
+        let (mut child, unit) = start_in_fake_unit(&env, mount, &ctid, &sock_path);
+        let got = receive_until(&sock, Duration::from_secs(20), "READY=1");
+        assert!(
+            got.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+            "no READY=1: {got:?}"
+        );
+        let ct_cgroup = format!("{unit}/{ctid}");
+        assert!(
+            !cgroup_dirs_for(&ct_cgroup).is_empty(),
+            "the CT's cgroup is not inside the unit's"
+        );
+        if kill_monitor {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            wait_child(&mut child, Duration::from_secs(20));
+            assert_eq!(
+                env.status_json(&ctid)["status"],
+                "running",
+                "the CT did not run on without its monitor"
+            );
+        }
+        env.cmd(&["stop", &ctid]).assert_ok();
+        let status = wait_child(&mut child, Duration::from_secs(20));
+        assert!(status.is_some(), "the monitor did not end after cove stop");
+        let left = cgroup_dirs_for(&ct_cgroup);
+        assert!(
+            left.is_empty(),
+            "cove stop (monitor killed: {kill_monitor}) left the CT's cgroups: {left:?}"
+        );
+        env.assert_ct_cleaned_up(&ctid);
+    }
 }

@@ -656,6 +656,119 @@ fn exec_process_starts_with_no_signal_blocked_or_ignored() {
     );
 }
 
+// ---------------------------------------------------------------- NOTIFY_SOCKET
+
+/// Every datagram that reaches `sock` within `wait`.
+fn datagrams(sock: &std::os::unix::net::UnixDatagram, wait: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return got;
+        }
+        sock.set_read_timeout(Some(left)).expect("set_read_timeout");
+        match sock.recv(&mut buf) {
+            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => return got,
+        }
+    }
+}
+
+/// runc's NOTIFY_SOCKET handling: with NOTIFY_SOCKET in the runtime's
+/// environment the container's process finds a socket at the path its own
+/// NOTIFY_SOCKET names; `start` returns only once the process said READY=1
+/// there, and the host's socket gets READY=1 and MAINPID= the container's
+/// pid (nothing the process said before READY). The same under runc.
+#[test]
+fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
+    let test = "start_relays_ready_to_notify_socket";
+    let Ok(probe) = notify_probe().clone() else {
+        skip(
+            test,
+            &format!("cannot build tests/sd-notify.c: {:?}", notify_probe()),
+        );
+        return;
+    };
+    compare_scenario_with_runc(test, |env, bin| {
+        let mut ct = Ct::with_bin(env, test, bin);
+        // The socket's path (state root, id, notify/notify.sock) must fit
+        // in sun_path's 108 bytes, for runc as for cove-oci.
+        let short_root = std::path::PathBuf::from(format!(
+            "/tmp/cove-n{}-{}",
+            std::process::id(),
+            bin.file_name().and_then(|n| n.to_str()).unwrap_or("rt")
+        ));
+        let _ = fs::remove_dir_all(&short_root);
+        ct.state_root = short_root.clone();
+        ct.sh("sleep 1; /probe/sd-notify STATUS=warming-up; sleep 1; \
+             /probe/sd-notify READY=1 STATUS=serving; exec sleep 1000");
+        ct.add_mount(json!({
+            "destination": "/probe", "type": "bind",
+            "source": probe.parent().expect("probe dir"),
+            "options": ["rbind", "ro", "nosuid", "nodev"],
+        }));
+        let sock_path = ct.bundle.join("host-notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+        let envs = [("NOTIFY_SOCKET".to_string(), sock_path.display().to_string())];
+        let root = ct.state_root.display().to_string();
+        let bundle = ct.bundle.display().to_string();
+        ct.save_config();
+        let run = |args: &[&str]| {
+            let mut full = vec!["--root".to_string(), root.clone()];
+            full.extend(args.iter().map(|a| a.to_string()));
+            run_command_env(&ct.bin, &full, &envs, &ct.bundle, command_timeout())
+        };
+        run(&["create", "--bundle", &bundle, &ct.id]).assert_ok();
+        let t = std::time::Instant::now();
+        let start = run(&["start", &ct.id]);
+        let took = t.elapsed();
+        start.assert_ok();
+        let pid = ct.init_pid();
+        let got = datagrams(&sock, Duration::from_millis(500));
+        // runc's path for it (exec's environment does not name it).
+        let inside = ct.exec(
+            &[],
+            &["sh", "-c", "ls -l /run/notify/notify.sock | cut -c1"],
+        );
+        let mut seen = format!(
+            "start waited for READY=1: {}\nstatus after start: {:?}\n",
+            took >= Duration::from_millis(1800),
+            ct.status()
+        );
+        let mut lines: Vec<String> = got
+            .iter()
+            .flat_map(|m| m.lines().map(str::to_string))
+            .map(|l| {
+                if l == format!("MAINPID={pid}") {
+                    "MAINPID=<the container's pid>".to_string()
+                } else {
+                    l
+                }
+            })
+            .collect();
+        lines.sort();
+        seen.push_str(&format!("the host's socket got: {lines:?}\n"));
+        seen.push_str(&format!(
+            "exec finds a socket at /run/notify/notify.sock: {:?} (exit {})\n",
+            inside.stdout.trim(),
+            inside.code
+        ));
+        ct.delete_force().assert_ok();
+        let _ = fs::remove_dir_all(&short_root);
+        seen
+    })
+    .map(|seen| {
+        assert!(seen.contains("start waited for READY=1: true"), "{seen}");
+        assert!(
+            seen.contains(r#"the host's socket got: ["MAINPID=<the container's pid>", "READY=1"]"#),
+            "{seen}"
+        );
+        assert!(seen.contains(r#"notify.sock: "s" (exit 0)"#), "{seen}");
+    });
+}
+
 /// A create killed before its first save leaves `<root>/<id>` without
 /// state.json: the id then "does not exist", and a create with it fails.
 /// `delete` removes such a directory (saying the container does not exist,

@@ -1716,6 +1716,96 @@ impl Drop for CoveEnv {
     }
 }
 
+/// `cove console CTID` attached from a test: what the console shows is
+/// gathered by a thread; `type_in` writes to it; `detach` sends Ctrl-].
+pub struct ConsoleClient {
+    child: std::process::Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    stdin: std::process::ChildStdin,
+    stderr: std::process::ChildStderr,
+    /// What the client printed on stderr once connected ("Connected ...").
+    pub banner: Vec<u8>,
+}
+
+impl ConsoleClient {
+    /// Spawns `cove console CTID` and waits for its banner.
+    pub fn attach(env: &CoveEnv, ctid: &str) -> ConsoleClient {
+        use std::io::Read;
+        let mut child = env
+            .command(&["console", ctid])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cove console");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().expect("stdout");
+        let sink = std::sync::Arc::clone(&seen);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let mut stderr = child.stderr.take().expect("stderr");
+        // The client prints this once it is connected.
+        let mut banner = vec![0u8; 20];
+        stderr.read_exact(&mut banner).expect("console banner");
+        let stdin = child.stdin.take().expect("stdin");
+        ConsoleClient {
+            child,
+            seen,
+            reader: Some(reader),
+            stdin,
+            stderr,
+            banner,
+        }
+    }
+
+    /// Everything the console showed so far.
+    pub fn shown(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Whether `what` shows within `timeout`.
+    pub fn shows(&self, what: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.shown().contains(what))
+    }
+
+    pub fn type_in(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).expect("type on the console");
+    }
+
+    /// Ctrl-], then waits for the client: its exit status and the rest of
+    /// its stderr.
+    pub fn detach(self) -> (std::process::ExitStatus, String) {
+        self.detach_with(&[&[0x1d]])
+    }
+
+    /// Types `keys` (one write each, 100 ms apart), then waits for the
+    /// client as [`ConsoleClient::detach`] does.
+    pub fn detach_with(mut self, keys: &[&[u8]]) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        for (i, k) in keys.iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            self.type_in(k);
+        }
+        let status = self.child.wait().expect("wait for cove console");
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let mut rest = String::new();
+        let _ = self.stderr.read_to_string(&mut rest);
+        (status, rest)
+    }
+}
+
 /// Polls `f` every 20 ms until it holds or `timeout` passes; its last answer.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -1876,39 +1966,51 @@ pub const PROBE_IN_CT: &str = "/run/seccomp-probe";
 /// the source is newer). Err says what is missing (a C compiler, libc.a).
 pub fn seccomp_probe() -> &'static Result<PathBuf, String> {
     static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let source = workspace_root().join("tests/seccomp-probe.c");
-        let dir = workspace_root().join("target/test-probes/seccomp-probe");
-        let bin = dir.join("seccomp-probe");
-        let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
-        if let (Some(built), Some(src)) = (mtime(&bin), mtime(&source)) {
-            if built >= src {
-                return Ok(bin);
-            }
+    PROBE.get_or_init(|| static_probe("seccomp-probe"))
+}
+
+/// `tests/sd-notify.c` built static: `sd-notify LINE...` sends the lines as
+/// one datagram to `$NOTIFY_SOCKET`, as sd_notify(3) (busybox has no
+/// AF_UNIX datagram client). Each probe sits alone in its directory, so
+/// that the directory can be bound into a container.
+pub fn notify_probe() -> &'static Result<PathBuf, String> {
+    static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PROBE.get_or_init(|| static_probe("sd-notify"))
+}
+
+/// `tests/NAME.c` built static into `target/test-probes/NAME/NAME`, once.
+fn static_probe(name: &str) -> Result<PathBuf, String> {
+    let source = workspace_root().join(format!("tests/{name}.c"));
+    let dir = workspace_root().join(format!("target/test-probes/{name}"));
+    let bin = dir.join(name);
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(src)) = (mtime(&bin), mtime(&source)) {
+        if built >= src {
+            return Ok(bin);
         }
-        fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-        // Built beside the final name and renamed: a concurrent test binary
-        // sees the old probe or the new one, never half of one.
-        let scratch = dir.join(format!(".seccomp-probe.{}", std::process::id()));
-        let out = Command::new("cc")
-            .args(["-static", "-O2", "-Wall", "-o"])
-            .arg(&scratch)
-            .arg(&source)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cc: {e} (apt-get install build-essential)"))?;
-        if !out.status.success() {
-            let _ = fs::remove_file(&scratch);
-            return Err(format!(
-                "cc -static {} failed (needs libc6-dev for libc.a):\n{}",
-                source.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        fs::rename(&scratch, &bin)
-            .map_err(|e| format!("rename {} -> {}: {e}", scratch.display(), bin.display()))?;
-        Ok(bin)
-    })
+    }
+    fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    // Built beside the final name and renamed: a concurrent test binary
+    // sees the old probe or the new one, never half of one.
+    let scratch = dir.join(format!(".{name}.{}", std::process::id()));
+    let out = Command::new("cc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(&scratch)
+        .arg(&source)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cc: {e} (apt-get install build-essential)"))?;
+    if !out.status.success() {
+        let _ = fs::remove_file(&scratch);
+        return Err(format!(
+            "cc -static {} failed (needs libc6-dev for libc.a):\n{}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    fs::rename(&scratch, &bin)
+        .map_err(|e| format!("rename {} -> {}: {e}", scratch.display(), bin.display()))?;
+    Ok(bin)
 }
 
 /// The probe's host path, or a SKIP line and None when it cannot be built.

@@ -148,7 +148,7 @@ impl Podman {
     }
 
     /// `podman` and the flags that keep it in this test's directories.
-    fn global_flags(&self) -> Vec<String> {
+    pub fn global_flags(&self) -> Vec<String> {
         vec![
             shell_quote(&self.bin.display().to_string()),
             "--root".into(),

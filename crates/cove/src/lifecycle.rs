@@ -49,6 +49,19 @@ pub fn teardown(ct: &CtPaths, ctid: &Ctid) -> Result<()> {
     if let Err(e) = crate::cgroup::remove(ct, ctid) {
         first.get_or_insert(e);
     }
+    // Its monitor may have made it elsewhere (inside its unit's cgroup).
+    if let Some(made) = MonitorRecord::read(&ct.monitor)
+        .and_then(|m| m.cgroup)
+        .filter(|c| *c != ct.cgroups_path)
+    {
+        let elsewhere = CtPaths {
+            cgroups_path: made,
+            ..ct.clone()
+        };
+        if let Err(e) = crate::cgroup::remove(&elsewhere, ctid) {
+            first.get_or_insert(e);
+        }
+    }
     match overlay::unmount_rootfs(&ct.rootfs) {
         Ok(()) => {
             remove_if_there(std::fs::remove_dir(&ct.rootfs), &ct.rootfs, &mut first);
@@ -63,6 +76,12 @@ pub fn teardown(ct: &CtPaths, ctid: &Ctid) -> Result<()> {
     remove_if_there(
         std::fs::remove_file(&ct.console_sock),
         &ct.console_sock,
+        &mut first,
+    );
+    // A killed monitor's notify socket (a systemd CT under a unit).
+    remove_if_there(
+        std::fs::remove_file(&ct.notify_sock),
+        &ct.notify_sock,
         &mut first,
     );
     remove_if_there(std::fs::remove_file(&ct.monitor), &ct.monitor, &mut first);

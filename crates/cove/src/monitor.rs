@@ -345,6 +345,18 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     overlay::mount_rootfs(&launch.template.rootfs, &ct.upper, &ct.work, &ct.rootfs)?;
     net::files::write(&ct.rootfs, &launch.cfg.hostname, &launch.cfg.net)?;
     let init = template::init_of(launch.cfg, &launch.template.manifest, &ct.rootfs);
+    // A CT whose init is systemd, run by a unit: ready when its systemd
+    // says so, through a notify socket of ours bound into it. Not for a
+    // restored CT: its systemd booted (and said READY=1) before the dump.
+    let mut ct_notify = if foreground
+        && launch.restore_from.is_none()
+        && crate::systemd::has_notify_socket()
+        && crate::systemd::init_is_systemd(&ct.rootfs, &init.path)
+    {
+        Some(crate::systemd::CtNotify::bind(&ct.notify_sock)?)
+    } else {
+        None
+    };
     let available = spec::available_capabilities()?;
     let spec = spec::system_spec(&SpecInput {
         ctid,
@@ -354,6 +366,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
         cgroups_path: &cgroup::payload_path(&ct),
         cgroup_view: &cgroup::view(&ct, ctid)?,
         available_caps: &available,
+        notify_socket: ct_notify.as_ref().map(|n| n.path()),
     })?;
     let config = ct.bundle.join("config.json");
     let json = serde_json::to_vec_pretty(&spec)
@@ -392,7 +405,7 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     let mut sfd = foreground::block_signals()?;
     // Recorded before the CT counts as running, so whoever sees it running
     // also finds its monitor.
-    MonitorRecord::of_self(created.pid, foreground).write(&ct.monitor)?;
+    MonitorRecord::of_self(created.pid, foreground, &ct.cgroups_path).write(&ct.monitor)?;
     if launch.restore_from.is_none() {
         container::start(&ct.oci_root, ctid.as_str())?;
     }
@@ -401,7 +414,14 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     // `cove start` returns never finds the CT locked.
     drop(lock);
     readiness.ready(ctid);
-    readiness.notify_ready(ctid, created.pid);
+    if ct_notify.is_none() {
+        readiness.notify_ready(ctid, created.pid);
+    } else {
+        crate::systemd::notify_status(&format!(
+            "CT {ctid} booting, init pid {}: waiting for its systemd to be ready",
+            created.pid
+        ));
+    }
     let running_since = Instant::now();
     log(&format!("CT {ctid} running, init pid {}", created.pid));
     crate::trim::after_start();
@@ -414,9 +434,11 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
         &mut attach,
         init.stop_signal,
         foreground,
+        ct_notify.as_mut(),
         &ct,
         ctid,
     );
+    drop(ct_notify);
     drop(peer);
     drop(attach);
     log(&format!("CT {ctid} init ended: {}", ended.how));
@@ -465,6 +487,7 @@ fn watch(
     attach: &mut console::Attach,
     stop_signal: i32,
     foreground: bool,
+    mut ct_notify: Option<&mut crate::systemd::CtNotify>,
     ct: &CtPaths,
     ctid: &Ctid,
 ) -> ExitRecord {
@@ -498,6 +521,12 @@ fn watch(
             PollFd::new(master.as_fd(), PollFlags::POLLIN),
             PollFd::new(attach.listener_fd(), PollFlags::POLLIN),
         ];
+        // The CT's notify socket: READY=1 and STATUS= from its systemd.
+        let notify_at = fds.len();
+        if let Some(n) = ct_notify.as_ref() {
+            fds.push(PollFd::new(n.fd(), PollFlags::POLLIN));
+        }
+        let clients_at = fds.len();
         fds.extend(
             attach
                 .client_fds()
@@ -517,10 +546,15 @@ fn watch(
             .collect();
         drop(fds);
         let (signalled, output, connecting) = (ready[0], ready[1], ready[2]);
+        if clients_at > notify_at && ready[notify_at] {
+            if let Some(n) = ct_notify.as_deref_mut() {
+                n.relay(ctid, created.pid);
+            }
+        }
         // Typed on a client's terminal: to the console. From the last, as
         // a client that left is removed from the list.
-        for i in (0..ready.len() - 3).rev() {
-            if ready[i + 3] {
+        for i in (0..ready.len() - clients_at).rev() {
+            if ready[i + clients_at] {
                 let (n, _) = attach.read_client(i, &mut buf);
                 write_all(master.as_fd(), &buf[..n]);
             }

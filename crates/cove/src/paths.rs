@@ -107,6 +107,7 @@ impl Paths {
             bundle,
             console_log: run.join("console.log"),
             console_sock: run.join("console.sock"),
+            notify_sock: run.join("notify"),
             monitor: run.join("monitor.json"),
             last_exit: run.join("last-exit.json"),
             monitor_log: run.join("monitor.log"),
@@ -131,6 +132,9 @@ pub struct CtPaths {
     pub rootfs: PathBuf,
     pub console_log: PathBuf,
     pub console_sock: PathBuf,
+    /// The monitor's notify socket for a CT whose init is systemd, bound
+    /// into the CT at /run/host/notify (see [`crate::systemd::CtNotify`]).
+    pub notify_sock: PathBuf,
     pub monitor: PathBuf,
     pub monitor_log: PathBuf,
     pub last_exit: PathBuf,

@@ -24,10 +24,15 @@ pub struct MonitorRecord {
     pub start: u64,
     pub init_pid: i32,
     pub foreground: bool,
+    /// The CT's cgroup as its monitor made it. Under a unit it is inside
+    /// the unit's (see [`crate::systemd::nest_in_unit`]), which a `cove
+    /// stop` run from elsewhere cannot work out: its teardown reads it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 impl MonitorRecord {
-    pub fn of_self(init_pid: i32, foreground: bool) -> MonitorRecord {
+    pub fn of_self(init_pid: i32, foreground: bool, cgroup: &str) -> MonitorRecord {
         let pid = std::process::id() as i32;
         let start = engine_state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
         MonitorRecord {
@@ -35,6 +40,7 @@ impl MonitorRecord {
             start,
             init_pid,
             foreground,
+            cgroup: Some(cgroup.to_string()),
         }
     }
 

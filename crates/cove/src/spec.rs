@@ -132,6 +132,10 @@ pub struct SpecInput<'a> {
     /// The capabilities this process may hand on (its bounding set): a CT
     /// cannot get what its monitor does not have.
     pub available_caps: &'a HashSet<Capability>,
+    /// The monitor's notify socket for a CT whose init is systemd (see
+    /// [`crate::systemd::CtNotify`]): bound at /run/host/notify on a tmpfs
+    /// /run, and named by NOTIFY_SOCKET in the init's environment.
+    pub notify_socket: Option<&'a Path>,
 }
 
 /// The capabilities of a CT's root: every one available but the dropped.
@@ -377,6 +381,26 @@ pub fn system_spec(input: &SpecInput) -> Result<Spec> {
             spec["linux"]["seccomp"] = profile;
         }
     }
+    if let Some(sock) = input.notify_socket {
+        // /run a tmpfs of the CT's own before systemd looks (it would mount
+        // one over the socket otherwise), as systemd-nspawn does.
+        let mounts = spec["mounts"].as_array_mut().expect("mounts");
+        mounts.push(json!({
+            "destination": "/run", "type": "tmpfs", "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=755", "size=20%"]
+        }));
+        mounts.push(json!({
+            "destination": crate::systemd::CT_NOTIFY_SOCKET, "type": "bind", "source": sock,
+            "options": ["bind", "nosuid", "noexec", "nodev"]
+        }));
+        spec["process"]["env"]
+            .as_array_mut()
+            .expect("env")
+            .push(json!(format!(
+                "NOTIFY_SOCKET={}",
+                crate::systemd::CT_NOTIFY_SOCKET
+            )));
+    }
     if let Some(dir) = &input.cgroup_view.named_systemd {
         // systemd keeps its own tree of the CT's processes there.
         spec["mounts"].as_array_mut().expect("mounts").push(json!({
@@ -450,6 +474,7 @@ mod tests {
                 named_systemd: None,
             },
             available_caps: &avail,
+            notify_socket: None,
         })
         .unwrap();
         let v = serde_json::to_value(&spec).unwrap();
@@ -512,6 +537,7 @@ mod tests {
                 cgroups_path: "/cove/101/payload",
                 cgroup_view: view,
                 available_caps: &avail,
+                notify_socket: None,
             })
             .unwrap();
             serde_json::to_value(&spec).unwrap()["mounts"].clone()
@@ -561,6 +587,7 @@ mod tests {
                 named_systemd: None,
             },
             available_caps: &avail,
+            notify_socket: None,
         })?;
         Ok(serde_json::to_value(&spec).unwrap())
     }

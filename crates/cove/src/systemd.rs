@@ -6,7 +6,10 @@
 //! - The monitor run by `cove@CTID.service` (`cove start --foreground`)
 //!   speaks the notify protocol itself: a few `KEY=VALUE` lines in one
 //!   datagram to `$NOTIFY_SOCKET` (READY=1 once the CT's init runs, STATUS=,
-//!   STOPPING=1, MAINPID=).
+//!   STOPPING=1, MAINPID=). A CT whose init is systemd gets a notify socket
+//!   of the monitor's at /run/host/notify (as under systemd-nspawn): the
+//!   monitor says READY=1 only once the CT's systemd said it, and passes
+//!   the CT's STATUS= lines on.
 //! - Under a unit with `Delegate=yes` the monitor moves itself into the
 //!   unit's `supervisor` sub-cgroup and makes the CT's cgroup beside it, so
 //!   the unit's cgroup holds no process of its own (cgroup v2 allows
@@ -124,6 +127,106 @@ pub fn notify_status(status: &str) {
 
 pub fn notify_stopping(status: &str) {
     notify(&format!("STOPPING=1\nSTATUS={status}"));
+}
+
+/// Where a CT whose init is systemd finds the monitor's notify socket, as
+/// in a systemd-nspawn container (`NOTIFY_SOCKET` in its init's
+/// environment names it).
+pub const CT_NOTIFY_SOCKET: &str = "/run/host/notify";
+
+/// Whether the CT's init (`init`, looked up inside `rootfs`) is systemd.
+pub fn init_is_systemd(rootfs: &Path, init: &str) -> bool {
+    let target = crate::template::resolve_in_root(rootfs, init).unwrap_or_else(|| init.into());
+    target
+        .rsplit('/')
+        .next()
+        .is_some_and(|f| f.contains("systemd"))
+}
+
+/// Whether this process has a service manager to notify.
+pub fn has_notify_socket() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some_and(|v| !v.is_empty())
+}
+
+/// The monitor's end of the CT's notify socket, for a CT whose init is
+/// systemd run by a unit: the CT's systemd says READY=1 once it has booted
+/// (its default target reached) and the monitor then says READY=1 to its
+/// own manager, as systemd-nspawn does with `--notify-ready=yes`. STATUS=
+/// lines are passed on with the CT's name in front; the rest (STOPPING=1
+/// for a reboot inside, ...) stays with the monitor, which reports the
+/// CT's stop itself.
+pub struct CtNotify {
+    sock: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+    ready: bool,
+}
+
+impl CtNotify {
+    /// Binds the socket at `path` (on the host; bound into the CT at
+    /// [`CT_NOTIFY_SOCKET`]).
+    pub fn bind(path: &Path) -> Result<CtNotify> {
+        let _ = std::fs::remove_file(path);
+        // Through /proc/self/fd: a run directory's path may be longer than
+        // sun_path's 108 bytes.
+        let (dir, name) = match (path.parent(), path.file_name()) {
+            (Some(d), Some(n)) => (d, n),
+            _ => return Err(Error::Tool(format!("{}: not a file path", path.display()))),
+        };
+        let dirfd = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
+        let short = Path::new("/proc/self/fd")
+            .join(std::os::fd::AsRawFd::as_raw_fd(&dirfd).to_string())
+            .join(name);
+        let sock = std::os::unix::net::UnixDatagram::bind(&short)
+            .map_err(|e| Error::io("bind", path, e))?;
+        drop(dirfd);
+        sock.set_nonblocking(true)
+            .map_err(|e| Error::io("set non-blocking", path, e))?;
+        Ok(CtNotify {
+            sock,
+            path: path.to_path_buf(),
+            ready: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.sock.as_fd()
+    }
+
+    /// Reads what the CT sent and relays it; true once the CT said
+    /// READY=1 (now or before).
+    pub fn relay(&mut self, ctid: &Ctid, init_pid: i32) -> bool {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.sock.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            let status = text
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("STATUS="))
+                .filter(|s| !s.is_empty());
+            if !self.ready && text.lines().any(|l| l == "READY=1") {
+                self.ready = true;
+                notify(&format!(
+                    "READY=1\nMAINPID={}\nSTATUS=CT {ctid} running, init pid {init_pid}, its systemd ready{}",
+                    std::process::id(),
+                    status.map(|s| format!(": {s}")).unwrap_or_default()
+                ));
+            } else if let Some(s) = status {
+                notify_status(&format!("CT {ctid}: {s}"));
+            }
+        }
+        self.ready
+    }
+}
+
+impl Drop for CtNotify {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 // ---------------------------------------------------------------- cgroups

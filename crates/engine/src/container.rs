@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,51 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub systemd_cgroup: bool,
+    /// runc's NOTIFY_SOCKET handling: the state directory's `notify`
+    /// directory is bound read-only at [`NOTIFY_DIR_IN_CONTAINER`] and the
+    /// process gets `NOTIFY_SOCKET` naming [`NOTIFY_SOCKET_NAME`] in it.
+    /// Whoever starts the container binds the socket there
+    /// ([`notify_socket_path`]) and relays what comes.
+    pub notify_socket: bool,
+}
+
+/// Where the notify directory appears in the container (runc's path).
+pub const NOTIFY_DIR_IN_CONTAINER: &str = "/run/notify";
+/// The socket's name in that directory.
+pub const NOTIFY_SOCKET_NAME: &str = "notify.sock";
+
+/// The host path of a container's notify socket (see
+/// [`CreateOptions::notify_socket`]).
+pub fn notify_socket_path(root: &Path, id: &str) -> PathBuf {
+    root.join(id).join("notify").join(NOTIFY_SOCKET_NAME)
+}
+
+/// Adds the notify directory's bind mount and `NOTIFY_SOCKET` to `spec`.
+fn add_notify_socket(spec: &mut Spec, host_dir: &Path) -> Result<()> {
+    use oci_spec::runtime::MountBuilder;
+    let mount = MountBuilder::default()
+        .destination(NOTIFY_DIR_IN_CONTAINER)
+        .typ("bind")
+        .source(host_dir)
+        .options(
+            ["bind", "nosuid", "noexec", "nodev", "ro"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .build()
+        .map_err(|e| Error::Other(format!("notify socket mount: {e}")))?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(mount);
+    spec.set_mounts(Some(mounts));
+    if let Some(process) = spec.process_mut() {
+        let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("NOTIFY_SOCKET="));
+        env.push(format!(
+            "NOTIFY_SOCKET={NOTIFY_DIR_IN_CONTAINER}/{NOTIFY_SOCKET_NAME}"
+        ));
+        process.set_env(Some(env));
+    }
+    Ok(())
 }
 
 /// A container just created by this process: its init is our child.
@@ -244,7 +290,14 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     specmod::validate_id(&opts.id)?;
     let bundle = std::fs::canonicalize(&opts.bundle)
         .map_err(|e| Error::InvalidConfig(format!("bundle {}: {e}", opts.bundle.display())))?;
-    let (spec, spec_bytes) = specmod::load_with_bytes(&bundle)?;
+    let (mut spec, mut spec_bytes) = specmod::load_with_bytes(&bundle)?;
+    let notify_dir = opts.root.join(&opts.id).join("notify");
+    if opts.notify_socket {
+        add_notify_socket(&mut spec, &notify_dir)?;
+        // What is saved is what the container runs with.
+        spec_bytes = serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?;
+    }
+    let spec = spec;
     let rootfs = specmod::validate(&spec, &bundle)?;
     let plan = Plan::from_spec(&spec)?;
     let process = spec
@@ -288,6 +341,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     let cg = cleanup.cgroup.insert(cg);
     cg.apply(&resources_of(&spec))?;
 
+    if opts.notify_socket {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&notify_dir)
+            .map_err(|e| Error::io("create", &notify_dir, e))?;
+    }
     let fifo_path = dir.fifo();
     nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .map_err(|e| Error::sys_at(format!("mkfifo {}", fifo_path.display()), e))?;

@@ -23,8 +23,12 @@ pub struct ExecOptions {
 }
 
 /// Joined by the child after clone3: the user namespace (a process in a
-/// user namespace cannot join another's mount namespace).
-const CHILD_JOINS: [LinuxNamespaceType; 1] = [LinuxNamespaceType::User];
+/// user namespace cannot join another's mount namespace), then the cgroup
+/// namespace, once clone3 has put the child into the container's cgroup:
+/// on a cgroup2 mount with `nsdelegate` (systemd's, when it is PID 1) the
+/// kernel refuses CLONE_INTO_CGROUP with ENOENT to a caller whose cgroup
+/// namespace does not hold the cgroup it comes from.
+const CHILD_JOINS: [LinuxNamespaceType; 2] = [LinuxNamespaceType::User, LinuxNamespaceType::Cgroup];
 /// Joined by the runtime just for its clone3, then left again. The mount
 /// namespace is among them: the new process is in the container's pid
 /// namespace from its first instant, where root inside the container (with
@@ -32,8 +36,7 @@ const CHILD_JOINS: [LinuxNamespaceType; 1] = [LinuxNamespaceType::User];
 /// never be seen there with the host's root, cwd and files (runc's nsexec
 /// joins every namespace before it forks into the pid namespace, for the
 /// same reason).
-const PARENT_JOINS: [LinuxNamespaceType; 7] = [
-    LinuxNamespaceType::Cgroup,
+const PARENT_JOINS: [LinuxNamespaceType; 6] = [
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,
     LinuxNamespaceType::Network,

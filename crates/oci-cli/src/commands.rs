@@ -37,7 +37,7 @@ pub fn run(cli: &Cli) -> Res {
             container::create(&create_options(cli, a)).map_err(e2s)?;
             Ok(0)
         }
-        Command::Start { id } => container::start(root, id).map(|_| 0).map_err(e2s),
+        Command::Start { id } => start(root, id),
         Command::Run {
             create,
             detach,
@@ -118,7 +118,33 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds + listen_fds(),
         systemd_cgroup: cli.systemd_cgroup,
+        notify_socket: crate::notify::host_socket().is_some(),
     }
+}
+
+/// `start`; with a NOTIFY_SOCKET, returns once the container's process
+/// said READY= (relayed) or ended, as runc.
+fn start(root: &Path, id: &str) -> Res {
+    let listener = crate::notify::Listener::bind(root, id)?;
+    container::start(root, id).map_err(e2s)?;
+    if let Some(l) = listener {
+        relay_ready(root, id, &l)?;
+    }
+    Ok(0)
+}
+
+fn relay_ready(root: &Path, id: &str, listener: &crate::notify::Listener) -> Result<(), String> {
+    let (pid, pidfd) = {
+        // The container's lock is held while `loaded` lives: not while we wait.
+        let loaded = container::load(root, id).map_err(e2s)?;
+        let pidfd = match container::open_init(&loaded.saved) {
+            Ok(fd) => fd,
+            // Already gone: nothing will say READY=.
+            Err(_) => return Ok(()),
+        };
+        (loaded.saved.pid, pidfd)
+    };
+    listener.wait_and_relay(&pidfd, pid)
 }
 
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Res {
@@ -148,10 +174,21 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Res {
     } else {
         Some(cove_engine::foreground::block_signals().map_err(e2s)?)
     };
+    let listener = match crate::notify::Listener::bind(&cli.root, &a.id) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = container::delete(&cli.root, &a.id, true);
+            return Err(e);
+        }
+    };
     if let Err(e) = container::start(&cli.root, &a.id) {
         let _ = container::delete(&cli.root, &a.id, true);
         return Err(e2s(e));
     }
+    if let Some(l) = &listener {
+        l.wait_and_relay(&created.pidfd, created.pid)?;
+    }
+    drop(listener);
     let Some(sfd) = sfd.as_mut() else {
         return Ok(0);
     };

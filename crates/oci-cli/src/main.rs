@@ -6,6 +6,7 @@ mod commands;
 mod criu;
 mod default_spec;
 mod log;
+mod notify;
 mod resources;
 mod signals;
 mod tty;
