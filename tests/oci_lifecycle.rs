@@ -701,6 +701,9 @@ fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
             bin.file_name().and_then(|n| n.to_str()).unwrap_or("rt")
         ));
         let _ = fs::remove_dir_all(&short_root);
+        // The state root made for the Ct goes: its Drop removes only the
+        // one it holds.
+        let _ = fs::remove_dir_all(&ct.state_root);
         ct.state_root = short_root.clone();
         ct.sh("sleep 1; /probe/sd-notify STATUS=warming-up; sleep 1; \
              /probe/sd-notify READY=1 STATUS=serving; exec sleep 1000");
