@@ -1,7 +1,7 @@
 //! `checkpoint`: dump (or pre-dump) a running container's process tree
 //! into an image directory with the options runc sends for the same flags.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::rpc::{self, CgMode, Opts, ReqType};
 use crate::stats::{self, DumpStats};
-use crate::swrk::{self, Stdio3, Worker};
+use crate::swrk::{Stdio3, Worker};
 
 /// The file runc keeps the init's stdio names in (`pipe:[123]`, `/dev/null`),
 /// so a restore can hand new pipes to the restored tasks.
@@ -83,9 +83,11 @@ impl Drop for NewDir {
     }
 }
 
+/// A directory fd for CRIU (close-on-exec here; [`Worker::spawn`] hands it
+/// to CRIU alone).
 fn open_dir(path: &Path) -> Result<OwnedFd> {
     let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-    swrk::inheritable(f.as_fd())
+    Ok(f.into())
 }
 
 /// runc's rules: relative, and an existing directory under the image path.
@@ -226,7 +228,9 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
         Ok(())
     };
     let log = log_dir.join("dump.log");
-    let mut w = Worker::spawn(&o.criu, Stdio3::Null)?;
+    let mut pass = vec![images.as_raw_fd()];
+    pass.extend(work.as_ref().map(|w| w.as_raw_fd()));
+    let mut w = Worker::spawn(&o.criu, Stdio3::Null, &pass)?;
     w.call(
         kind,
         &rpc::request(kind, Some(&opts)),

@@ -106,6 +106,7 @@ pub fn restore(cli: &Cli, a: &RestoreArgs) -> Res {
         empty_ns: empty_ns(&a.criu)?,
         auto_dedup: a.criu.auto_dedup,
         lazy_pages: a.criu.lazy_pages,
+        external: Vec::new(),
     };
     if !a.detach && !a.no_subreaper {
         // Orphans of the container come to us, as with runc.
