@@ -3,7 +3,9 @@
 //! checkpointed and restored and goes on from where it was frozen, with the
 //! same pids inside; --leave-running; a pre-dump then a dump with
 //! --parent-path; CRIU's own `crit` reads the images; runc does the same on
-//! the same bundle. Where CRIU cannot work (the host lane) checkpoint says
+//! the same bundle; restore-time hooks get none of CRIU's fds; a bind
+//! mount inside another one comes back though its mount point is gone.
+//! Where CRIU cannot work (the host lane) checkpoint says
 //! so in one line and the container runs on untouched. Each dump prints a
 //! `FROZEN` line with CRIU's frozen time (from `crit show stats-dump`).
 
@@ -72,6 +74,33 @@ fn rt(ct: &Ct, args: &[&str]) -> Out {
     ct.cmd_timeout(args, CRIU_TIMEOUT)
 }
 
+/// `run -d --bundle BUNDLE FLAGS... ID` (saves the config first).
+fn run_detached(ct: &Ct, flags: &[&str]) -> Out {
+    ct.save_config();
+    let bundle = ct.bundle.display().to_string();
+    let mut args = vec!["run", "-d", "--bundle", &bundle];
+    args.extend_from_slice(flags);
+    args.push(&ct.id);
+    rt(ct, &args)
+}
+
+/// `checkpoint --image-path IMG FLAGS... ID`.
+fn checkpoint(ct: &Ct, img: &str, flags: &[&str]) -> Out {
+    let mut args = vec!["checkpoint", "--image-path", img];
+    args.extend_from_slice(flags);
+    args.push(&ct.id);
+    rt(ct, &args)
+}
+
+/// `restore -d --bundle BUNDLE --image-path IMG FLAGS... ID`.
+fn restore(ct: &Ct, img: &str, flags: &[&str]) -> Out {
+    let bundle = ct.bundle.display().to_string();
+    let mut args = vec!["restore", "-d", "--bundle", &bundle, "--image-path", img];
+    args.extend_from_slice(flags);
+    args.push(&ct.id);
+    rt(ct, &args)
+}
+
 fn status(ct: &Ct) -> Option<String> {
     rt(ct, &["state", &ct.id])
         .stdout_json()
@@ -92,48 +121,9 @@ fn init_pid(ct: &Ct) -> i32 {
         .unwrap_or_else(|| panic!("state has no pid: {v}"))
 }
 
-/// The numbers in a file inside the container, one a line, read from the
-/// host through its init's root (no exec: exec is slow under emulation).
-fn numbers_in(pid: i32, path: &str) -> Vec<u64> {
-    fs::read_to_string(format!("/proc/{pid}/root{path}"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-/// `pid (comm) ppid` of pid 1 and its children, as the container's own
-/// /proc shows them (read from the host through the init's root).
-fn tree_of(pid: i32) -> String {
-    let dir = format!("/proc/{pid}/root/proc");
-    let mut rows: Vec<(u64, String)> = fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let n: u64 = e.file_name().to_str()?.parse().ok()?;
-                    let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-                    let (head, rest) = stat.rsplit_once(')')?;
-                    let comm = head.split_once('(')?.1;
-                    let ppid: u64 = rest.split_whitespace().nth(1)?.parse().ok()?;
-                    (n == 1 || ppid == 1).then(|| (n, format!("{n} ({comm}) {ppid}\n")))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    rows.sort();
-    rows.into_iter().map(|(_, l)| l).collect()
-}
-
 /// Waits until the counter has written at least `n` numbers.
 fn wait_counts(ct: &Ct, n: usize) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let c = counts(ct);
-        if c.len() >= n || Instant::now() >= deadline {
-            return c;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_numbers(n, || counts(ct))
 }
 
 /// 1, 2, 3, ... without a gap, a repeat or a restart.
@@ -227,15 +217,11 @@ fn cgroup_file(ct: &Ct, name: &str) -> String {
 /// What a user sees of one checkpoint/restore cycle: the tree inside
 /// before and after, the count unbroken across it, the state, the limits.
 fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
-    let bundle = ct.bundle.display().to_string();
-    ct.save_config();
-    ct.cmd_timeout(&["run", "-d", "--bundle", &bundle, &ct.id], CRIU_TIMEOUT)
-        .assert_ok();
+    run_detached(ct, &[]).assert_ok();
     wait_counts(ct, 3);
     let tree_before = tree_of(init_pid(ct));
     let img = images.join("full");
-    let out = ct.cmd_timeout(&["checkpoint", "--image-path", &img, &ct.id], CRIU_TIMEOUT);
-    out.assert_ok();
+    checkpoint(ct, &img, &[]).assert_ok();
     // Without --leave-running the container is gone, as with runc.
     assert!(
         !rt(ct, &["state", &ct.id]).ok() || status(ct).as_deref() == Some("stopped"),
@@ -247,21 +233,7 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
     // Frozen for a while: a restored counter must not have gone on meanwhile.
     std::thread::sleep(Duration::from_secs(2));
     let pid_file = ct.bundle.join("restored.pid").display().to_string();
-    let out = ct.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &img,
-            "--pid-file",
-            &pid_file,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    );
-    out.assert_ok();
+    restore(ct, &img, &["--pid-file", &pid_file]).assert_ok();
     let state = rt(ct, &["state", &ct.id])
         .stdout_json()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -411,17 +383,7 @@ fn leave_running_keeps_the_container_counting() {
     wait_counts(&ct, 3);
     let pid = init_pid(&ct);
     let img = images.join("keep");
-    ct.cmd_timeout(
-        &[
-            "checkpoint",
-            "--leave-running",
-            "--image-path",
-            &img,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    checkpoint(&ct, &img, &["--leave-running"]).assert_ok();
     report_frozen(test, "dump --leave-running", &runtime_name(&ct), &img);
     assert_eq!(status(&ct).as_deref(), Some("running"));
     assert_eq!(init_pid(&ct), pid, "the init changed under --leave-running");
@@ -447,19 +409,7 @@ fn leave_running_keeps_the_container_counting() {
     let other = counter(&env, &format!("{test}-damaged"), &env.bin);
     other.save_config();
     let mounts_before = host_mounts();
-    let bundle = other.bundle.display().to_string();
-    let out = other.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &img,
-            &other.id,
-        ],
-        CRIU_TIMEOUT,
-    );
+    let out = restore(&other, &img, &[]);
     assert_refused_cleanly(&other, &out);
     assert!(out.stderr.contains("criu restore failed"), "{out}");
     // Only this restore's: tests running beside this one (two threads)
@@ -490,39 +440,14 @@ fn pre_dump_then_dump_with_parent_is_smaller_than_a_full_dump() {
          awk 'BEGIN {{ s = \"x\"; while (length(s) < 8388608) s = s s; system(\"exec sleep 100000\") }}' & {}",
         COUNTER.trim_start_matches("exec </dev/null >/dev/null 2>&1; ")
     ));
-    ct.save_config();
-    ct.cmd_timeout(
-        &[
-            "run",
-            "-d",
-            "--bundle",
-            &ct.bundle.display().to_string(),
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    run_detached(&ct, &[]).assert_ok();
     wait_counts(&ct, 3);
     let rt = runtime_name(&ct);
     let full = images.join("full");
-    ct.cmd_timeout(
-        &[
-            "checkpoint",
-            "--leave-running",
-            "--image-path",
-            &full,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    checkpoint(&ct, &full, &["--leave-running"]).assert_ok();
     report_frozen(test, "full dump (--leave-running)", &rt, &full);
     let pre = images.join("pre");
-    ct.cmd_timeout(
-        &["checkpoint", "--pre-dump", "--image-path", &pre, &ct.id],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    checkpoint(&ct, &pre, &["--pre-dump"]).assert_ok();
     assert_eq!(
         status(&ct).as_deref(),
         Some("running"),
@@ -530,18 +455,7 @@ fn pre_dump_then_dump_with_parent_is_smaller_than_a_full_dump() {
     );
     report_frozen(test, "pre-dump", &rt, &pre);
     let last = images.join("last");
-    ct.cmd_timeout(
-        &[
-            "checkpoint",
-            "--image-path",
-            &last,
-            "--parent-path",
-            "../pre",
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    checkpoint(&ct, &last, &["--parent-path", "../pre"]).assert_ok();
     report_frozen(test, "dump --parent-path ../pre", &rt, &last);
     let (full_b, pre_b, last_b) = (pages_bytes(&full), pages_bytes(&pre), pages_bytes(&last));
     println!("SIZES {test}: full {full_b} B, pre-dump {pre_b} B, final with parent {last_b} B");
@@ -554,20 +468,7 @@ fn pre_dump_then_dump_with_parent_is_smaller_than_a_full_dump() {
         "the dump after a pre-dump is not much smaller than a full one: {last_b} B vs {full_b} B"
     );
     // The incremental images restore.
-    let bundle = ct.bundle.display().to_string();
-    ct.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &last,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    restore(&ct, &last, &[]).assert_ok();
     let c = counts(&ct);
     let c = wait_counts(&ct, c.len() + 2);
     assert_one_unbroken_count(&c, "after restore from pre-dump + dump");
@@ -590,7 +491,7 @@ fn checkpoint_where_criu_cannot_work_says_so_and_leaves_the_container_running() 
     let pid = init_pid(&ct);
     let img = images.join("never");
     let checks_before = criu_check_dirs();
-    let out = ct.cmd_timeout(&["checkpoint", "--image-path", &img, &ct.id], CRIU_TIMEOUT);
+    let out = checkpoint(&ct, &img, &[]);
     assert_eq!(out.code, 1, "{out}");
     let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
     assert_eq!(lines.len(), 1, "expected one line:\n{out}");
@@ -617,19 +518,7 @@ fn checkpoint_where_criu_cannot_work_says_so_and_leaves_the_container_running() 
     fs::write(Path::new(&img).join("descriptors.json"), "[]").expect("write");
     let other = Ct::new(&env, &format!("{test}-restore"));
     other.save_config();
-    let bundle = other.bundle.display().to_string();
-    let out = other.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &img,
-            &other.id,
-        ],
-        CRIU_TIMEOUT,
-    );
+    let out = restore(&other, &img, &[]);
     assert_refused_cleanly(&other, &out);
     assert!(
         out.stderr.contains("CRIU cannot work on this host"),
@@ -670,7 +559,7 @@ fn checkpoint_of_a_created_container_is_refused_like_runc() {
     let ct = counter(&env, test, &env.bin);
     ct.create().assert_ok();
     let img = images.join("x");
-    let out = ct.cmd(&["checkpoint", "--image-path", &img, &ct.id]);
+    let out = checkpoint(&ct, &img, &[]);
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("created"), "{out}");
     assert_eq!(status(&ct).as_deref(), Some("created"));
@@ -697,10 +586,7 @@ fn checkpoint_bad_flags_are_refused_before_anything_happens() {
         (vec!["--empty-ns", "pid"], "not supported"),
         (vec!["--page-server", "nohost"], "page-server"),
     ] {
-        let mut args = vec!["checkpoint", "--image-path", &img];
-        args.extend(flags.iter().copied());
-        args.push(&ct.id);
-        let out = ct.cmd(&args);
+        let out = checkpoint(&ct, &img, &flags);
         assert_eq!(out.code, 1, "{out}");
         assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out}");
         assert!(out.stderr.contains(says), "expected {says:?}:\n{out}");
@@ -718,18 +604,9 @@ fn restore_without_images_is_refused_cleanly() {
     let images = Images::new(test);
     let ct = counter(&env, test, &env.bin);
     ct.save_config();
-    let bundle = ct.bundle.display().to_string();
     let img = images.join("empty");
     fs::create_dir_all(&img).expect("mkdir");
-    let out = ct.cmd(&[
-        "restore",
-        "-d",
-        "--bundle",
-        &bundle,
-        "--image-path",
-        &img,
-        &ct.id,
-    ]);
+    let out = restore(&ct, &img, &[]);
     assert_refused_cleanly(&ct, &out);
     assert!(out.stderr.contains("checkpoint image directory"), "{out}");
 }
@@ -754,29 +631,14 @@ fn restored_terminal_comes_back_on_the_console_socket() {
     let mut ct = Ct::new(&env, test);
     ct.config["process"]["terminal"] = json!(true);
     ct.sh("i=0; while :; do i=$((i+1)); echo n=$i; sleep 0.2; done");
-    ct.save_config();
-    let bundle = ct.bundle.display().to_string();
     let sock = ConsoleSocket::bind(&ct.bundle.join("console.sock"));
     let sock_path = sock.path.display().to_string();
-    ct.cmd_timeout(
-        &[
-            "run",
-            "-d",
-            "--console-socket",
-            &sock_path,
-            "--bundle",
-            &bundle,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    run_detached(&ct, &["--console-socket", &sock_path]).assert_ok();
     let master = sock.receive_master(CRIU_TIMEOUT).expect("pty master");
     let before = tty_numbers(&read_pty(&master, Duration::from_secs(5)));
     let last_before = *before.last().expect("the container printed nothing");
     let img = images.join("tty");
-    ct.cmd_timeout(&["checkpoint", "--image-path", &img, &ct.id], CRIU_TIMEOUT)
-        .assert_ok();
+    checkpoint(&ct, &img, &[]).assert_ok();
     report_frozen(
         test,
         "dump of a terminal container",
@@ -786,21 +648,7 @@ fn restored_terminal_comes_back_on_the_console_socket() {
     drop(master);
     let sock2 = ConsoleSocket::bind(&ct.bundle.join("console2.sock"));
     let sock2_path = sock2.path.display().to_string();
-    ct.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--console-socket",
-            &sock2_path,
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &img,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    restore(&ct, &img, &["--console-socket", &sock2_path]).assert_ok();
     let master2 = sock2
         .receive_master(CRIU_TIMEOUT)
         .expect("the restored pty master on the console socket");
@@ -812,4 +660,63 @@ fn restored_terminal_comes_back_on_the_console_socket() {
     for w in after.windows(2) {
         assert_eq!(w[1], w[0] + 1, "the restored count jumps: {after:?}");
     }
+}
+
+#[test]
+fn restore_hooks_get_no_criu_fds_and_nested_binds_come_back() {
+    let test = "restore_hooks_get_no_criu_fds_and_nested_binds_come_back";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    if !needs_criu(test) {
+        return;
+    }
+    let images = Images::new(test);
+    let mut ct = counter(&env, test, &env.bin);
+    // /outer is a bind mount, /outer/inner another one inside it.
+    let outer = TempDir::new(&format!("{test}-outer"));
+    let inner = TempDir::new(&format!("{test}-inner"));
+    fs::write(inner.join("hello"), "nested\n").expect("write");
+    let mounts = ct.config["mounts"].as_array_mut().expect("mounts");
+    for (dest, src) in [("/outer", &outer), ("/outer/inner", &inner)] {
+        mounts.push(json!({
+            "destination": dest, "type": "bind",
+            "source": src.path.display().to_string(), "options": ["rbind", "rw"]
+        }));
+    }
+    // A prestart hook (run again at restore, while CRIU runs) lists its fds.
+    let fds_file = ct.bundle.join("hook-fds");
+    ct.config["hooks"] = json!({"prestart": [{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("ls -l /proc/$$/fd > {}", fds_file.display())]
+    }]});
+    run_detached(&ct, &[]).assert_ok();
+    wait_counts(&ct, 2);
+    let img = images.join("nested");
+    checkpoint(&ct, &img, &[]).assert_ok();
+    report_frozen(
+        test,
+        "dump with nested bind mounts",
+        &runtime_name(&ct),
+        &img,
+    );
+    // As on a host the dump was moved to: the inner mount point, made in
+    // the outer source at create, is not there.
+    fs::remove_dir(outer.join("inner")).expect("rmdir the inner mount point");
+    let _ = fs::remove_file(&fds_file);
+    restore(&ct, &img, &[]).assert_ok();
+    let fds = fs::read_to_string(&fds_file).expect("the prestart hook ran at restore");
+    let open: Vec<&str> = fds.lines().filter(|l| l.contains(" -> ")).collect();
+    assert!(
+        open.len() <= 3
+            && !fds.contains(&img)
+            && !fds.contains("net:[")
+            && !fds.contains("socket:"),
+        "the restore-time hook inherited more than its stdio:\n{fds}"
+    );
+    let hello = ct.cmd_timeout(&["exec", &ct.id, "cat", "/outer/inner/hello"], CRIU_TIMEOUT);
+    hello.assert_ok();
+    assert_eq!(hello.stdout.trim(), "nested", "{hello}");
+    let c = counts(&ct);
+    assert_one_unbroken_count(&wait_counts(&ct, c.len() + 2), "after restore");
 }
