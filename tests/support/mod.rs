@@ -8,6 +8,8 @@
 //! runc itself with `COVE_OCI_BIN=/usr/sbin/runc`.
 #![allow(dead_code)]
 
+pub mod criu;
+
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -2150,4 +2152,20 @@ pub fn wait_numbers(n: usize, read: impl Fn() -> Vec<u64>) -> Vec<u64> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `systemctl is-system-running` in CT `ctid` until it is no longer
+/// starting up (or `timeout`); its last answer and how long it took.
+pub fn wait_system_settled(env: &CoveEnv, ctid: &str, timeout: Duration) -> (String, Duration) {
+    let t = Instant::now();
+    let mut last = String::new();
+    while t.elapsed() < timeout {
+        let out = env.cmd(&["exec", ctid, "systemctl", "is-system-running"]);
+        last = out.stdout.trim().to_string();
+        if !matches!(last.as_str(), "initializing" | "starting" | "") {
+            return (last, t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (last, t.elapsed())
 }

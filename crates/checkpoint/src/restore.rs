@@ -11,7 +11,7 @@ use cove_engine::restore::{self as engine_restore, Restoring};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::LinuxNamespaceType;
 
-use crate::checkpoint::DESCRIPTORS_FILE;
+use crate::checkpoint::{CGROUP_TREE_FILE, DESCRIPTORS_FILE};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::rpc::{self, CgMode, Opts, ReqType};
@@ -35,6 +35,9 @@ pub struct RestoreOptions {
     /// More of CRIU's `--external` keys, e.g. `veth[eth0]:vc101`: the
     /// restored veth's other end named and made in our network namespace.
     pub external: Vec<String>,
+    /// Make the cgroup subtree the dump recorded (`cgroup_tree` at
+    /// checkpoint) below the new container's cgroup before CRIU runs.
+    pub cgroup_tree: bool,
 }
 
 pub struct Restored {
@@ -115,6 +118,9 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored> {
     let spec = r.spec().clone();
     let root = RootBind::new(r.rootfs(), r.state_dir().join("criu-root"))?;
     prepare_mountpoints(&r)?;
+    if o.cgroup_tree {
+        make_cgroup_tree(&o.image_path, r.cgroup_paths())?;
+    }
     let mut opts = Opts {
         images_dir_fd: images.as_raw_fd(),
         evasive_devices: true,
@@ -292,4 +298,41 @@ fn cgroup_roots(pid: i32) -> Result<Vec<(String, String)>> {
             Some((ctrl.to_string(), path.to_string()))
         })
         .collect())
+}
+
+/// The directories the dump recorded below the container's cgroup, made
+/// again (parents first) below the new one; none when the dump has none.
+/// They go with the container's cgroup when it is deleted.
+fn make_cgroup_tree(images: &Path, cg: &[(String, PathBuf)]) -> Result<()> {
+    let p = images.join(CGROUP_TREE_FILE);
+    let dirs: Vec<String> = match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read", &p, e)),
+    };
+    for rel in &dirs {
+        let rel = Path::new(rel);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Error::Invalid(format!(
+                "{}: bad entry {}",
+                p.display(),
+                rel.display()
+            )));
+        }
+        for (_, base) in cg {
+            let d = base.join(rel);
+            match std::fs::create_dir(&d) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::io("mkdir", &d, e))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }

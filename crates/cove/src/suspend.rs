@@ -59,13 +59,17 @@ fn from_checkpoint(e: cove_checkpoint::Error) -> Error {
 
 /// A system CT keeps what a whole machine keeps across a suspend: its
 /// network namespace (addresses, routes, established TCP connections) and
-/// its file locks.
+/// its file locks. For a systemd inside (../shared/CRIU-SYSTEMD.md): the
+/// hugetlbfs it mounts, and its cgroup subtree with the empty slices it
+/// watches.
 fn checkpoint_options(dump_dir: &Path) -> CheckpointOptions {
     CheckpointOptions {
         criu: "criu".into(),
         image_path: dump_dir.to_path_buf(),
         tcp_established: true,
         file_locks: true,
+        enable_fs: vec!["hugetlbfs".into()],
+        cgroup_tree: true,
         ..Default::default()
     }
 }
@@ -269,6 +273,7 @@ pub fn restore_in_monitor(options: CreateOptions, images: &Path) -> Result<Creat
         image_path: images.to_path_buf(),
         tcp_established: true,
         file_locks: true,
+        cgroup_tree: true,
         ..Default::default()
     })
     .map_err(from_checkpoint)?;
