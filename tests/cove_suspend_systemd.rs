@@ -13,6 +13,7 @@ use support::*;
 const CRIU_TIMEOUT: Duration = Duration::from_secs(180);
 
 #[test]
+#[ignore = "CRIU 3.17 cannot dump an inotify watch of the CT's dbus/polkit (fsnotify: Can't dump that handle); run with --ignored"]
 fn suspended_debian_ct_answers_systemctl_after_resume() {
     let test = "suspended_debian_ct_answers_systemctl_after_resume";
     // CRIU first: the host lane need not build the template for a skip.
