@@ -2,7 +2,9 @@
 //! VM lane): a counting process started in the CT goes on from where it
 //! was frozen after resume, with the same pids inside, and the CT runs
 //! under a new monitor with its console; the frozen time is printed and in
-//! `--json`; the dump is readable by CRIU's `crit`. Where CRIU cannot work
+//! `--json`; the dump is readable by CRIU's `crit`. A CT on a bridge keeps
+//! its address, routes and an open TCP connection to a peer in the test's
+//! own network namespace across suspend/resume. Where CRIU cannot work
 //! (the host lane), suspend says so and the CT runs on.
 
 mod support;
@@ -33,46 +35,7 @@ fn counts(env: &CoveEnv, ctid: &str) -> Vec<u64> {
 }
 
 fn wait_counts(env: &CoveEnv, ctid: &str, n: usize) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let c = counts(env, ctid);
-        if c.len() >= n || Instant::now() >= deadline {
-            return c;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The numbers in a file inside the container, one a line, read from the
-/// host through its init's root (no exec: exec is slow under emulation).
-fn numbers_in(pid: i32, path: &str) -> Vec<u64> {
-    fs::read_to_string(format!("/proc/{pid}/root{path}"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-/// `pid (comm) ppid` of pid 1 and its children, as the container's own
-/// /proc shows them (read from the host through the init's root).
-fn tree_of(pid: i32) -> String {
-    let dir = format!("/proc/{pid}/root/proc");
-    let mut rows: Vec<(u64, String)> = fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let n: u64 = e.file_name().to_str()?.parse().ok()?;
-                    let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-                    let (head, rest) = stat.rsplit_once(')')?;
-                    let comm = head.split_once('(')?.1;
-                    let ppid: u64 = rest.split_whitespace().nth(1)?.parse().ok()?;
-                    (n == 1 || ppid == 1).then(|| (n, format!("{n} ({comm}) {ppid}\n")))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    rows.sort();
-    rows.into_iter().map(|(_, l)| l).collect()
+    wait_numbers(n, || counts(env, ctid))
 }
 
 #[test]
@@ -190,4 +153,136 @@ fn suspend_where_criu_cannot_work_leaves_the_ct_running() {
     let out = env.cmd(&["resume", &ctid]);
     assert_ne!(out.code, 0, "{out}");
     let _ = fs::metadata(env.ct_dir(&ctid));
+}
+
+/// A TCP connection from a thread of this test in `ns` (setns on that
+/// thread only: the socket belongs to the namespace it was made in), with
+/// retries while the server in the CT comes up.
+fn connect_in(ns: &HostNetns, addr: &str) -> std::net::TcpStream {
+    let path = ns.path.clone();
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let f = fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        // SAFETY: setns on an fd we own; it changes this thread's network
+        // namespace only, and the thread ends right after.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+                Ok(s) => return s,
+                Err(e) if Instant::now() >= deadline => panic!("connect to {addr}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(300)),
+            }
+        }
+    })
+    .join()
+    .expect("the connecting thread")
+}
+
+/// Sends a line and reads what comes back (the CT echoes it).
+#[track_caller]
+fn echo(s: &mut std::net::TcpStream, line: &str) -> String {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(Duration::from_secs(90)))
+        .expect("timeout");
+    s.write_all(format!("{line}\n").as_bytes())
+        .unwrap_or_else(|e| panic!("send {line:?}: {e}"));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"\n") {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer to {line:?} (got {got:?}): {e}"),
+        }
+    }
+    String::from_utf8_lossy(&got).trim_end().to_string()
+}
+
+#[test]
+fn suspended_ct_keeps_its_address_and_an_open_tcp_connection() {
+    let test = "suspended_ct_keeps_its_address_and_an_open_tcp_connection";
+    let Some(ns) = HostNetns::new(test) else {
+        return;
+    };
+    let Some(mut env) = CoveEnv::with_busybox(test) else {
+        return;
+    };
+    env.netns = Some(ns);
+    if !needs_criu(test) {
+        return;
+    }
+    let ctid = env.create_busybox(&["--ipadd", "198.18.7.2/24", "--gateway", "198.18.7.1"]);
+    env.cmd_timeout(&["start", &ctid], CRIU_TIMEOUT).assert_ok();
+    // An echo server in the CT (adopted by its init, so it is dumped).
+    env.cmd_timeout(
+        &[
+            "exec",
+            &ctid,
+            "sh",
+            "-c",
+            "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; exec nc -ll -p 7007 -e cat' &); true",
+        ],
+        CRIU_TIMEOUT,
+    )
+    .assert_ok();
+    let ns = env.netns.as_ref().expect("netns");
+    let mut conn = connect_in(ns, "198.18.7.2:7007");
+    assert_eq!(echo(&mut conn, "before suspend"), "before suspend");
+    let local = conn.local_addr().expect("local address");
+
+    let out = env.cmd_timeout(&["suspend", &ctid, "--json"], CRIU_TIMEOUT);
+    out.assert_ok();
+    let s = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "FROZEN {test} cove suspend (veth, TCP): frozen_time {} us, pages_written {}",
+        s["frozen_time_us"], s["pages_written"]
+    );
+    assert_eq!(env.status_json(&ctid)["status"], "stopped");
+    let host_veth = format!("vc{ctid}");
+    let links = ns.ip(&["-o", "link", "show"]);
+    assert!(
+        !links.stdout.contains(&host_veth),
+        "the veth stays while suspended:\n{links}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    env.cmd_timeout(&["resume", &ctid], CRIU_TIMEOUT)
+        .assert_ok();
+    assert_eq!(env.status_json(&ctid)["status"], "running");
+    // The same connection carries data both ways after the resume.
+    assert_eq!(echo(&mut conn, "after resume"), "after resume");
+    assert_eq!(conn.local_addr().expect("local address"), local);
+    // The host end is back on the bridge; inside, the address and route.
+    let link = ns.ip(&["-o", "link", "show", &host_veth]);
+    link.assert_ok();
+    assert!(
+        link.stdout.contains("master cove0") && link.stdout.contains("state UP"),
+        "the host end is not up on the bridge after resume:\n{link}"
+    );
+    let addr = env.cmd_timeout(
+        &["exec", &ctid, "ip", "-4", "addr", "show", "eth0"],
+        CRIU_TIMEOUT,
+    );
+    addr.assert_ok();
+    assert!(addr.stdout.contains("198.18.7.2/24"), "{addr}");
+    let route = env.cmd_timeout(&["exec", &ctid, "ip", "route"], CRIU_TIMEOUT);
+    assert!(
+        route.stdout.contains("default via 198.18.7.1"),
+        "the default route is gone after resume:\n{route}"
+    );
+    // A new connection works too.
+    let mut second = connect_in(ns, "198.18.7.2:7007");
+    drop(conn);
+    assert_eq!(echo(&mut second, "new connection"), "new connection");
+    drop(second);
+    env.cmd_timeout(&["stop", &ctid], CRIU_TIMEOUT).assert_ok();
+    env.assert_ct_cleaned_up(&ctid);
+    let links = ns.ip(&["-o", "link", "show"]);
+    assert!(
+        !links.stdout.contains(&host_veth) && !links.stdout.contains("cove0"),
+        "stop after resume left the veth or the bridge:\n{links}"
+    );
 }

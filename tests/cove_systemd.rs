@@ -28,17 +28,7 @@ fn boot_timeout() -> Duration {
 /// `systemctl is-system-running` until it is no longer starting up;
 /// returns its last answer and how long it took.
 fn wait_settled(env: &CoveEnv, ctid: &str) -> (String, Duration) {
-    let t = Instant::now();
-    let mut last = String::new();
-    while t.elapsed() < boot_timeout() {
-        let out = env.cmd(&["exec", ctid, "systemctl", "is-system-running"]);
-        last = out.stdout.trim().to_string();
-        if !matches!(last.as_str(), "initializing" | "starting" | "") {
-            return (last, t.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (last, t.elapsed())
+    wait_system_settled(env, ctid, boot_timeout())
 }
 
 fn exec_ok(env: &CoveEnv, ctid: &str, args: &[&str]) -> String {

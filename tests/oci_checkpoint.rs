@@ -10,232 +10,21 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
+use support::criu::*;
 use support::*;
-
-/// CRIU under software emulation takes seconds per dump or restore.
-const CRIU_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// The counting container: stdio off the runtime's files (CRIU cannot dump
-/// fds on host files outside the container), pid 1 a long sleep, pid 2 a
-/// shell appending 1, 2, 3... to /dev/shm/count (a tmpfs CRIU dumps with
-/// its content) every 0.2 s.
-const COUNTER: &str = "exec </dev/null >/dev/null 2>&1; \
-    (i=0; while :; do i=$((i+1)); echo $i >> /dev/shm/count; sleep 0.2; done) & \
-    exec sleep 100000";
-
-/// A tmpfs directory for images in the VM lane (`COVE_CRIU_IMAGES`), else
-/// a temp dir; removed at the end.
-struct Images(PathBuf);
-
-impl Images {
-    fn new(test: &str) -> Images {
-        let base = std::env::var_os("COVE_CRIU_IMAGES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(TEST_TMP));
-        let dir = base.join(format!("{}.img", unique_name(test)));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        Images(dir)
-    }
-
-    fn join(&self, rel: &str) -> String {
-        self.0.join(rel).display().to_string()
-    }
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn counter(env: &Env, test: &str, bin: &Path) -> Ct {
-    let mut ct = Ct::with_bin(env, test, bin);
-    ct.sh(COUNTER);
-    // Limits that must be back after a restore.
-    ct.config["linux"]["resources"]["pids"] = json!({"limit": 64});
-    ct.config["linux"]["resources"]["memory"] = json!({"limit": 268435456});
-    ct
-}
-
-/// The numbers the counter wrote so far.
-fn counts(ct: &Ct) -> Vec<u64> {
-    numbers_in(init_pid(ct), "/dev/shm/count")
-}
-
-/// A runtime command with the time an emulated VM busy with CRIU needs.
-fn rt(ct: &Ct, args: &[&str]) -> Out {
-    ct.cmd_timeout(args, CRIU_TIMEOUT)
-}
-
-fn status(ct: &Ct) -> Option<String> {
-    rt(ct, &["state", &ct.id])
-        .stdout_json()
-        .ok()
-        .and_then(|v| v["status"].as_str().map(str::to_string))
-}
-
-/// The init's pid from `state`, given the time an emulated VM under load
-/// may need.
-fn init_pid(ct: &Ct) -> i32 {
-    let out = ct.cmd_timeout(&["state", &ct.id], CRIU_TIMEOUT);
-    out.assert_ok();
-    let v = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
-    v["pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .filter(|p| *p > 0)
-        .unwrap_or_else(|| panic!("state has no pid: {v}"))
-}
-
-/// The numbers in a file inside the container, one a line, read from the
-/// host through its init's root (no exec: exec is slow under emulation).
-fn numbers_in(pid: i32, path: &str) -> Vec<u64> {
-    fs::read_to_string(format!("/proc/{pid}/root{path}"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-/// `pid (comm) ppid` of pid 1 and its children, as the container's own
-/// /proc shows them (read from the host through the init's root).
-fn tree_of(pid: i32) -> String {
-    let dir = format!("/proc/{pid}/root/proc");
-    let mut rows: Vec<(u64, String)> = fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let n: u64 = e.file_name().to_str()?.parse().ok()?;
-                    let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-                    let (head, rest) = stat.rsplit_once(')')?;
-                    let comm = head.split_once('(')?.1;
-                    let ppid: u64 = rest.split_whitespace().nth(1)?.parse().ok()?;
-                    (n == 1 || ppid == 1).then(|| (n, format!("{n} ({comm}) {ppid}\n")))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    rows.sort();
-    rows.into_iter().map(|(_, l)| l).collect()
-}
-
-/// Waits until the counter has written at least `n` numbers.
-fn wait_counts(ct: &Ct, n: usize) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let c = counts(ct);
-        if c.len() >= n || Instant::now() >= deadline {
-            return c;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// 1, 2, 3, ... without a gap, a repeat or a restart.
-#[track_caller]
-fn assert_one_unbroken_count(c: &[u64], context: &str) {
-    for (i, v) in c.iter().enumerate() {
-        assert_eq!(
-            *v,
-            i as u64 + 1,
-            "the count restarted or skipped at line {}: {c:?}\n{context}",
-            i + 1
-        );
-    }
-}
-
-/// `crit show DIR/stats-dump`: CRIU's own reader of its images; the frozen
-/// time and pages written it reports.
-fn crit_stats(dir: &str) -> (u64, u64) {
-    let crit = std::env::var_os("COVE_CRIT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/crit"));
-    let path = format!("{dir}/stats-dump");
-    let out = run_command(
-        &crit,
-        &["show".into(), path.clone()],
-        Path::new(TEST_TMP),
-        CRIU_TIMEOUT,
-    );
-    assert!(out.ok(), "crit cannot read {path}:\n{out}");
-    let v: Value = out
-        .stdout_json()
-        .unwrap_or_else(|e| panic!("crit show {path}: {e}"));
-    let dump = &v["entries"][0]["dump"];
-    let frozen = dump["frozen_time"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no frozen_time in {path}: {v}"));
-    (frozen, dump["pages_written"].as_u64().unwrap_or(0))
-}
-
-/// Also decodes the inventory and the process tree with crit.
-fn assert_crit_reads(dir: &str) {
-    for img in ["inventory.img", "pstree.img"] {
-        let path = format!("{dir}/{img}");
-        let out = run_command(
-            Path::new("/usr/bin/crit"),
-            &["show".into(), path.clone()],
-            Path::new(TEST_TMP),
-            CRIU_TIMEOUT,
-        );
-        assert!(out.ok(), "crit cannot read {path}:\n{out}");
-        out.stdout_json()
-            .unwrap_or_else(|e| panic!("crit show {path}: {e}"));
-    }
-}
-
-fn report_frozen(test: &str, case: &str, runtime: &str, dir: &str) -> u64 {
-    let (frozen, pages) = crit_stats(dir);
-    println!("FROZEN {test} {case} ({runtime}): frozen_time {frozen} us, pages_written {pages}");
-    pages
-}
-
-fn runtime_name(ct: &Ct) -> String {
-    ct.bin
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Total size of CRIU's page images in a directory.
-fn pages_bytes(dir: &str) -> u64 {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-fn cgroup_file(ct: &Ct, name: &str) -> String {
-    ct.cgroup_dirs()
-        .iter()
-        .find_map(|d| fs::read_to_string(d.join(name)).ok())
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
 
 /// What a user sees of one checkpoint/restore cycle: the tree inside
 /// before and after, the count unbroken across it, the state, the limits.
 fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
-    let bundle = ct.bundle.display().to_string();
-    ct.save_config();
-    ct.cmd_timeout(&["run", "-d", "--bundle", &bundle, &ct.id], CRIU_TIMEOUT)
-        .assert_ok();
+    run_detached(ct, &[]).assert_ok();
     wait_counts(ct, 3);
     let tree_before = tree_of(init_pid(ct));
     let img = images.join("full");
-    let out = ct.cmd_timeout(&["checkpoint", "--image-path", &img, &ct.id], CRIU_TIMEOUT);
-    out.assert_ok();
+    checkpoint(ct, &img, &[]).assert_ok();
     // Without --leave-running the container is gone, as with runc.
     assert!(
         !rt(ct, &["state", &ct.id]).ok() || status(ct).as_deref() == Some("stopped"),
@@ -247,21 +36,7 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
     // Frozen for a while: a restored counter must not have gone on meanwhile.
     std::thread::sleep(Duration::from_secs(2));
     let pid_file = ct.bundle.join("restored.pid").display().to_string();
-    let out = ct.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &img,
-            "--pid-file",
-            &pid_file,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    );
-    out.assert_ok();
+    restore(ct, &img, &["--pid-file", &pid_file]).assert_ok();
     let state = rt(ct, &["state", &ct.id])
         .stdout_json()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -411,17 +186,7 @@ fn leave_running_keeps_the_container_counting() {
     wait_counts(&ct, 3);
     let pid = init_pid(&ct);
     let img = images.join("keep");
-    ct.cmd_timeout(
-        &[
-            "checkpoint",
-            "--leave-running",
-            "--image-path",
-            &img,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    checkpoint(&ct, &img, &["--leave-running"]).assert_ok();
     report_frozen(test, "dump --leave-running", &runtime_name(&ct), &img);
     assert_eq!(status(&ct).as_deref(), Some("running"));
     assert_eq!(init_pid(&ct), pid, "the init changed under --leave-running");
@@ -447,19 +212,7 @@ fn leave_running_keeps_the_container_counting() {
     let other = counter(&env, &format!("{test}-damaged"), &env.bin);
     other.save_config();
     let mounts_before = host_mounts();
-    let bundle = other.bundle.display().to_string();
-    let out = other.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &img,
-            &other.id,
-        ],
-        CRIU_TIMEOUT,
-    );
+    let out = restore(&other, &img, &[]);
     assert_refused_cleanly(&other, &out);
     assert!(out.stderr.contains("criu restore failed"), "{out}");
     // Only this restore's: tests running beside this one (two threads)
@@ -490,39 +243,14 @@ fn pre_dump_then_dump_with_parent_is_smaller_than_a_full_dump() {
          awk 'BEGIN {{ s = \"x\"; while (length(s) < 8388608) s = s s; system(\"exec sleep 100000\") }}' & {}",
         COUNTER.trim_start_matches("exec </dev/null >/dev/null 2>&1; ")
     ));
-    ct.save_config();
-    ct.cmd_timeout(
-        &[
-            "run",
-            "-d",
-            "--bundle",
-            &ct.bundle.display().to_string(),
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    run_detached(&ct, &[]).assert_ok();
     wait_counts(&ct, 3);
     let rt = runtime_name(&ct);
     let full = images.join("full");
-    ct.cmd_timeout(
-        &[
-            "checkpoint",
-            "--leave-running",
-            "--image-path",
-            &full,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    checkpoint(&ct, &full, &["--leave-running"]).assert_ok();
     report_frozen(test, "full dump (--leave-running)", &rt, &full);
     let pre = images.join("pre");
-    ct.cmd_timeout(
-        &["checkpoint", "--pre-dump", "--image-path", &pre, &ct.id],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    checkpoint(&ct, &pre, &["--pre-dump"]).assert_ok();
     assert_eq!(
         status(&ct).as_deref(),
         Some("running"),
@@ -530,18 +258,7 @@ fn pre_dump_then_dump_with_parent_is_smaller_than_a_full_dump() {
     );
     report_frozen(test, "pre-dump", &rt, &pre);
     let last = images.join("last");
-    ct.cmd_timeout(
-        &[
-            "checkpoint",
-            "--image-path",
-            &last,
-            "--parent-path",
-            "../pre",
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    checkpoint(&ct, &last, &["--parent-path", "../pre"]).assert_ok();
     report_frozen(test, "dump --parent-path ../pre", &rt, &last);
     let (full_b, pre_b, last_b) = (pages_bytes(&full), pages_bytes(&pre), pages_bytes(&last));
     println!("SIZES {test}: full {full_b} B, pre-dump {pre_b} B, final with parent {last_b} B");
@@ -554,20 +271,7 @@ fn pre_dump_then_dump_with_parent_is_smaller_than_a_full_dump() {
         "the dump after a pre-dump is not much smaller than a full one: {last_b} B vs {full_b} B"
     );
     // The incremental images restore.
-    let bundle = ct.bundle.display().to_string();
-    ct.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &last,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    restore(&ct, &last, &[]).assert_ok();
     let c = counts(&ct);
     let c = wait_counts(&ct, c.len() + 2);
     assert_one_unbroken_count(&c, "after restore from pre-dump + dump");
@@ -590,7 +294,7 @@ fn checkpoint_where_criu_cannot_work_says_so_and_leaves_the_container_running() 
     let pid = init_pid(&ct);
     let img = images.join("never");
     let checks_before = criu_check_dirs();
-    let out = ct.cmd_timeout(&["checkpoint", "--image-path", &img, &ct.id], CRIU_TIMEOUT);
+    let out = checkpoint(&ct, &img, &[]);
     assert_eq!(out.code, 1, "{out}");
     let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
     assert_eq!(lines.len(), 1, "expected one line:\n{out}");
@@ -617,19 +321,7 @@ fn checkpoint_where_criu_cannot_work_says_so_and_leaves_the_container_running() 
     fs::write(Path::new(&img).join("descriptors.json"), "[]").expect("write");
     let other = Ct::new(&env, &format!("{test}-restore"));
     other.save_config();
-    let bundle = other.bundle.display().to_string();
-    let out = other.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &img,
-            &other.id,
-        ],
-        CRIU_TIMEOUT,
-    );
+    let out = restore(&other, &img, &[]);
     assert_refused_cleanly(&other, &out);
     assert!(
         out.stderr.contains("CRIU cannot work on this host"),
@@ -670,7 +362,7 @@ fn checkpoint_of_a_created_container_is_refused_like_runc() {
     let ct = counter(&env, test, &env.bin);
     ct.create().assert_ok();
     let img = images.join("x");
-    let out = ct.cmd(&["checkpoint", "--image-path", &img, &ct.id]);
+    let out = checkpoint(&ct, &img, &[]);
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("created"), "{out}");
     assert_eq!(status(&ct).as_deref(), Some("created"));
@@ -697,10 +389,7 @@ fn checkpoint_bad_flags_are_refused_before_anything_happens() {
         (vec!["--empty-ns", "pid"], "not supported"),
         (vec!["--page-server", "nohost"], "page-server"),
     ] {
-        let mut args = vec!["checkpoint", "--image-path", &img];
-        args.extend(flags.iter().copied());
-        args.push(&ct.id);
-        let out = ct.cmd(&args);
+        let out = checkpoint(&ct, &img, &flags);
         assert_eq!(out.code, 1, "{out}");
         assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out}");
         assert!(out.stderr.contains(says), "expected {says:?}:\n{out}");
@@ -718,18 +407,9 @@ fn restore_without_images_is_refused_cleanly() {
     let images = Images::new(test);
     let ct = counter(&env, test, &env.bin);
     ct.save_config();
-    let bundle = ct.bundle.display().to_string();
     let img = images.join("empty");
     fs::create_dir_all(&img).expect("mkdir");
-    let out = ct.cmd(&[
-        "restore",
-        "-d",
-        "--bundle",
-        &bundle,
-        "--image-path",
-        &img,
-        &ct.id,
-    ]);
+    let out = restore(&ct, &img, &[]);
     assert_refused_cleanly(&ct, &out);
     assert!(out.stderr.contains("checkpoint image directory"), "{out}");
 }
@@ -754,29 +434,14 @@ fn restored_terminal_comes_back_on_the_console_socket() {
     let mut ct = Ct::new(&env, test);
     ct.config["process"]["terminal"] = json!(true);
     ct.sh("i=0; while :; do i=$((i+1)); echo n=$i; sleep 0.2; done");
-    ct.save_config();
-    let bundle = ct.bundle.display().to_string();
     let sock = ConsoleSocket::bind(&ct.bundle.join("console.sock"));
     let sock_path = sock.path.display().to_string();
-    ct.cmd_timeout(
-        &[
-            "run",
-            "-d",
-            "--console-socket",
-            &sock_path,
-            "--bundle",
-            &bundle,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    run_detached(&ct, &["--console-socket", &sock_path]).assert_ok();
     let master = sock.receive_master(CRIU_TIMEOUT).expect("pty master");
     let before = tty_numbers(&read_pty(&master, Duration::from_secs(5)));
     let last_before = *before.last().expect("the container printed nothing");
     let img = images.join("tty");
-    ct.cmd_timeout(&["checkpoint", "--image-path", &img, &ct.id], CRIU_TIMEOUT)
-        .assert_ok();
+    checkpoint(&ct, &img, &[]).assert_ok();
     report_frozen(
         test,
         "dump of a terminal container",
@@ -786,21 +451,7 @@ fn restored_terminal_comes_back_on_the_console_socket() {
     drop(master);
     let sock2 = ConsoleSocket::bind(&ct.bundle.join("console2.sock"));
     let sock2_path = sock2.path.display().to_string();
-    ct.cmd_timeout(
-        &[
-            "restore",
-            "-d",
-            "--console-socket",
-            &sock2_path,
-            "--bundle",
-            &bundle,
-            "--image-path",
-            &img,
-            &ct.id,
-        ],
-        CRIU_TIMEOUT,
-    )
-    .assert_ok();
+    restore(&ct, &img, &["--console-socket", &sock2_path]).assert_ok();
     let master2 = sock2
         .receive_master(CRIU_TIMEOUT)
         .expect("the restored pty master on the console socket");

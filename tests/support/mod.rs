@@ -8,6 +8,8 @@
 //! runc itself with `COVE_OCI_BIN=/usr/sbin/runc`.
 #![allow(dead_code)]
 
+pub mod criu;
+
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -2208,4 +2210,67 @@ impl Drop for HostNetns {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------- what a checkpointed container shows
+
+/// The numbers in a file inside the container, one a line, read from the
+/// host through its init's root (no exec: exec is slow under emulation).
+pub fn numbers_in(pid: i32, path: &str) -> Vec<u64> {
+    fs::read_to_string(format!("/proc/{pid}/root{path}"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// `pid (comm) ppid` of pid 1 and its children, as the container's own
+/// /proc shows them (read from the host through the init's root).
+pub fn tree_of(pid: i32) -> String {
+    let dir = format!("/proc/{pid}/root/proc");
+    let mut rows: Vec<(u64, String)> = fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n: u64 = e.file_name().to_str()?.parse().ok()?;
+                    let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+                    let (head, rest) = stat.rsplit_once(')')?;
+                    let comm = head.split_once('(')?.1;
+                    let ppid: u64 = rest.split_whitespace().nth(1)?.parse().ok()?;
+                    (n == 1 || ppid == 1).then(|| (n, format!("{n} ({comm}) {ppid}\n")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort();
+    rows.into_iter().map(|(_, l)| l).collect()
+}
+
+/// What `read` returns once it holds at least `n` numbers (a counter in a
+/// container), or after two minutes whatever it holds then.
+pub fn wait_numbers(n: usize, read: impl Fn() -> Vec<u64>) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let c = read();
+        if c.len() >= n || Instant::now() >= deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `systemctl is-system-running` in CT `ctid` until it is no longer
+/// starting up (or `timeout`); its last answer and how long it took.
+pub fn wait_system_settled(env: &CoveEnv, ctid: &str, timeout: Duration) -> (String, Duration) {
+    let t = Instant::now();
+    let mut last = String::new();
+    while t.elapsed() < timeout {
+        let out = env.cmd(&["exec", ctid, "systemctl", "is-system-running"]);
+        last = out.stdout.trim().to_string();
+        if !matches!(last.as_str(), "initializing" | "starting" | "") {
+            return (last, t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (last, t.elapsed())
 }

@@ -1,7 +1,7 @@
 //! `checkpoint`: dump (or pre-dump) a running container's process tree
 //! into an image directory with the options runc sends for the same flags.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::rpc::{self, CgMode, Opts, ReqType};
 use crate::stats::{self, DumpStats};
-use crate::swrk::{self, Stdio3, Worker};
+use crate::swrk::{Stdio3, Worker};
 
 /// The file runc keeps the init's stdio names in (`pipe:[123]`, `/dev/null`),
 /// so a restore can hand new pipes to the restored tasks.
@@ -42,7 +42,15 @@ pub struct CheckpointOptions {
     pub page_server: Option<(String, i32)>,
     /// Gets a 0 byte once the lazy-pages server is ready.
     pub status_fd: Option<i32>,
+    /// Filesystems CRIU may dump though it does not know them (hugetlbfs).
+    pub enable_fs: Vec<String>,
+    /// Record the container's cgroup subtree (every directory below its
+    /// cgroup) in the images, for [`crate::RestoreOptions::cgroup_tree`].
+    pub cgroup_tree: bool,
 }
+
+/// The directories below the container's cgroup at dump time, relative.
+pub const CGROUP_TREE_FILE: &str = "cgroup-tree.json";
 
 pub struct Checkpointed {
     pub images: PathBuf,
@@ -83,9 +91,11 @@ impl Drop for NewDir {
     }
 }
 
+/// A directory fd for CRIU (close-on-exec here; [`Worker::spawn`] hands it
+/// to CRIU alone).
 fn open_dir(path: &Path) -> Result<OwnedFd> {
     let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-    swrk::inheritable(f.as_fd())
+    Ok(f.into())
 }
 
 /// runc's rules: relative, and an existing directory under the image path.
@@ -182,6 +192,7 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
         config_file: layout::config_file(&spec),
         freeze_cgroup: layout::freeze_cgroup(&c.saved.cgroup_paths),
         page_server: o.page_server.clone(),
+        enable_fs: o.enable_fs.clone(),
         ..Default::default()
     };
     if let Some(p) = &o.parent_path {
@@ -206,6 +217,9 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
     if !o.pre_dump {
         external_mounts(&mut opts, &spec, &c.saved.cgroup_paths, pid);
         write_descriptors(&o.image_path, pid)?;
+        if o.cgroup_tree {
+            write_cgroup_tree(&o.image_path, &c.saved.cgroup_paths)?;
+        }
     }
     let kind = if o.pre_dump {
         ReqType::PreDump
@@ -226,7 +240,9 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
         Ok(())
     };
     let log = log_dir.join("dump.log");
-    let mut w = Worker::spawn(&o.criu, Stdio3::Null)?;
+    let mut pass = vec![images.as_raw_fd()];
+    pass.extend(work.as_ref().map(|w| w.as_raw_fd()));
+    let mut w = Worker::spawn(&o.criu, Stdio3::Null, &pass)?;
     w.call(
         kind,
         &rpc::request(kind, Some(&opts)),
@@ -291,5 +307,37 @@ fn write_descriptors(image_path: &Path, pid: i32) -> Result<()> {
     let path = image_path.join(DESCRIPTORS_FILE);
     let json = serde_json::to_vec(&names).map_err(|e| Error::Protocol(e.to_string()))?;
     cove_engine::state::write_atomic(&path, &json)?;
+    Ok(())
+}
+
+/// Every directory below the container's cgroup(s), relative, parents
+/// first. CRIU 3.17 makes again only the cgroups that hold a process; a
+/// systemd inside watches its empty slices too, so a restore makes them
+/// first (without controllers: CRIU runs in the container's cgroup, and
+/// cgroup v2 refuses a process beside children with controllers).
+fn write_cgroup_tree(image_path: &Path, cg: &[(String, PathBuf)]) -> Result<()> {
+    fn walk(base: &Path, rel: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(base.join(rel)) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let r = rel.join(e.file_name());
+                out.push(r.to_string_lossy().into_owned());
+                walk(base, &r, out);
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, base) in cg {
+        if seen.insert(base.clone()) {
+            walk(base, Path::new(""), &mut dirs);
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    let json = serde_json::to_vec(&dirs).map_err(|e| Error::Protocol(e.to_string()))?;
+    cove_engine::state::write_atomic(&image_path.join(CGROUP_TREE_FILE), &json)?;
     Ok(())
 }

@@ -25,8 +25,6 @@ pub mod rpc;
 pub mod stats;
 pub mod swrk;
 
-use std::os::fd::AsFd;
-
 pub use checkpoint::{checkpoint, CheckpointOptions, Checkpointed};
 pub use error::{Error, Result};
 pub use restore::{restore, RestoreOptions, Restored};
@@ -37,7 +35,7 @@ use swrk::{Stdio3, Worker};
 
 /// CRIU's version as (major, minor, sublevel).
 pub fn version(criu: &str) -> Result<(i32, i32, i32)> {
-    let mut w = Worker::spawn(criu, Stdio3::Null)?;
+    let mut w = Worker::spawn(criu, Stdio3::Null, &[])?;
     let resp = w.call(
         ReqType::Version,
         &rpc::request(ReqType::Version, None),
@@ -63,7 +61,6 @@ pub fn check_available(criu: &str) -> Result<()> {
 
 fn check_in(criu: &str, dir: &std::path::Path) -> Result<()> {
     let d = std::fs::File::open(dir).map_err(|e| Error::io("open", dir, e))?;
-    let d = swrk::inheritable(d.as_fd())?;
     use std::os::fd::AsRawFd;
     let opts = Opts {
         images_dir_fd: d.as_raw_fd(),
@@ -71,7 +68,7 @@ fn check_in(criu: &str, dir: &std::path::Path) -> Result<()> {
         log_file: Some("check.log".into()),
         ..Default::default()
     };
-    let mut w = Worker::spawn(criu, Stdio3::Null)?;
+    let mut w = Worker::spawn(criu, Stdio3::Null, &[d.as_raw_fd()])?;
     let r = w.call(
         ReqType::Check,
         &rpc::request(ReqType::Check, Some(&opts)),

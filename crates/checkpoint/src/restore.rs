@@ -11,11 +11,11 @@ use cove_engine::restore::{self as engine_restore, Restoring};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::LinuxNamespaceType;
 
-use crate::checkpoint::DESCRIPTORS_FILE;
+use crate::checkpoint::{CGROUP_TREE_FILE, DESCRIPTORS_FILE};
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::rpc::{self, CgMode, Opts, ReqType};
-use crate::swrk::{self, Stdio3, Worker};
+use crate::swrk::{Stdio3, Worker};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -32,6 +32,12 @@ pub struct RestoreOptions {
     pub empty_ns: u32,
     pub auto_dedup: bool,
     pub lazy_pages: bool,
+    /// More of CRIU's `--external` keys, e.g. `veth[eth0]:vc101`: the
+    /// restored veth's other end named and made in our network namespace.
+    pub external: Vec<String>,
+    /// Make the cgroup subtree the dump recorded (`cgroup_tree` at
+    /// checkpoint) below the new container's cgroup before CRIU runs.
+    pub cgroup_tree: bool,
 }
 
 pub struct Restored {
@@ -92,16 +98,18 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored> {
         Error::Unavailable(m) => Error::Unavailable(format!("{m}; nothing was restored")),
         e => e,
     })?;
-    let images_file =
-        std::fs::File::open(&o.image_path).map_err(|e| Error::io("open", &o.image_path, e))?;
-    let images = swrk::inheritable(images_file.as_fd())?;
+    // Every fd for CRIU is close-on-exec here (hooks run while CRIU does:
+    // they must not get them); Worker::spawn hands them to CRIU alone.
+    let images: OwnedFd = std::fs::File::open(&o.image_path)
+        .map_err(|e| Error::io("open", &o.image_path, e))?
+        .into();
     let mut log_dir = o.image_path.clone();
     let work = match &o.work_path {
         Some(w) => {
             std::fs::create_dir_all(w).map_err(|e| Error::io("mkdir", w, e))?;
             log_dir = w.clone();
             let f = std::fs::File::open(w).map_err(|e| Error::io("open", w, e))?;
-            Some(swrk::inheritable(f.as_fd())?)
+            Some(OwnedFd::from(f))
         }
         None => None,
     };
@@ -110,6 +118,9 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored> {
     let spec = r.spec().clone();
     let root = RootBind::new(r.rootfs(), r.state_dir().join("criu-root"))?;
     prepare_mountpoints(&r)?;
+    if o.cgroup_tree {
+        make_cgroup_tree(&o.image_path, r.cgroup_paths())?;
+    }
     let mut opts = Opts {
         images_dir_fd: images.as_raw_fd(),
         evasive_devices: true,
@@ -130,6 +141,7 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored> {
         lazy_pages: o.lazy_pages,
         work_dir_fd: work.as_ref().map(|w| w.as_raw_fd()),
         config_file: layout::config_file(&spec),
+        external: o.external.clone(),
         ..Default::default()
     };
     // Namespaces joined by path: net and pid are handed to CRIU under the
@@ -141,7 +153,7 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored> {
                 let f = std::fs::File::open(&path).map_err(|e| {
                     Error::Invalid(format!("namespace {} to restore into: {e}", path.display()))
                 })?;
-                let fd = swrk::inheritable(f.as_fd())?;
+                let fd = OwnedFd::from(f);
                 opts.inherit_fd.push((layout::ns_key(kind), fd.as_raw_fd()));
                 ns_fds.push(fd);
             }
@@ -176,7 +188,10 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored> {
         }
     }
 
-    let mut w = Worker::spawn(&o.criu, Stdio3::Ours)?;
+    let mut pass = vec![images.as_raw_fd()];
+    pass.extend(work.as_ref().map(|w| w.as_raw_fd()));
+    pass.extend(ns_fds.iter().map(|f| f.as_raw_fd()));
+    let mut w = Worker::spawn(&o.criu, Stdio3::Ours, &pass)?;
     r.add_task(w.pid())?;
     opts.cg_root = cgroup_roots(w.pid())?;
     let mut restored = 0;
@@ -224,26 +239,49 @@ pub fn restore(o: &RestoreOptions) -> Result<Restored> {
 
 /// Mount points that bind mounts need and the rootfs lacks (a bundle may be
 /// fresh): made inside the rootfs as `create` makes them. Those on a tmpfs
-/// are left to CRIU, which restores the tmpfs with its content.
+/// are left to CRIU, which restores the tmpfs with its content. A mount
+/// point inside another bind mount belongs to that mount's source, where
+/// CRIU looks for it once the outer one is mounted (runc issue 2748): it
+/// is made there, below the source and never outside it.
 fn prepare_mountpoints(r: &Restoring) -> Result<()> {
     let spec = r.spec();
     let tmpfs = layout::tmpfs_mounts(spec);
+    let under =
+        |dest: &str, top: &str| dest.starts_with(&format!("{}/", top.trim_end_matches('/')));
     let rootfd: OwnedFd = std::fs::File::open(r.rootfs())
         .map_err(|e| Error::io("open", r.rootfs(), e))?
         .into();
-    for (dest, src) in layout::bind_mounts(spec) {
-        if tmpfs
-            .iter()
-            .any(|t| dest.starts_with(&format!("{}/", t.trim_end_matches('/'))))
-        {
+    let binds = layout::bind_mounts(spec);
+    for (dest, src) in &binds {
+        if tmpfs.iter().any(|t| under(dest, t)) {
             continue;
         }
-        let dir = std::fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(true);
-        let rel = Path::new(dest.trim_start_matches('/'));
+        let dir = std::fs::metadata(src).map(|m| m.is_dir()).unwrap_or(true);
+        // The innermost other bind mount this one sits in, if any.
+        let outer = binds
+            .iter()
+            .filter(|(d, s)| under(dest, d) && std::fs::metadata(s).is_ok_and(|m| m.is_dir()))
+            .max_by_key(|(d, _)| d.len());
+        let (base, rel) = match outer {
+            Some((d, s)) => {
+                let f = std::fs::File::open(s).map_err(|e| Error::io("open", s, e))?;
+                (
+                    OwnedFd::from(f),
+                    dest[d.trim_end_matches('/').len()..].to_string(),
+                )
+            }
+            None => (
+                rootfd
+                    .try_clone()
+                    .map_err(|e| Error::io("dup", r.rootfs(), e))?,
+                dest.clone(),
+            ),
+        };
+        let rel = Path::new(rel.trim_start_matches('/'));
         if rel.as_os_str().is_empty() {
             continue;
         }
-        cove_engine::mounts::ensure_in_root(rootfd.as_fd(), rel, dir)?;
+        cove_engine::mounts::ensure_in_root(base.as_fd(), rel, dir)?;
     }
     Ok(())
 }
@@ -260,4 +298,41 @@ fn cgroup_roots(pid: i32) -> Result<Vec<(String, String)>> {
             Some((ctrl.to_string(), path.to_string()))
         })
         .collect())
+}
+
+/// The directories the dump recorded below the container's cgroup, made
+/// again (parents first) below the new one; none when the dump has none.
+/// They go with the container's cgroup when it is deleted.
+fn make_cgroup_tree(images: &Path, cg: &[(String, PathBuf)]) -> Result<()> {
+    let p = images.join(CGROUP_TREE_FILE);
+    let dirs: Vec<String> = match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read", &p, e)),
+    };
+    for rel in &dirs {
+        let rel = Path::new(rel);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Error::Invalid(format!(
+                "{}: bad entry {}",
+                p.display(),
+                rel.display()
+            )));
+        }
+        for (_, base) in cg {
+            let d = base.join(rel);
+            match std::fs::create_dir(&d) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::io("mkdir", &d, e))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }

@@ -4,7 +4,8 @@
 //! pty master of a restored terminal), and read the final response.
 
 use std::io::BufRead;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -23,18 +24,6 @@ pub type OnNotify<'a> = dyn FnMut(&str, i32, Option<OwnedFd>) -> Result<()> + 'a
 /// CRIU's responses are small; runc reads them into 40 KiB too.
 const RESP_BUF: usize = 10 * 4096;
 
-/// A copy of an fd that a child inherits (no close-on-exec), for the fd
-/// numbers we name in a request (image dir, work dir, namespaces).
-pub fn inheritable(fd: BorrowedFd) -> Result<OwnedFd> {
-    // SAFETY: F_DUPFD returns a new fd we own, without FD_CLOEXEC.
-    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 3) };
-    if n < 0 {
-        return Err(Error::Sys("fcntl(F_DUPFD)", nix::errno::Errno::last()));
-    }
-    // SAFETY: n is a fresh fd nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(n) })
-}
-
 /// Where CRIU's stdio goes: nowhere (dump), or ours (restore: the restored
 /// tasks' stdio pipes are handed over through CRIU's fds 0-2).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -49,9 +38,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts `criu swrk`. Every fd named in the request must have been
-    /// made with [`inheritable`] and still be open.
-    pub fn spawn(criu: &str, stdio: Stdio3) -> Result<Worker> {
+    /// Starts `criu swrk`. `pass` are the fds named in the request (image
+    /// dir, work dir, namespaces): they stay close-on-exec in this process,
+    /// so nothing else it runs meanwhile (restore-time hooks) inherits
+    /// them, and only CRIU gets them, at their numbers.
+    pub fn spawn(criu: &str, stdio: Stdio3, pass: &[RawFd]) -> Result<Worker> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -59,25 +50,37 @@ impl Worker {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| Error::Sys("socketpair", e))?;
-        let theirs = inheritable(theirs.as_fd())?;
+        let mut keep: Vec<RawFd> = pass.to_vec();
+        keep.push(theirs.as_raw_fd());
         let io = || match stdio {
             Stdio3::Null => Stdio::null(),
             Stdio3::Ours => Stdio::inherit(),
         };
-        let child = Command::new(criu)
-            .arg("swrk")
+        let mut cmd = Command::new(criu);
+        cmd.arg("swrk")
             .arg(theirs.as_raw_fd().to_string())
             .stdin(io())
             .stdout(io())
-            .stderr(io())
-            .spawn()
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Error::Unavailable(format!("{criu} is not installed (apt-get install criu)"))
-                } else {
-                    Error::Protocol(format!("cannot start {criu} swrk: {e}"))
+            .stderr(io());
+        // SAFETY: between fork and exec only fcntl(2), which is
+        // async-signal-safe, on fd numbers copied into the closure.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &fd in &keep {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
-            })?;
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::Unavailable(format!("{criu} is not installed (apt-get install criu)"))
+            } else {
+                Error::Protocol(format!("cannot start {criu} swrk: {e}"))
+            }
+        })?;
         // Our copy of CRIU's end goes now, so a CRIU that dies closes the
         // socket and we never wait for an answer that cannot come.
         drop(theirs);

@@ -387,14 +387,18 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
     };
     // The engine changed into the bundle; the monitor must not pin it.
     let _ = std::env::set_current_dir("/");
-    // The init exists (so does its network namespace) and waits for start.
-    net::setup(
-        &ct,
-        ctid,
-        &launch.cfg.net,
-        created.pid,
-        created.pidfd.as_fd(),
-    )?;
+    // The init exists (so does its network namespace) and waits for start;
+    // a restored CT's namespace came back whole but for the veth's host end.
+    match launch.restore_from {
+        None => net::setup(
+            &ct,
+            ctid,
+            &launch.cfg.net,
+            created.pid,
+            created.pidfd.as_fd(),
+        )?,
+        Some(_) => net::setup_restored(&ct, ctid, &launch.cfg.net)?,
+    }
     let master = listener.receive_master()?;
     drop(listener);
     // The same path now takes `cove console` clients.

@@ -14,9 +14,11 @@ use cove_checkpoint::{CheckpointOptions, RestoreOptions};
 use cove_engine::container::{CreateOptions, Created};
 
 use crate::config::{self, CtConfig};
+use crate::ctid::Ctid;
 use crate::error::{Error, Result};
 use crate::lifecycle;
 use crate::monitor::{self, Launch};
+use crate::net;
 use crate::paths::{CtPaths, Paths};
 use crate::runstate::{self, MonitorRecord};
 use crate::template;
@@ -57,15 +59,90 @@ fn from_checkpoint(e: cove_checkpoint::Error) -> Error {
 
 /// A system CT keeps what a whole machine keeps across a suspend: its
 /// network namespace (addresses, routes, established TCP connections) and
-/// its file locks.
+/// its file locks. For a systemd inside (../shared/CRIU-SYSTEMD.md): the
+/// hugetlbfs it mounts, and its cgroup subtree with the empty slices it
+/// watches.
 fn checkpoint_options(dump_dir: &Path) -> CheckpointOptions {
     CheckpointOptions {
         criu: "criu".into(),
         image_path: dump_dir.to_path_buf(),
         tcp_established: true,
         file_locks: true,
+        enable_fs: vec!["hugetlbfs".into()],
+        cgroup_tree: true,
         ..Default::default()
     }
+}
+
+/// One dump (or pre-dump) of a running CT, for `suspend` and migration.
+pub struct DumpRequest<'a> {
+    /// The image directory (made if missing).
+    pub dir: &'a Path,
+    /// An earlier pre-dump's directory, relative to `dir` (CRIU's rule):
+    /// only pages changed since then are written.
+    pub parent: Option<&'a Path>,
+    /// Memory only, and the CT runs on.
+    pub pre_dump: bool,
+    /// Pages go to a CRIU page server at (address, port) instead of `dir`.
+    pub page_server: Option<(String, i32)>,
+}
+
+/// The CT's network as a restore must know it, kept in the dump directory
+/// (so the directory alone is enough to restore from, here or elsewhere).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DumpNet {
+    /// (interface in the CT, its veth peer on the host): CRIU makes the
+    /// peer under that name in the restoring process's network namespace.
+    pub veth: Vec<(String, String)>,
+}
+
+const DUMP_NET: &str = "cove-net.json";
+
+/// Checkpoints CT `ctid` (running, locked by the caller) as `req` says.
+/// After a final dump the CT's processes are gone and its monitor tears
+/// the rest down; after a pre-dump it runs on.
+pub fn dump(ct: &CtPaths, ctid: &Ctid, cfg: &CtConfig, req: &DumpRequest) -> Result<PreDump> {
+    let mut o = checkpoint_options(req.dir);
+    o.pre_dump = req.pre_dump;
+    o.parent_path = req.parent.map(Path::to_path_buf);
+    o.page_server = req.page_server.clone();
+    let done =
+        cove_checkpoint::checkpoint(&ct.oci_root, ctid.as_str(), &o).map_err(from_checkpoint)?;
+    if !req.pre_dump {
+        let note = DumpNet {
+            veth: if cfg.net.enabled() {
+                vec![(net::CT_IFNAME.to_string(), net::host_ifname(ctid))]
+            } else {
+                Vec::new()
+            },
+        };
+        let json = serde_json::to_vec(&note).map_err(|e| Error::Tool(e.to_string()))?;
+        cove_engine::state::write_atomic(&req.dir.join(DUMP_NET), &json)?;
+    }
+    let st = done.stats.unwrap_or_default();
+    Ok(PreDump {
+        frozen_time_us: st.frozen_time_us,
+        pages_written: st.pages_written,
+    })
+}
+
+/// What the dump in `images` needs from a restore besides the images: the
+/// host ends of its veths, as CRIU `--external veth[IN]:OUT` keys.
+fn restore_externals(images: &Path) -> Result<Vec<String>> {
+    let p = images.join(DUMP_NET);
+    let note: DumpNet = match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::BadConfig {
+            path: p.clone(),
+            msg: e.to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DumpNet::default(),
+        Err(e) => return Err(Error::io("read", &p, e)),
+    };
+    Ok(note
+        .veth
+        .iter()
+        .map(|(inside, outside)| format!("veth[{inside}]:{outside}"))
+        .collect())
 }
 
 /// `cove suspend CTID [--dump-dir D]`.
@@ -81,14 +158,7 @@ pub fn suspend(
     if !runstate::status(&ct, &ctid).running() {
         return Err(Error::NotRunning(ctid.to_string()));
     }
-    // The veth, its host routes and published ports are not carried over
-    // a dump yet: refused before anything is frozen.
-    let cfg = crate::config::CtConfig::load(&ct.config, &ctid)?;
-    if cfg.net.enabled() {
-        return Err(Error::BadInput(format!(
-            "CT {ctid} has a network interface: suspend of a networked CT is not supported yet; stop it instead"
-        )));
-    }
+    let cfg = CtConfig::load(&ct.config, &ctid)?;
     let dir = match dump_dir {
         Some(d) if d.is_absolute() => d.to_path_buf(),
         Some(d) => std::env::current_dir()
@@ -107,26 +177,35 @@ pub fn suspend(
     // on top of the one before (CRIU's soft-dirty tracking), the final
     // dump into dir on top of the last.
     let mut pre = Vec::new();
-    let mut parent: Option<String> = None;
+    let mut parent: Option<PathBuf> = None;
     for i in 1..=pre_dumps {
-        let name = format!("pre-{i}");
-        let mut o = checkpoint_options(&dir.join(&name));
-        o.pre_dump = true;
-        o.parent_path = parent.as_ref().map(|p| PathBuf::from(format!("../{p}")));
-        let done = cove_checkpoint::checkpoint(&ct.oci_root, ctid.as_str(), &o)
-            .map_err(from_checkpoint)?;
-        let st = done.stats.unwrap_or_default();
-        pre.push(PreDump {
-            frozen_time_us: st.frozen_time_us,
-            pages_written: st.pages_written,
-        });
+        let name = PathBuf::from(format!("pre-{i}"));
+        let done = dump(
+            &ct,
+            &ctid,
+            &cfg,
+            &DumpRequest {
+                dir: &dir.join(&name),
+                // Relative to the image directory, as CRIU wants it.
+                parent: parent.as_ref().map(|p| Path::new("..").join(p)).as_deref(),
+                pre_dump: true,
+                page_server: None,
+            },
+        )?;
+        pre.push(done);
         parent = Some(name);
     }
-    let mut o = checkpoint_options(&dir);
-    o.parent_path = parent.map(PathBuf::from);
-    let done =
-        cove_checkpoint::checkpoint(&ct.oci_root, ctid.as_str(), &o).map_err(from_checkpoint)?;
-    let stats = done.stats.unwrap_or_default();
+    let stats = dump(
+        &ct,
+        &ctid,
+        &cfg,
+        &DumpRequest {
+            dir: &dir,
+            parent: parent.as_deref(),
+            pre_dump: false,
+            page_server: None,
+        },
+    )?;
     let rec = Suspended {
         ctid: ctid.to_string(),
         dump_dir: dir,
@@ -183,13 +262,18 @@ pub fn resume(paths: &Paths, arg: &str) -> Result<()> {
 
 /// In the monitor: the CT's processes back from `images`, as children of
 /// the monitor (CRIU restores them as its siblings).
+/// A CT with a veth gets it back with its host end made by CRIU under
+/// its old name; the monitor then puts that end where `net` wants it.
 pub fn restore_in_monitor(options: CreateOptions, images: &Path) -> Result<Created> {
+    let external = restore_externals(images)?;
     let r = cove_checkpoint::restore(&RestoreOptions {
+        external,
         criu: "criu".into(),
         create: options,
         image_path: images.to_path_buf(),
         tcp_established: true,
         file_locks: true,
+        cgroup_tree: true,
         ..Default::default()
     })
     .map_err(from_checkpoint)?;

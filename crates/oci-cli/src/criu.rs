@@ -70,6 +70,9 @@ pub fn checkpoint(cli: &Cli, a: &CheckpointArgs) -> Res {
         lazy_pages: a.criu.lazy_pages,
         page_server: a.page_server.as_deref().map(page_server).transpose()?,
         status_fd: (a.status_fd >= 0).then_some(a.status_fd),
+        // runc sends neither.
+        enable_fs: Vec::new(),
+        cgroup_tree: false,
     };
     let done = cove_checkpoint::checkpoint(&cli.root, &a.id, &o).map_err(|e| e.to_string())?;
     if let Some(s) = done.stats {
@@ -106,6 +109,8 @@ pub fn restore(cli: &Cli, a: &RestoreArgs) -> Res {
         empty_ns: empty_ns(&a.criu)?,
         auto_dedup: a.criu.auto_dedup,
         lazy_pages: a.criu.lazy_pages,
+        external: Vec::new(),
+        cgroup_tree: false,
     };
     if !a.detach && !a.no_subreaper {
         // Orphans of the container come to us, as with runc.

@@ -168,16 +168,58 @@ pub fn setup(
         }
         return Err(e.into());
     }
+    host_side(&mut nl, ct, ctid, &mut rec, &host, net)?;
+    let ct_net = net.clone();
+    netns::run_in(ns.as_fd(), move || ct_side(&ct_net))?;
+    Ok(())
+}
+
+/// The network of a CT CRIU has just restored: its namespace came back
+/// with eth0, addresses and routes, and CRIU made the veth's host end
+/// under its old name here (`veth[eth0]:vc<CTID>`); that end is put on
+/// the bridge (or given its routes) and the published ports come back.
+/// The CT's established connections go on once its host end is up.
+pub fn setup_restored(ct: &CtPaths, ctid: &Ctid, net: &NetConfig) -> Result<()> {
+    if !net.enabled() {
+        return Ok(());
+    }
+    let _lock = net_lock(ct)?;
+    let mut nl = Netlink::open()?;
+    let host = host_ifname(ctid);
+    let mut rec = NetRecord {
+        netns: netns::current_id()?,
+        host_veth: Some(host.clone()),
+        ..Default::default()
+    };
+    rec.write(ct)?;
+    if link::find(&mut nl, &host)?.is_none() {
+        return Err(Error::Tool(format!(
+            "the restored CT's veth end {host} is not in this network namespace"
+        )));
+    }
+    host_side(&mut nl, ct, ctid, &mut rec, &host, net)
+}
+
+/// The host end `host` of the CT's veth (which exists) on the bridge, or
+/// routed to the CT's addresses; up; the CT's published ports.
+fn host_side(
+    nl: &mut Netlink,
+    ct: &CtPaths,
+    ctid: &Ctid,
+    rec: &mut NetRecord,
+    host: &str,
+    net: &NetConfig,
+) -> Result<()> {
     match net.netif() {
         Netif::Bridged => {
             let bridge = net.bridge().to_string();
             rec.bridge = Some(bridge.clone());
             rec.write(ct)?;
-            ensure_bridge(&mut nl, &bridge, net)?;
-            link::set_master(&mut nl, &host, &bridge)?;
+            ensure_bridge(nl, &bridge, net)?;
+            link::set_master(nl, host, &bridge)?;
         }
         Netif::Routed => {
-            sysctl::enable(Knob::ProxyArp(&host))?;
+            sysctl::enable(Knob::ProxyArp(host))?;
             let v6 = net.ip.iter().any(|c| c.addr.is_ipv6());
             if net.ip.iter().any(|c| c.addr.is_ipv4()) {
                 sysctl::enable(Knob::Forward4)?;
@@ -185,8 +227,8 @@ pub fn setup(
             if v6 {
                 sysctl::enable(Knob::Forward6)?;
                 addr::add(
-                    &mut nl,
-                    &host,
+                    nl,
+                    host,
                     &Cidr {
                         addr: ROUTED_GATEWAY6.into(),
                         prefix: 64,
@@ -200,16 +242,13 @@ pub fn setup(
             }
         }
     }
-    link::set_up(&mut nl, &host, true)?;
+    link::set_up(nl, host, true)?;
     if net.netif() == Netif::Routed {
         for c in &net.ip {
-            add_routed(&mut nl, ct, &mut rec, &host, net, &Cidr::host(c.addr))?;
+            add_routed(nl, ct, rec, host, net, &Cidr::host(c.addr))?;
         }
     }
-    let ct_net = net.clone();
-    netns::run_in(ns.as_fd(), move || ct_side(&ct_net))?;
-    publish(ct, ctid, &mut rec, net)?;
-    Ok(())
+    publish(ct, ctid, rec, net)
 }
 
 /// A routed address's host route and, with an uplink, its proxy entry;
