@@ -286,3 +286,36 @@ fn suspended_ct_keeps_its_address_and_an_open_tcp_connection() {
         "stop after resume left the veth or the bridge:\n{links}"
     );
 }
+
+/// `--dump-dir` must be new or empty: resume removes the dump, and must
+/// never take a user's files with it. Refused before anything is frozen.
+#[test]
+fn suspend_refuses_a_dump_dir_that_holds_files() {
+    let test = "suspend_refuses_a_dump_dir_that_holds_files";
+    let Some(env) = CoveEnv::with_busybox(test) else {
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    env.cmd_timeout(&["start", &ctid], CRIU_TIMEOUT).assert_ok();
+    let dir = TempDir::new(test);
+    let precious = dir.path.join("precious.txt");
+    fs::write(&precious, "keep me").expect("write");
+    let out = env.cmd_timeout(
+        &[
+            "suspend",
+            &ctid,
+            "--dump-dir",
+            &dir.path.display().to_string(),
+        ],
+        CRIU_TIMEOUT,
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("is not empty"), "{out}");
+    assert_eq!(
+        fs::read_to_string(&precious).ok().as_deref(),
+        Some("keep me")
+    );
+    assert_eq!(env.status_json(&ctid)["status"], "running");
+    env.cmd(&["stop", "--fast", &ctid]).assert_ok();
+    env.assert_ct_cleaned_up(&ctid);
+}

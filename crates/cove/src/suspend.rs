@@ -37,6 +37,11 @@ pub struct Suspended {
     /// memory copied while the CT ran, so the final freeze copies less.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pre_dumps: Vec<PreDump>,
+    /// cove made dump_dir (it did not exist): resume removes it whole.
+    /// Otherwise it was an empty directory of the user's: resume empties
+    /// it and leaves it.
+    #[serde(default)]
+    pub made_dump_dir: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -166,12 +171,31 @@ pub fn suspend(
             .join(d),
         None => ct.dir.join("dump"),
     };
+    if dump_dir.is_none() {
+        // cove's own place: what is there is left from a dump that failed
+        // (the CT runs, so it was never resumed from).
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     if dir.join("inventory.img").exists() {
         return Err(Error::BadInput(format!(
             "{} holds a dump already: resume from it or remove it",
             dir.display()
         )));
     }
+    // resume removes the dump: only from a directory that holds nothing else.
+    let made_dump_dir = match std::fs::read_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(Error::io("read", &dir, e)),
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::BadInput(format!(
+                    "--dump-dir {} is not empty: give a new or an empty directory (resume removes the dump)",
+                    dir.display()
+                )));
+            }
+            false
+        }
+    };
     let monitor = MonitorRecord::read(&ct.monitor);
     // Iterative migration's first half: pre-dumps into dir/pre-1..N, each
     // on top of the one before (CRIU's soft-dirty tracking), the final
@@ -212,6 +236,7 @@ pub fn suspend(
         frozen_time_us: stats.frozen_time_us,
         pages_written: stats.pages_written,
         pre_dumps: pre,
+        made_dump_dir,
     };
     let json = serde_json::to_vec_pretty(&rec).map_err(|e| Error::Tool(e.to_string()))?;
     cove_engine::state::write_atomic(&record_path(&ct), &json)?;
@@ -220,6 +245,26 @@ pub fn suspend(
     drop(lock);
     lifecycle::wait_for_monitor(monitor);
     Ok(rec)
+}
+
+/// Removes what suspend wrote: the directory if suspend made it, else
+/// only its entries (it was empty before).
+fn remove_dump(rec: &Suspended) {
+    if rec.made_dump_dir {
+        let _ = std::fs::remove_dir_all(&rec.dump_dir);
+        return;
+    }
+    for entry in std::fs::read_dir(&rec.dump_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let p = entry.path();
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p),
+            _ => std::fs::remove_file(&p),
+        };
+    }
 }
 
 /// `cove resume CTID`: a new monitor restores the CT from its dump.
@@ -256,7 +301,7 @@ pub fn resume(paths: &Paths, arg: &str) -> Result<()> {
     };
     monitor::spawn(&launch, lock)?;
     let _ = std::fs::remove_file(&rec_path);
-    let _ = std::fs::remove_dir_all(&rec.dump_dir);
+    remove_dump(&rec);
     Ok(())
 }
 
