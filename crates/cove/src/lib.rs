@@ -29,6 +29,8 @@ pub mod error;
 pub mod exec;
 pub mod lifecycle;
 pub mod lock;
+pub mod migrate;
+pub mod migrate_recv;
 pub mod monitor;
 pub mod net;
 pub mod overlay;
