@@ -12,7 +12,10 @@
 //! Offline migration of a running busybox CT (running on DEST with its
 //! hostname, config and files, gone from the source; --keep-src keeps a
 //! stopped copy), failures at each phase (leaving the source running and
-//! DEST clean), `--abort` after a killed `cove`, and bad input.
+//! DEST clean), `--abort` after a killed `cove`, and bad input. Online
+//! (`--online`, where CRIU works: the VM lane): a counting process goes on
+//! on DEST with the same pids inside; a failed restore on DEST resumes the
+//! source; where CRIU cannot work the pre-flight check says so.
 
 mod support;
 
@@ -151,8 +154,10 @@ exec '{bin}' "$@"
         format!(
             "Port {PORT}\nListenAddress {DST_ADDR}\nHostKey {hk}\nPidFile {pid}\n\
              AuthorizedKeysFile {ak}\nPermitRootLogin prohibit-password\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM yes\n\
              StrictModes no\nPrintMotd no\nSetEnv {env}\n",
+            // UsePAM: without it sshd refuses a locked account (the VM
+            // guest's root has no password) even to a key.
             hk = p("host_key"),
             pid = p("sshd.pid"),
             ak = p("authorized_keys"),
@@ -580,6 +585,198 @@ fn bad_input_is_one_line_and_changes_nothing() {
     c.env("COVE_REMOTE_BIN", "/nonexistent/cove");
     let out = run_child(c, &h.dir.path, MIGRATE_TIMEOUT);
     assert_cove_refused(&out, 51);
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, false);
+}
+
+// ---------------------------------------------------------------- online
+
+const CRIU_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A counter daemonised inside the CT (the init adopts it).
+const START_COUNTER: &str = "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; i=0; \
+    while :; do i=$((i+1)); echo $i >> /root/count; sleep 0.2; done' &) ; true";
+
+fn init_pid(env: &CoveEnv, ctid: &str) -> i32 {
+    let st = env.status_json(ctid);
+    st["init_pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or_else(|| panic!("no init pid: {st}"))
+}
+
+/// The CT's count, read through its init's root.
+fn counts(env: &CoveEnv, ctid: &str) -> Vec<u64> {
+    fs::read_to_string(format!("/proc/{}/root/root/count", init_pid(env, ctid)))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn wait_counts(env: &CoveEnv, ctid: &str, n: usize) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let c = counts(env, ctid);
+        if c.len() >= n || Instant::now() >= deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts the count went on from 1 without a restart or a gap.
+#[track_caller]
+fn assert_counting_on(env: &CoveEnv, ctid: &str) {
+    let c = counts(env, ctid);
+    let c = wait_counts(env, ctid, c.len() + 3);
+    for (i, v) in c.iter().enumerate() {
+        assert_eq!(*v, i as u64 + 1, "the count restarted or skipped: {c:?}");
+    }
+}
+
+/// `pid (comm) ppid` of pid 1 and its children, as the CT's /proc shows them.
+fn tree_of(pid: i32) -> String {
+    let dir = format!("/proc/{pid}/root/proc");
+    let mut rows: Vec<(u64, String)> = fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n: u64 = e.file_name().to_str()?.parse().ok()?;
+                    let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+                    let (head, rest) = stat.rsplit_once(')')?;
+                    let comm = head.split_once('(')?.1;
+                    let ppid: u64 = rest.split_whitespace().nth(1)?.parse().ok()?;
+                    (n == 1 || ppid == 1).then(|| (n, format!("{n} ({comm}) {ppid}\n")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort();
+    rows.into_iter().map(|(_, l)| l).collect()
+}
+
+/// A running CT with a counter going.
+fn counting_ct(h: &Hosts) -> (String, String) {
+    let (ctid, hostname) = running_ct(h, &[]);
+    h.src
+        .cmd_timeout(&["exec", &ctid, "sh", "-c", START_COUNTER], CRIU_TIMEOUT)
+        .assert_ok();
+    wait_counts(&h.src, &ctid, 3);
+    (ctid, hostname)
+}
+
+#[test]
+fn online_migration_keeps_the_ct_counting() {
+    let t = "online_migration_keeps_the_ct_counting";
+    let Some(h) = setup(t) else { return };
+    if !needs_criu(t) {
+        return;
+    }
+    let (ctid, hostname) = counting_ct(&h);
+    let tree = tree_of(init_pid(&h.src, &ctid));
+    let c = h.migrate_cmd(&[&ctid, &format!("root@{DST_ADDR}"), "--online", "--json"]);
+    let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
+    assert!(out.ok(), "{out}");
+    let report = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
+    let online = &report["online"];
+    println!(
+        "FIGURES {t}: precopy {} frozen_ms {} dump_s {:.3} transfer_s {:.3} restore_s {:.3} downtime_s {:.3}",
+        online["precopy"],
+        online["frozen_ms"],
+        online["dump_seconds"].as_f64().unwrap_or(-1.0),
+        online["transfer_seconds"].as_f64().unwrap_or(-1.0),
+        online["restore_seconds"].as_f64().unwrap_or(-1.0),
+        report["downtime_seconds"].as_f64().unwrap_or(-1.0),
+    );
+    assert_eq!(report["mode"], "online", "{out}");
+    assert!(
+        !online["precopy"].as_array().unwrap().is_empty(),
+        "no pre-copy round: {out}"
+    );
+    assert!(online["frozen_ms"].as_f64().unwrap() > 0.0, "{out}");
+
+    // On DEST: the same processes, still counting from where they were.
+    assert!(Hosts::running(&h.dst, &ctid), "not running on DEST");
+    assert_eq!(
+        tree,
+        tree_of(init_pid(&h.dst, &ctid)),
+        "the pids inside changed"
+    );
+    assert_counting_on(&h.dst, &ctid);
+    let out = h
+        .dst
+        .cmd_timeout(&["exec", &ctid, "hostname"], CRIU_TIMEOUT);
+    assert_eq!(out.stdout.trim(), hostname, "{out}");
+    assert!(
+        !h.dst.ct_dir(&ctid).join("dump").exists(),
+        "dump left on DEST"
+    );
+    assert!(!h.dst.ct_dir(&ctid).join("suspended.json").exists());
+    // Gone here.
+    assert!(!h.src.ct_dir(&ctid).exists(), "CT left on the source");
+    h.src.assert_ct_cleaned_up(&ctid);
+    // It stops on DEST like any CT.
+    h.dst
+        .cmd_timeout(&["stop", &ctid], CRIU_TIMEOUT)
+        .assert_ok();
+    h.dst.assert_ct_cleaned_up(&ctid);
+}
+
+#[test]
+fn online_restore_failure_resumes_the_source() {
+    let t = "online_restore_failure_resumes_the_source";
+    let Some(h) = setup(t) else { return };
+    if !needs_criu(t) {
+        return;
+    }
+    let (ctid, hostname) = counting_ct(&h);
+    let tree = tree_of(init_pid(&h.src, &ctid));
+    // DEST's busybox template is empty: the CT's files are not there.
+    fs::create_dir_all(h.dst.data.join("templates/busybox/rootfs")).unwrap();
+    let out = h.migrate(&[
+        &ctid,
+        &format!("root@{DST_ADDR}"),
+        "--online",
+        "--precopy-rounds",
+        "1",
+    ]);
+    assert_cove_refused(&out, 52);
+    assert!(out.stderr.contains("rolled back"), "{out}");
+    // The same processes here, counting on.
+    assert!(Hosts::running(&h.src, &ctid), "source not running");
+    assert_eq!(
+        tree,
+        tree_of(init_pid(&h.src, &ctid)),
+        "the pids inside changed"
+    );
+    assert_counting_on(&h.src, &ctid);
+    assert!(!h.src.ct_dir(&ctid).join("dump").exists(), "dump left");
+    assert!(!h.src.ct_dir(&ctid).join("suspended.json").exists());
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, true);
+}
+
+#[test]
+fn online_where_criu_cannot_work_is_refused_before_anything() {
+    let t = "online_where_criu_cannot_work_is_refused_before_anything";
+    let Some(h) = setup(t) else { return };
+    let criu_works = criu_bin().is_some_and(|c| {
+        Command::new(c)
+            .arg("check")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if in_vm_lane() || criu_works {
+        skip(t, "CRIU works here: nothing to refuse");
+        return;
+    }
+    let (ctid, hostname) = running_ct(&h, &[]);
+    let pid = init_pid(&h.src, &ctid);
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}"), "--online"]);
+    assert_cove_refused(&out, 50);
+    assert!(out.stderr.contains("CRIU here"), "{out}");
+    assert_eq!(init_pid(&h.src, &ctid), pid, "the CT was restarted");
     h.assert_source_as_before(&ctid, &hostname);
     h.assert_dest_clean(&ctid, false);
 }

@@ -30,6 +30,7 @@ pub mod exec;
 pub mod lifecycle;
 pub mod lock;
 pub mod migrate;
+pub mod migrate_online;
 pub mod migrate_recv;
 pub mod monitor;
 pub mod net;

@@ -66,11 +66,18 @@ pub struct MigrateArgs {
     /// Seconds to wait for the CT to shut down before killing it
     #[arg(long, value_name = "S", default_value_t = 60)]
     pub timeout: u64,
+    /// Live: the CT moves with its processes and memory (CRIU on both hosts)
+    #[arg(long)]
+    pub online: bool,
+    /// With --online: at most N pre-copy rounds while the CT runs (0: none)
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub precopy_rounds: u32,
 }
 
 /// How far a migration got, in `<data>/ct/<CTID>/migrate.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Journal {
+pub(crate) struct Journal {
     dest: String,
     ssh_opts: Vec<String>,
     remote_bin: String,
@@ -79,6 +86,9 @@ struct Journal {
     /// The template sent for this CT (DEST lacked it).
     template_sent: Option<String>,
     phase: Stage,
+    /// `--online`: the CT may sit dumped here (suspended.json).
+    #[serde(default)]
+    pub(crate) online: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,17 +124,20 @@ pub struct Report {
     pub total_seconds: f64,
     pub source: Facts,
     pub destination: Facts,
+    /// `--online`: pre-copy rounds, frozen time, dump, transfer, restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<crate::migrate_online::OnlineReport>,
 }
 
 /// Prints a line per phase as it ends (unless `--json`).
-struct Progress {
+pub(crate) struct Progress {
     json: bool,
     t0: Instant,
     phases: Vec<PhaseReport>,
 }
 
 impl Progress {
-    fn done(&mut self, phase: &str, started: Instant, detail: String) {
+    pub(crate) fn done(&mut self, phase: &str, started: Instant, detail: String) {
         let seconds = started.elapsed().as_secs_f64();
         if !self.json {
             let mut out = std::io::stdout().lock();
@@ -145,8 +158,8 @@ impl Progress {
 }
 
 /// How `cove migrate-recv` is reached on DEST.
-struct Remote {
-    dest: String,
+pub(crate) struct Remote {
+    pub(crate) dest: String,
     opts: Vec<String>,
     bin: String,
 }
@@ -213,7 +226,7 @@ impl Remote {
     }
 
     /// Runs an action; its stdout.
-    fn run(&self, args: &[&str]) -> Result<String> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<String> {
         let out = self
             .command(args)
             .stdin(Stdio::null())
@@ -228,7 +241,7 @@ impl Remote {
 
     /// `tar -c` of `members` below `dir` into an action's stdin. Returns
     /// the bytes sent.
-    fn send_tar(
+    pub(crate) fn send_tar(
         &self,
         dir: &Path,
         members: &[&str],
@@ -352,7 +365,7 @@ fn journal_path(ct: &CtPaths) -> PathBuf {
     ct.dir.join(JOURNAL)
 }
 
-fn write_journal(ct: &CtPaths, j: &Journal) -> Result<()> {
+pub(crate) fn write_journal(ct: &CtPaths, j: &Journal) -> Result<()> {
     let json = serde_json::to_vec_pretty(j).map_err(|e| Error::Tool(e.to_string()))?;
     cove_engine::state::write_atomic(&journal_path(ct), &json)?;
     Ok(())
@@ -393,7 +406,7 @@ fn disk_usage(dir: &Path) -> u64 {
     total
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const MIB: f64 = 1024.0 * 1024.0;
     if bytes >= 1 << 30 {
         format!("{:.1} GiB", bytes as f64 / (MIB * 1024.0))
@@ -441,6 +454,7 @@ pub fn run(paths: &Paths, args: &MigrateArgs) -> Result<i32> {
 }
 
 fn preflight(
+    args_online: bool,
     paths: &Paths,
     remote: &Remote,
     ctid: &Ctid,
@@ -453,7 +467,8 @@ fn preflight(
             None | Some(crate::net::config::Netif::Bridged)
         ))
     .then(|| cfg.net.bridge().to_string());
-    let here = migrate_recv::facts(paths, None, None, &cfg.template, None, false)?;
+    let online = args_online;
+    let here = migrate_recv::facts(paths, None, None, &cfg.template, None, online)?;
     if !here.template_present {
         return Err(Error::NoSuchTemplate(cfg.template.clone()));
     }
@@ -463,6 +478,9 @@ fn preflight(
     }
     if let Some(b) = &bridge {
         check.extend(["--bridge", b]);
+    }
+    if online {
+        check.push("--online");
     }
     let text = remote.run(&check)?;
     let there: Facts = serde_json::from_str(text.trim()).map_err(|e| Error::Migrate {
@@ -503,6 +521,30 @@ fn preflight(
             human(there.free_bytes)
         ));
     }
+    if online {
+        for (side, f) in [("here", &here), ("on DEST", &there)] {
+            if let Some(c) = f.criu.as_deref().filter(|c| *c != "ok") {
+                problems.push(format!("CRIU {side}: {c}"));
+            }
+        }
+        if here.cgroup_mode != there.cgroup_mode {
+            problems.push(format!(
+                "cgroup mode: {} here, {} on DEST (a dump restores only on the same)",
+                here.cgroup_mode, there.cgroup_mode
+            ));
+        }
+        if here.kernel != there.kernel {
+            problems.push(format!(
+                "kernel: {} here, {} on DEST (online migration needs the same kernel)",
+                here.kernel, there.kernel
+            ));
+        }
+        if cfg.net.enabled() {
+            problems.push(format!(
+                "CT {ctid} has a network interface: online migration of a networked CT is not supported yet (migrate it offline)"
+            ));
+        }
+    }
     if !problems.is_empty() {
         return Err(Error::Migrate {
             code: exit::MIGRATE_PREFLIGHT,
@@ -541,7 +583,10 @@ fn migrate(paths: &Paths, args: &MigrateArgs, dest: &str) -> Result<Report> {
     };
 
     let t = Instant::now();
-    let (here, there, need) = preflight(paths, &remote, &ctid, &cfg, &ct)?;
+    if args.online && !runstate::status(&ct, &ctid).running() {
+        return Err(Error::NotRunning(ctid.to_string()));
+    }
+    let (here, there, need) = preflight(args.online, paths, &remote, &ctid, &cfg, &ct)?;
     progress.done(
         "preflight",
         t,
@@ -573,21 +618,52 @@ fn migrate(paths: &Paths, args: &MigrateArgs, dest: &str) -> Result<Report> {
         keep_src: args.keep_src,
         template_sent: None,
         phase: Stage::Moving,
+        online: false,
     };
     write_journal(&ct, &journal)?;
-    let down = Instant::now();
-    let moved = move_ct(
-        paths,
-        &remote,
-        &ctid,
-        &ct,
-        &cfg,
-        &there,
-        args,
-        &mut journal,
-        &mut progress,
-        lock,
-    );
+    let mut down = Instant::now();
+    let mut online = None;
+    let moved = if args.online {
+        send_template(
+            paths,
+            &remote,
+            &cfg,
+            &ct,
+            &there,
+            &mut journal,
+            &mut progress,
+        )
+        .and_then(|n| {
+            crate::migrate_online::move_online(
+                &remote,
+                &ctid,
+                &ct,
+                args,
+                &mut journal,
+                &mut progress,
+                lock,
+                n,
+                &mut down,
+            )
+            .map(|(b, r)| {
+                online = Some(r);
+                b
+            })
+        })
+    } else {
+        move_ct(
+            paths,
+            &remote,
+            &ctid,
+            &ct,
+            &cfg,
+            &there,
+            args,
+            &mut journal,
+            &mut progress,
+            lock,
+        )
+    };
     let bytes = match moved {
         Ok(b) => b,
         Err(e) => return Err(rollback(paths, &ctid, &journal, e)),
@@ -602,7 +678,7 @@ fn migrate(paths: &Paths, args: &MigrateArgs, dest: &str) -> Result<Report> {
     Ok(Report {
         ctid: ctid.to_string(),
         dest: dest.to_string(),
-        mode: "offline",
+        mode: if args.online { "online" } else { "offline" },
         was_running,
         template_sent: journal.template_sent.is_some(),
         kept_source: args.keep_src,
@@ -612,6 +688,7 @@ fn migrate(paths: &Paths, args: &MigrateArgs, dest: &str) -> Result<Report> {
         phases: progress.phases,
         source: here,
         destination: there,
+        online,
     })
 }
 
@@ -647,24 +724,7 @@ fn move_ct(
         lock = Some(lifecycle::lock_ct(ct, ctid)?);
         progress.done("stop", t, format!("CT {ctid} stopped here"));
     }
-    let mut bytes = 0;
-    if !there.template_present {
-        let t = Instant::now();
-        journal.template_sent = Some(cfg.template.clone());
-        write_journal(ct, journal)?;
-        let n = remote.send_tar(
-            &paths.template(&cfg.template),
-            &["."],
-            &[],
-            &["template", &cfg.template],
-        )?;
-        bytes += n;
-        progress.done(
-            "template",
-            t,
-            format!("template {} sent ({})", cfg.template, human(n)),
-        );
-    }
+    let mut bytes = send_template(paths, remote, cfg, ct, there, journal, progress)?;
     let t = Instant::now();
     let n = remote.send_tar(
         &ct.dir,
@@ -698,11 +758,50 @@ fn move_ct(
     Ok(bytes)
 }
 
+/// The CT's template, if DEST lacks it. Returns the bytes sent.
+fn send_template(
+    paths: &Paths,
+    remote: &Remote,
+    cfg: &CtConfig,
+    ct: &CtPaths,
+    there: &Facts,
+    journal: &mut Journal,
+    progress: &mut Progress,
+) -> Result<u64> {
+    if there.template_present {
+        return Ok(0);
+    }
+    let t = Instant::now();
+    journal.template_sent = Some(cfg.template.clone());
+    write_journal(ct, journal)?;
+    let n = remote.send_tar(
+        &paths.template(&cfg.template),
+        &["."],
+        &[],
+        &["template", &cfg.template],
+    )?;
+    progress.done(
+        "template",
+        t,
+        format!("template {} sent ({})", cfg.template, human(n)),
+    );
+    Ok(n)
+}
+
+/// Removes an online migration's dump here (and its suspend record).
+fn remove_dump(ct: &CtPaths) {
+    let _ = std::fs::remove_file(ct.dir.join(crate::migrate_online::SUSPENDED));
+    let _ = std::fs::remove_dir_all(crate::migrate_online::dump_dir(ct));
+}
+
 /// After DEST started the CT: confirm there, remove it here.
 fn finish(paths: &Paths, remote: &Remote, ctid: &Ctid, journal: &Journal) -> Result<String> {
     let ct = paths.ct(ctid);
     remote.run(&["confirm", ctid.as_str()])?;
     if journal.keep_src {
+        if journal.online {
+            remove_dump(&ct);
+        }
         remove_journal(&ct);
         Ok(format!("CT {ctid} kept here, stopped (--keep-src)"))
     } else {
@@ -729,12 +828,24 @@ fn rollback(paths: &Paths, ctid: &Ctid, journal: &Journal, cause: Error) -> Erro
         Ok(_) => {
             // DEST is clean: the CT is ours alone again.
             remove_journal(&ct);
-            if journal.was_running && !runstate::status(&ct, ctid).running() {
-                if let Err(e) = lifecycle::start(paths, ctid.as_str(), false) {
-                    left.push(format!(
-                        "CT {ctid} not started again here ({})",
-                        e.one_line()
-                    ));
+            let dumped = ct.dir.join(crate::migrate_online::SUSPENDED).exists();
+            if journal.online && dumped {
+                // The final dump ended the CT's processes: they come back
+                // from it, as after a suspend.
+                if let Err(e) = crate::suspend::resume(paths, ctid.as_str()) {
+                    left.push(format!("CT {ctid} not resumed here ({})", e.one_line()));
+                }
+            } else {
+                if journal.online {
+                    remove_dump(&ct);
+                }
+                if journal.was_running && !runstate::status(&ct, ctid).running() {
+                    if let Err(e) = lifecycle::start(paths, ctid.as_str(), false) {
+                        left.push(format!(
+                            "CT {ctid} not started again here ({})",
+                            e.one_line()
+                        ));
+                    }
                 }
             }
         }

@@ -53,12 +53,20 @@ pub enum RecvAction {
     /// Receive a template as a tar stream on stdin
     Template { name: String },
     /// Receive a CT's config and private area as a tar stream on stdin
-    Receive { ctid: String },
-    /// Put the received CT in place (and start it with --run)
+    Receive {
+        ctid: String,
+        /// Add to what was received (pre-dumps, the final dump)
+        #[arg(long)]
+        more: bool,
+    },
+    /// Put the received CT in place (and start it with --run, or resume
+    /// it from its received dump with --restore)
     Start {
         ctid: String,
         #[arg(long)]
         run: bool,
+        #[arg(long, conflicts_with = "run")]
+        restore: bool,
     },
     /// The source took the CT as moved: it stays here for good
     Confirm { ctid: String },
@@ -132,12 +140,12 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
             receive_template(paths, name)?;
             Ok(0)
         }
-        RecvAction::Receive { ctid } => {
-            receive_ct(paths, &Ctid::parse(ctid)?)?;
+        RecvAction::Receive { ctid, more } => {
+            receive_ct(paths, &Ctid::parse(ctid)?, *more)?;
             Ok(0)
         }
-        RecvAction::Start { ctid, run } => {
-            start(paths, &Ctid::parse(ctid)?, *run)?;
+        RecvAction::Start { ctid, run, restore } => {
+            start(paths, &Ctid::parse(ctid)?, *run, *restore)?;
             Ok(0)
         }
         RecvAction::Confirm { ctid } => {
@@ -248,11 +256,19 @@ fn free_bytes(dir: &Path) -> u64 {
 
 /// `tar -x` of stdin into a fresh `dir`; the directory goes again if the
 /// stream is cut or bad.
-fn untar_stdin(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove", dir, e)),
+fn untar_stdin(dir: &Path, more: bool) -> Result<()> {
+    if more && !dir.is_dir() {
+        return Err(Error::BadInput(format!(
+            "{}: nothing received yet to add to",
+            dir.display()
+        )));
+    }
+    if !more {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", dir, e)),
+        }
     }
     crate::paths::private_dir(dir.parent().unwrap_or(dir))?;
     crate::paths::private_dir(dir)?;
@@ -295,7 +311,7 @@ fn receive_template(paths: &Paths, name: &str) -> Result<()> {
         return Err(Error::TemplateExists(name.to_string()));
     }
     let stage = template_staging(paths, name);
-    untar_stdin(&stage)?;
+    untar_stdin(&stage, false)?;
     if !stage.join("rootfs").is_dir() {
         let _ = std::fs::remove_dir_all(&stage);
         return Err(Error::Tool(format!(
@@ -309,12 +325,12 @@ fn receive_template(paths: &Paths, name: &str) -> Result<()> {
     })
 }
 
-fn receive_ct(paths: &Paths, ctid: &Ctid) -> Result<()> {
+fn receive_ct(paths: &Paths, ctid: &Ctid, more: bool) -> Result<()> {
     if paths.ct(ctid).dir.exists() {
         return Err(Error::CtExists(ctid.to_string()));
     }
     let stage = staging(paths, ctid);
-    untar_stdin(&stage)?;
+    untar_stdin(&stage, more)?;
     if let Err(e) = CtConfig::load(&stage.join("ct.toml"), ctid) {
         let _ = std::fs::remove_dir_all(&stage);
         return Err(e);
@@ -324,7 +340,7 @@ fn receive_ct(paths: &Paths, ctid: &Ctid) -> Result<()> {
 
 /// The staged CT moves under `<data>/ct` with its marker; with `run` it
 /// starts. A failed start removes it again: DEST stays as it was.
-fn start(paths: &Paths, ctid: &Ctid, run: bool) -> Result<()> {
+fn start(paths: &Paths, ctid: &Ctid, run: bool, restore: bool) -> Result<()> {
     let stage = staging(paths, ctid);
     let ct = paths.ct(ctid);
     if !stage.join("ct.toml").exists() {
@@ -342,13 +358,41 @@ fn start(paths: &Paths, ctid: &Ctid, run: bool) -> Result<()> {
         let _ = std::fs::rename(&ct.dir, &stage);
         return Err(Error::io("write", marker, e));
     }
-    if run {
-        if let Err(e) = lifecycle::start(paths, ctid.as_str(), false) {
-            let _ = lifecycle::destroy(paths, ctid.as_str(), true);
-            return Err(e);
-        }
+    let started = if restore {
+        resume_received(paths, ctid)
+    } else if run {
+        lifecycle::start(paths, ctid.as_str(), false).map(|_| ())
+    } else {
+        Ok(())
+    };
+    if let Err(e) = started {
+        let _ = lifecycle::destroy(paths, ctid.as_str(), true);
+        return Err(e);
     }
     Ok(())
+}
+
+/// The received dump recorded as this host's suspend of the CT, then
+/// resumed (which removes the record and the dump).
+fn resume_received(paths: &Paths, ctid: &Ctid) -> Result<()> {
+    let ct = paths.ct(ctid);
+    let dump = crate::migrate_online::dump_dir(&ct);
+    if !dump.join("inventory.img").exists() {
+        return Err(Error::BadInput(format!(
+            "no dump of CT {ctid} was received here"
+        )));
+    }
+    let rec = crate::suspend::Suspended {
+        ctid: ctid.to_string(),
+        dump_dir: dump,
+        frozen_time_us: 0,
+        pages_written: 0,
+        pre_dumps: Vec::new(),
+    };
+    let rec_path = ct.dir.join(crate::migrate_online::SUSPENDED);
+    let json = serde_json::to_vec_pretty(&rec).map_err(|e| Error::Tool(e.to_string()))?;
+    cove_engine::state::write_atomic(&rec_path, &json)?;
+    crate::suspend::resume(paths, ctid.as_str())
 }
 
 /// Removes a staged or unconfirmed CT of `ctid` (and `template` if this
