@@ -327,6 +327,20 @@ fn run_child(mut c: Command, io: &Path, timeout: Duration) -> Out {
     }
 }
 
+/// The VM lane gives a test binary 600 s, and under emulation each of
+/// these tests takes a minute or more: there it runs only the online ones
+/// (what needs CRIU); the offline ones run in the host lane.
+fn offline_here(test: &str) -> bool {
+    if in_vm_lane() {
+        skip(
+            test,
+            "offline migration runs in the host lane; the VM lane's 600 s for this binary go to the online tests",
+        );
+        return false;
+    }
+    true
+}
+
 /// A running busybox CT with a file of its own and a hostname.
 fn running_ct(h: &Hosts, extra: &[&str]) -> (String, String) {
     let ctid = h.src.new_ctid();
@@ -359,6 +373,9 @@ fn running_ct(h: &Hosts, extra: &[&str]) -> (String, String) {
 #[test]
 fn offline_migration_moves_a_running_ct() {
     let t = "offline_migration_moves_a_running_ct";
+    if !offline_here(t) {
+        return;
+    }
     let Some(h) = setup(t) else { return };
     let (ctid, hostname) = running_ct(&h, &["--name", &format!("web{}", std::process::id())]);
     let cfg_before = fs::read_to_string(h.src.ct_dir(&ctid).join("ct.toml")).unwrap();
@@ -429,6 +446,9 @@ fn offline_migration_moves_a_running_ct() {
 #[test]
 fn dest_refusing_leaves_both_sides_as_they_were() {
     let t = "dest_refusing_leaves_both_sides_as_they_were";
+    if !offline_here(t) {
+        return;
+    }
     let Some(h) = setup(t) else { return };
     let (ctid, hostname) = running_ct(&h, &[]);
     // DEST has a CT of that CTID already (and the template, for it).
@@ -461,6 +481,9 @@ fn dest_refusing_leaves_both_sides_as_they_were() {
 #[test]
 fn cut_transfer_rolls_back() {
     let t = "cut_transfer_rolls_back";
+    if !offline_here(t) {
+        return;
+    }
     let Some(h) = setup(t) else { return };
     let (ctid, hostname) = running_ct(&h, &[]);
     // More than the wrapper lets through.
@@ -487,6 +510,9 @@ fn cut_transfer_rolls_back() {
 #[test]
 fn failed_start_on_dest_rolls_back() {
     let t = "failed_start_on_dest_rolls_back";
+    if !offline_here(t) {
+        return;
+    }
     let Some(h) = setup(t) else { return };
     let (ctid, hostname) = running_ct(&h, &[]);
     // DEST's busybox template has no init: the CT cannot start there.
@@ -503,6 +529,9 @@ fn failed_start_on_dest_rolls_back() {
 #[test]
 fn abort_resolves_a_migration_whose_cove_was_killed() {
     let t = "abort_resolves_a_migration_whose_cove_was_killed";
+    if !offline_here(t) {
+        return;
+    }
     let Some(h) = setup(t) else { return };
     let (ctid, hostname) = running_ct(&h, &[]);
     h.fault("hang");
@@ -554,6 +583,9 @@ fn abort_resolves_a_migration_whose_cove_was_killed() {
 #[test]
 fn bad_input_is_one_line_and_changes_nothing() {
     let t = "bad_input_is_one_line_and_changes_nothing";
+    if !offline_here(t) {
+        return;
+    }
     let Some(h) = setup(t) else { return };
     let (ctid, hostname) = running_ct(&h, &[]);
     let dest = format!("root@{DST_ADDR}");
@@ -591,7 +623,10 @@ fn bad_input_is_one_line_and_changes_nothing() {
 
 // ---------------------------------------------------------------- online
 
-const CRIU_TIMEOUT: Duration = Duration::from_secs(300);
+/// One CRIU operation has been seen taking a minute in the VM lane
+/// (emulated, on a busy machine), and an online migration makes three
+/// (a pre-dump, the dump, the restore) besides `criu check` on both sides.
+const CRIU_TIMEOUT: Duration = Duration::from_secs(540);
 
 /// A counter daemonised inside the CT (the init adopts it).
 const START_COUNTER: &str = "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; i=0; \
@@ -675,7 +710,15 @@ fn online_migration_keeps_the_ct_counting() {
     }
     let (ctid, hostname) = counting_ct(&h);
     let tree = tree_of(init_pid(&h.src, &ctid));
-    let c = h.migrate_cmd(&[&ctid, &format!("root@{DST_ADDR}"), "--online", "--json"]);
+    // One pre-copy round: each takes a minute in the VM lane.
+    let c = h.migrate_cmd(&[
+        &ctid,
+        &format!("root@{DST_ADDR}"),
+        "--online",
+        "--json",
+        "--precopy-rounds",
+        "1",
+    ]);
     let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
     assert!(out.ok(), "{out}");
     let report = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
@@ -734,13 +777,14 @@ fn online_restore_failure_resumes_the_source() {
     let tree = tree_of(init_pid(&h.src, &ctid));
     // DEST's busybox template is empty: the CT's files are not there.
     fs::create_dir_all(h.dst.data.join("templates/busybox/rootfs")).unwrap();
-    let out = h.migrate(&[
+    let c = h.migrate_cmd(&[
         &ctid,
         &format!("root@{DST_ADDR}"),
         "--online",
         "--precopy-rounds",
         "1",
     ]);
+    let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
     assert_cove_refused(&out, 52);
     assert!(out.stderr.contains("rolled back"), "{out}");
     // The same processes here, counting on.
@@ -760,7 +804,6 @@ fn online_restore_failure_resumes_the_source() {
 #[test]
 fn online_where_criu_cannot_work_is_refused_before_anything() {
     let t = "online_where_criu_cannot_work_is_refused_before_anything";
-    let Some(h) = setup(t) else { return };
     let criu_works = criu_bin().is_some_and(|c| {
         Command::new(c)
             .arg("check")
@@ -771,6 +814,7 @@ fn online_where_criu_cannot_work_is_refused_before_anything() {
         skip(t, "CRIU works here: nothing to refuse");
         return;
     }
+    let Some(h) = setup(t) else { return };
     let (ctid, hostname) = running_ct(&h, &[]);
     let pid = init_pid(&h.src, &ctid);
     let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}"), "--online"]);

@@ -207,7 +207,9 @@ mode, template, bridge, free space, CTID free on DEST; mismatches listed, nothin
 (if the CT runs), template (sent if DEST lacks it), transfer (config and private area, tar over \
 ssh), start (on DEST, if it ran here), cleanup (the CT removed here unless --keep-src). A failure \
 before DEST runs the CT rolls back: DEST keeps nothing, the CT runs here again. If cove dies \
-half-way, `cove migrate --abort CTID` resolves it."
+half-way, `cove migrate --abort CTID` resolves it. With --online the CT keeps running while \
+CRIU pre-dumps its memory (--precopy-rounds), then is frozen, dumped, sent and restored on DEST; \
+a failure resumes it here."
     )]
     Migrate(crate::migrate::MigrateArgs),
     /// DEST's side of `cove migrate` (run over ssh)

@@ -468,8 +468,7 @@ fn preflight(
         ))
     .then(|| cfg.net.bridge().to_string());
     let online = args_online;
-    let here = migrate_recv::facts(paths, None, None, &cfg.template, None, online)?;
-    if !here.template_present {
+    if !paths.template(&cfg.template).join("rootfs").is_dir() {
         return Err(Error::NoSuchTemplate(cfg.template.clone()));
     }
     let mut check = vec!["check", ctid.as_str(), "--template", &cfg.template];
@@ -482,7 +481,16 @@ fn preflight(
     if online {
         check.push("--online");
     }
-    let text = remote.run(&check)?;
+    // Both sides at once: `criu check` takes a while where CRIU runs
+    // emulated.
+    let (here, text) = std::thread::scope(|sc| {
+        let local =
+            sc.spawn(|| migrate_recv::facts(paths, None, None, &cfg.template, None, online));
+        let text = remote.run(&check);
+        (local.join(), text)
+    });
+    let here = here.map_err(|_| Error::Tool("pre-flight check here panicked".into()))??;
+    let text = text?;
     let there: Facts = serde_json::from_str(text.trim()).map_err(|e| Error::Migrate {
         code: exit::MIGRATE_PREFLIGHT,
         msg: format!(
