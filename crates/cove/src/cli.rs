@@ -20,7 +20,8 @@ Data lives under /var/lib/cove (--data-dir, COVE_DATA), run-time state under /ru
 (--run-dir, COVE_RUN).\n\n\
 Exit codes: 0 success; 1 bad input (unknown CT or template, bad value, bad config file); \
 3 system error; 9 CT locked by another cove command; 31 CT not running; 32 CT running; \
-33 CT did not stop; 44 CT already exists. exec and enter exit with the command's status."
+33 CT did not stop; 44 CT already exists; migrate: 50 pre-flight check failed, 51 DEST unreachable, \
+52 failed and rolled back, 53 interrupted (run cove migrate --abort). exec and enter exit with the command's status."
 )]
 pub struct Cli {
     /// Persistent data: CT configs, private areas, templates [env: COVE_DATA] [default: /var/lib/cove]
@@ -197,6 +198,23 @@ Prints how long the CT was frozen. `cove resume` brings it back."
         #[arg(long)]
         json: bool,
     },
+    /// Move a CT to another host over ssh: stop, copy, start there
+    #[command(
+        long_about = "Move CT CTID to DEST ([user@]host) over OpenSSH, with the caller's keys, \
+config and known_hosts; DEST runs the same cove (COVE_REMOTE_BIN names it there, default cove). \
+Phases, each printed with its time: preflight (both sides compared: cove version, kernel, cgroup \
+mode, template, bridge, free space, CTID free on DEST; mismatches listed, nothing changed), stop \
+(if the CT runs), template (sent if DEST lacks it), transfer (config and private area, tar over \
+ssh), start (on DEST, if it ran here), cleanup (the CT removed here unless --keep-src). A failure \
+before DEST runs the CT rolls back: DEST keeps nothing, the CT runs here again. If cove dies \
+half-way, `cove migrate --abort CTID` resolves it. With --online the CT keeps running while \
+CRIU pre-dumps its memory (--precopy-rounds), then is frozen, dumped, sent and restored on DEST; \
+a failure resumes it here."
+    )]
+    Migrate(crate::migrate::MigrateArgs),
+    /// DEST's side of `cove migrate` (run over ssh)
+    #[command(hide = true)]
+    MigrateRecv(crate::migrate_recv::RecvArgs),
     /// Bring a suspended CT back from its dump
     Resume { ctid: String },
     /// Manage the template store

@@ -166,6 +166,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
             println!("CT {ctid} resumed");
             Ok(0)
         }
+        Command::Migrate(args) => crate::migrate::run(&paths, args),
+        Command::MigrateRecv(args) => crate::migrate_recv::run(&paths, args),
         Command::Template { command } => template_command(&paths, command),
         Command::Systemd {
             command: SystemdCommand::Install { dir },

@@ -15,6 +15,10 @@
 //! | 32 | the CT is running (and the command needs it stopped) |
 //! | 33 | the CT did not stop |
 //! | 44 | a CT with this CTID already exists |
+//! | 50 | `migrate`: the pre-flight check failed (nothing was changed) |
+//! | 51 | `migrate`: DEST cannot be reached over ssh, or has no cove |
+//! | 52 | `migrate`: a step failed and was rolled back (the CT as before, DEST clean) |
+//! | 53 | `migrate`: an interrupted or half rolled back migration: run `cove migrate --abort CTID` |
 //!
 //! `cove exec` and `cove enter` exit with the command's own status instead
 //! (128 + N when it was killed by signal N).
@@ -31,6 +35,10 @@ pub mod exit {
     pub const RUNNING: i32 = 32;
     pub const STOP_FAILED: i32 = 33;
     pub const CT_EXISTS: i32 = 44;
+    pub const MIGRATE_PREFLIGHT: i32 = 50;
+    pub const MIGRATE_UNREACHABLE: i32 = 51;
+    pub const MIGRATE_ROLLED_BACK: i32 = 52;
+    pub const MIGRATE_PENDING: i32 = 53;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +87,10 @@ pub enum Error {
     /// The CT's monitor reported a failure while starting it.
     #[error("{msg}")]
     Monitor { code: i32, msg: String },
+    /// `cove migrate`: what went wrong, with one of the 50-53 codes (or
+    /// DEST's own code for what DEST's cove refused).
+    #[error("{msg}")]
+    Migrate { code: i32, msg: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -122,7 +134,7 @@ impl Error {
             }
             Error::Running { .. } | Error::AlreadyRunning(_) => exit::RUNNING,
             Error::StopFailed { .. } => exit::STOP_FAILED,
-            Error::Monitor { code, .. } => *code,
+            Error::Monitor { code, .. } | Error::Migrate { code, .. } => *code,
             Error::Io { .. }
             | Error::Sys { .. }
             | Error::Engine(_)

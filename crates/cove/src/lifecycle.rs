@@ -103,6 +103,7 @@ pub fn start(paths: &Paths, arg: &str, foreground: bool) -> Result<i32> {
     let ct = paths.ct(&ctid);
     let cfg = CtConfig::load(&ct.config, &ctid)?;
     let template = template::open(paths, &cfg.template)?;
+    crate::migrate::check_not_migrating(&ct, &ctid)?;
     if !foreground {
         if let Some(unit) = systemd::unit_to_start(&ctid) {
             return start_unit(&ct, &ctid, &unit).map(|_| 0);

@@ -1,0 +1,440 @@
+//! The receiving half of `cove migrate`: `cove migrate-recv ACTION`, run
+//! on DEST by the source's `cove migrate` over ssh, one action a step.
+//! Hidden from `cove --help`; not meant to be typed.
+//!
+//! ```text
+//! <data>/migrate-in/<CTID>/              a CT being received (ct.toml, private/)
+//! <data>/migrate-in/template-<NAME>/     a template being received
+//! <data>/ct/<CTID>/migrate-in.json       the CT came by migration and its
+//!                                        source has not confirmed it yet
+//! ```
+//!
+//! A CT only appears under `<data>/ct` at `start`, by a rename of its
+//! staging directory; until the source says `confirm`, `abort` removes it
+//! again (stopping it if it runs), so a migration rolled back or given up
+//! leaves DEST as it was.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, CtConfig};
+use crate::ctid::Ctid;
+use crate::error::{Error, Result};
+use crate::lifecycle::{self, StopHow};
+use crate::paths::Paths;
+
+/// The marker of a CT received but not yet confirmed by its source.
+pub const MARKER: &str = "migrate-in.json";
+
+#[derive(Debug, Args)]
+pub struct RecvArgs {
+    #[command(subcommand)]
+    pub action: RecvAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecvAction {
+    /// Print this host's side of the pre-flight check as JSON
+    Check {
+        ctid: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        bridge: Option<String>,
+        #[arg(long)]
+        online: bool,
+    },
+    /// Receive a template as a tar stream on stdin
+    Template { name: String },
+    /// Receive a CT's config and private area as a tar stream on stdin
+    Receive {
+        ctid: String,
+        /// Add to what was received (pre-dumps, the final dump)
+        #[arg(long)]
+        more: bool,
+    },
+    /// Put the received CT in place (and start it with --run, or resume
+    /// it from its received dump with --restore)
+    Start {
+        ctid: String,
+        #[arg(long)]
+        run: bool,
+        #[arg(long, conflicts_with = "run")]
+        restore: bool,
+    },
+    /// The source took the CT as moved: it stays here for good
+    Confirm { ctid: String },
+    /// Remove what a migration of CTID left here, unless confirmed
+    Abort {
+        ctid: String,
+        /// A template this migration sent: removed too if no CT uses it
+        #[arg(long)]
+        template: Option<String>,
+    },
+}
+
+/// What one host says of itself in the pre-flight check.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Facts {
+    pub version: String,
+    pub kernel: String,
+    pub cgroup_mode: String,
+    /// `criu check`'s verdict: "ok" or its error (only asked when online).
+    #[serde(default)]
+    pub criu: Option<String>,
+    pub template_present: bool,
+    /// Whether the CT's bridge exists (asked only for a bridged CT).
+    #[serde(default)]
+    pub bridge_present: Option<bool>,
+    pub free_bytes: u64,
+    /// The CT (by CTID or name) this host has already, if any.
+    #[serde(default)]
+    pub existing_ct: Option<String>,
+    /// A migration of this CTID was received and not finished.
+    #[serde(default)]
+    pub pending: bool,
+}
+
+fn staging(paths: &Paths, ctid: &Ctid) -> PathBuf {
+    paths.data.join("migrate-in").join(ctid.as_str())
+}
+
+fn template_staging(paths: &Paths, name: &str) -> PathBuf {
+    paths
+        .data
+        .join("migrate-in")
+        .join(format!("template-{name}"))
+}
+
+pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
+    match &args.action {
+        RecvAction::Check {
+            ctid,
+            name,
+            template,
+            bridge,
+            online,
+        } => {
+            let ctid = Ctid::parse(ctid)?;
+            let f = facts(
+                paths,
+                Some(&ctid),
+                name.as_deref(),
+                template,
+                bridge.as_deref(),
+                *online,
+            )?;
+            println!(
+                "{}",
+                serde_json::to_string(&f).map_err(|e| Error::Tool(e.to_string()))?
+            );
+            Ok(0)
+        }
+        RecvAction::Template { name } => {
+            receive_template(paths, name)?;
+            Ok(0)
+        }
+        RecvAction::Receive { ctid, more } => {
+            receive_ct(paths, &Ctid::parse(ctid)?, *more)?;
+            Ok(0)
+        }
+        RecvAction::Start { ctid, run, restore } => {
+            start(paths, &Ctid::parse(ctid)?, *run, *restore)?;
+            Ok(0)
+        }
+        RecvAction::Confirm { ctid } => {
+            let ctid = Ctid::parse(ctid)?;
+            let marker = paths.ct(&ctid).dir.join(MARKER);
+            match std::fs::remove_file(&marker) {
+                Ok(()) => Ok(0),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(Error::io("remove", marker, e)),
+            }
+        }
+        RecvAction::Abort { ctid, template } => {
+            for note in abort(paths, &Ctid::parse(ctid)?, template.as_deref())? {
+                println!("{note}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// This host's facts for a migration of `ctid` (None: the source asking
+/// itself).
+pub fn facts(
+    paths: &Paths,
+    ctid: Option<&Ctid>,
+    name: Option<&str>,
+    template: &str,
+    bridge: Option<&str>,
+    online: bool,
+) -> Result<Facts> {
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cgroup_mode = match cove_cgroups::host_mode() {
+        cove_cgroups::HostMode::Unified => "v2",
+        cove_cgroups::HostMode::Hybrid => "hybrid",
+        cove_cgroups::HostMode::Legacy => "v1",
+    }
+    .to_string();
+    let criu = online.then(criu_check);
+    let existing_ct = match ctid {
+        None => None,
+        Some(id) => {
+            let mut found = None;
+            for probe in std::iter::once(id.as_str()).chain(name) {
+                if let Ok(have) = config::resolve(paths, probe) {
+                    found = Some(if have.as_str() == probe {
+                        format!("CT {have}")
+                    } else {
+                        format!("CT {have} (named {probe})")
+                    });
+                    break;
+                }
+            }
+            found
+        }
+    };
+    let pending = ctid
+        .is_some_and(|id| staging(paths, id).exists() || paths.ct(id).dir.join(MARKER).exists());
+    Ok(Facts {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel,
+        cgroup_mode,
+        criu,
+        template_present: paths.template(template).join("rootfs").is_dir(),
+        bridge_present: bridge.map(|b| Path::new("/sys/class/net").join(b).exists()),
+        free_bytes: free_bytes(&paths.data),
+        existing_ct,
+        pending,
+    })
+}
+
+fn criu_check() -> String {
+    match Command::new("criu")
+        .arg("check")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => "ok".into(),
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stderr).to_string()
+                + &String::from_utf8_lossy(&o.stdout);
+            let last = text
+                .lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty())
+                .unwrap_or("failed")
+                .to_string();
+            format!("criu check failed: {last}")
+        }
+        Err(e) => format!("criu: {e}"),
+    }
+}
+
+/// Free bytes for root on the file system of `dir` (or of its nearest
+/// existing parent: the data directory may not exist yet).
+fn free_bytes(dir: &Path) -> u64 {
+    let mut d = dir.to_path_buf();
+    loop {
+        if let Ok(s) = nix::sys::statvfs::statvfs(&d) {
+            return s.blocks_free() * s.fragment_size();
+        }
+        if !d.pop() {
+            return 0;
+        }
+    }
+}
+
+/// `tar -x` of stdin into a fresh `dir`; the directory goes again if the
+/// stream is cut or bad.
+fn untar_stdin(dir: &Path, more: bool) -> Result<()> {
+    if more && !dir.is_dir() {
+        return Err(Error::BadInput(format!(
+            "{}: nothing received yet to add to",
+            dir.display()
+        )));
+    }
+    if !more {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", dir, e)),
+        }
+    }
+    crate::paths::private_dir(dir.parent().unwrap_or(dir))?;
+    crate::paths::private_dir(dir)?;
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-xpf",
+            "-",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+        ])
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    let fail = match out {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "receiving into {}: tar: {}",
+            dir.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!("tar: {e}")),
+    };
+    match fail {
+        None => Ok(()),
+        Some(msg) => {
+            let _ = std::fs::remove_dir_all(dir);
+            Err(Error::Tool(msg))
+        }
+    }
+}
+
+fn receive_template(paths: &Paths, name: &str) -> Result<()> {
+    crate::ctid::validate_template_name(name)?;
+    let dest = paths.template(name);
+    if dest.exists() {
+        return Err(Error::TemplateExists(name.to_string()));
+    }
+    let stage = template_staging(paths, name);
+    untar_stdin(&stage, false)?;
+    if !stage.join("rootfs").is_dir() {
+        let _ = std::fs::remove_dir_all(&stage);
+        return Err(Error::Tool(format!(
+            "template {name} arrived without its rootfs"
+        )));
+    }
+    crate::paths::private_dir(&paths.templates())?;
+    std::fs::rename(&stage, &dest).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&stage);
+        Error::io("rename", &dest, e)
+    })
+}
+
+fn receive_ct(paths: &Paths, ctid: &Ctid, more: bool) -> Result<()> {
+    if paths.ct(ctid).dir.exists() {
+        return Err(Error::CtExists(ctid.to_string()));
+    }
+    let stage = staging(paths, ctid);
+    untar_stdin(&stage, more)?;
+    if let Err(e) = CtConfig::load(&stage.join("ct.toml"), ctid) {
+        let _ = std::fs::remove_dir_all(&stage);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The staged CT moves under `<data>/ct` with its marker; with `run` it
+/// starts. A failed start removes it again: DEST stays as it was.
+fn start(paths: &Paths, ctid: &Ctid, run: bool, restore: bool) -> Result<()> {
+    let stage = staging(paths, ctid);
+    let ct = paths.ct(ctid);
+    if !stage.join("ct.toml").exists() {
+        return Err(Error::BadInput(format!(
+            "no CT {ctid} was received here (see cove migrate)"
+        )));
+    }
+    if ct.dir.exists() {
+        return Err(Error::CtExists(ctid.to_string()));
+    }
+    crate::paths::private_dir(&paths.cts())?;
+    std::fs::rename(&stage, &ct.dir).map_err(|e| Error::io("rename", &ct.dir, e))?;
+    let marker = ct.dir.join(MARKER);
+    if let Err(e) = std::fs::write(&marker, b"{}\n") {
+        let _ = std::fs::rename(&ct.dir, &stage);
+        return Err(Error::io("write", marker, e));
+    }
+    let started = if restore {
+        resume_received(paths, ctid)
+    } else if run {
+        lifecycle::start(paths, ctid.as_str(), false).map(|_| ())
+    } else {
+        Ok(())
+    };
+    if let Err(e) = started {
+        let _ = lifecycle::destroy(paths, ctid.as_str(), true);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The received dump recorded as this host's suspend of the CT, then
+/// resumed (which removes the record and the dump).
+fn resume_received(paths: &Paths, ctid: &Ctid) -> Result<()> {
+    let ct = paths.ct(ctid);
+    let dump = crate::migrate_online::dump_dir(&ct);
+    if !dump.join("inventory.img").exists() {
+        return Err(Error::BadInput(format!(
+            "no dump of CT {ctid} was received here"
+        )));
+    }
+    let rec = crate::suspend::Suspended {
+        ctid: ctid.to_string(),
+        dump_dir: dump,
+        frozen_time_us: 0,
+        pages_written: 0,
+        pre_dumps: Vec::new(),
+        made_dump_dir: true,
+    };
+    let rec_path = ct.dir.join(crate::migrate_online::SUSPENDED);
+    let json = serde_json::to_vec_pretty(&rec).map_err(|e| Error::Tool(e.to_string()))?;
+    cove_engine::state::write_atomic(&rec_path, &json)?;
+    crate::suspend::resume(paths, ctid.as_str())
+}
+
+/// Removes a staged or unconfirmed CT of `ctid` (and `template` if this
+/// migration brought it and no CT uses it). Returns what it did.
+pub fn abort(paths: &Paths, ctid: &Ctid, template: Option<&str>) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let stage = staging(paths, ctid);
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage).map_err(|e| Error::io("remove", &stage, e))?;
+        notes.push(format!("removed the CT {ctid} being received"));
+    }
+    let ct = paths.ct(ctid);
+    if ct.dir.join(MARKER).exists() {
+        // Stopped at once: its source runs (or will run) the same CT.
+        if crate::runstate::status(&ct, ctid).running() {
+            let _ = lifecycle::stop(
+                paths,
+                ctid.as_str(),
+                StopHow {
+                    timeout: Duration::ZERO,
+                    fast: true,
+                },
+            );
+        }
+        lifecycle::destroy(paths, ctid.as_str(), true)?;
+        notes.push(format!("removed the unconfirmed CT {ctid}"));
+    }
+    if let Some(t) = template {
+        let st = template_staging(paths, t);
+        if st.exists() {
+            let _ = std::fs::remove_dir_all(&st);
+        }
+        // Only one this migration sent: the source says so.
+        if paths.template(t).exists()
+            && crate::template::users(paths, t).is_ok_and(|u| u.is_empty())
+            && crate::template::remove(paths, t).is_ok()
+        {
+            notes.push(format!("removed template {t}"));
+        }
+    }
+    let dir = paths.data.join("migrate-in");
+    let _ = std::fs::remove_dir(&dir);
+    Ok(notes)
+}

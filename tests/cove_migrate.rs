@@ -1,0 +1,826 @@
+//! `cove migrate` between two "hosts" on one machine: two network
+//! namespaces joined by a veth (10.99.0.1 and 10.99.0.2, only inside
+//! them), each with its own cove data, run and cgroup directories, and an
+//! OpenSSH server the test starts inside DEST's namespace with a throwaway
+//! host key and user key, on port 2222 (gone with the test, by pid).
+//!
+//! DEST's `cove` is reached as sshd's environment says (COVE_DATA,
+//! COVE_RUN, COVE_CGROUP_PARENT set by its SetEnv), through a small
+//! wrapper script (COVE_REMOTE_BIN on the source) that can inject faults:
+//! a cut transfer stream, a hang the test kills the source's cove in.
+//!
+//! Offline migration of a running busybox CT (running on DEST with its
+//! hostname, config and files, gone from the source; --keep-src keeps a
+//! stopped copy), failures at each phase (leaving the source running and
+//! DEST clean), `--abort` after a killed `cove`, and bad input. Online
+//! (`--online`, where CRIU works: the VM lane): a counting process goes on
+//! on DEST with the same pids inside; a failed restore on DEST resumes the
+//! source; where CRIU cannot work the pre-flight check says so.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const SRC_ADDR: &str = "10.99.0.1";
+const DST_ADDR: &str = "10.99.0.2";
+const PORT: &str = "2222";
+/// A migration moves a template and a CT over ssh twice or thrice:
+/// generous for the VM lane.
+const MIGRATE_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The OpenSSH server in DEST's namespace, stopped by pid when dropped.
+struct Sshd {
+    child: Child,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        // SAFETY: a signal to the sshd this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Two hosts: the source with the busybox template, DEST without it.
+struct Hosts {
+    // Fields drop in order: the CTs go, then sshd, then its files.
+    src: CoveEnv,
+    dst: CoveEnv,
+    _sshd: Sshd,
+    /// Keys, sshd's config, the wrapper and its fault file.
+    dir: TempDir,
+}
+
+fn run(program: &str, args: &[&str], io: &Path) -> Out {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    run_command(Path::new(program), &args, io, Duration::from_secs(60))
+}
+
+fn setup(test: &str) -> Option<Hosts> {
+    if !Path::new("/usr/sbin/sshd").exists() {
+        skip(test, "no /usr/sbin/sshd (apt-get install openssh-server)");
+        return None;
+    }
+    let src_ns = HostNetns::new(test)?;
+    let dst_ns = HostNetns::new(test)?;
+    let mut src = CoveEnv::with_busybox(test)?;
+    let mut dst = CoveEnv::new(test)?;
+    // The link between the two hosts, made inside them.
+    src_ns
+        .ip(&[
+            "link",
+            "add",
+            "mig0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "mig1",
+            "netns",
+            &dst_ns.name,
+        ])
+        .assert_ok();
+    src_ns
+        .ip(&["addr", "add", &format!("{SRC_ADDR}/24"), "dev", "mig0"])
+        .assert_ok();
+    src_ns.ip(&["link", "set", "mig0", "up"]).assert_ok();
+    dst_ns
+        .ip(&["addr", "add", &format!("{DST_ADDR}/24"), "dev", "mig1"])
+        .assert_ok();
+    dst_ns.ip(&["link", "set", "mig1", "up"]).assert_ok();
+
+    let dir = TempDir::new(test);
+    let p = |n: &str| dir.join(n).display().to_string();
+    for key in ["host_key", "user_key"] {
+        run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "cove-test",
+                "-f",
+                &p(key),
+            ],
+            &dir.path,
+        )
+        .assert_ok();
+    }
+    fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+    let host_pub = fs::read_to_string(dir.join("host_key.pub")).unwrap();
+    let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+    fs::write(
+        dir.join("known_hosts"),
+        format!("[{DST_ADDR}]:{PORT} {}\n", host_pub.join(" ")),
+    )
+    .unwrap();
+    // DEST's cove: the binary under test behind a wrapper that injects
+    // what the file `fault` names.
+    let wrapper = dir.join("cove-dest");
+    fs::write(
+        &wrapper,
+        format!(
+            r#"#!/bin/sh
+fault=$(cat '{dir}/fault' 2>/dev/null)
+case "$2:$fault" in
+receive:cut) head -c 65536 | '{bin}' "$@"; exit $? ;;
+start:hang) echo $$ > '{dir}/hang.pid'; exec sleep 120 ;;
+esac
+exec '{bin}' "$@"
+"#,
+            dir = dir.path.display(),
+            bin = dst.bin.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let setenv: Vec<String> = dst
+        .envs()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    fs::write(
+        dir.join("sshd_config"),
+        format!(
+            "Port {PORT}\nListenAddress {DST_ADDR}\nHostKey {hk}\nPidFile {pid}\n\
+             AuthorizedKeysFile {ak}\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM yes\n\
+             StrictModes no\nPrintMotd no\nSetEnv {env}\n",
+            // UsePAM: without it sshd refuses a locked account (the VM
+            // guest's root has no password) even to a key.
+            hk = p("host_key"),
+            pid = p("sshd.pid"),
+            ak = p("authorized_keys"),
+            env = setenv.join(" ")
+        ),
+    )
+    .unwrap();
+    // sshd's privilege separation directory (Debian's unit makes it).
+    let _ = fs::create_dir_all("/run/sshd");
+    let log = fs::File::create(dir.join("sshd.log")).unwrap();
+    let mut cmd = Command::new("/usr/sbin/sshd");
+    cmd.args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    dst_ns.enter_on_spawn(&mut cmd);
+    let child = cmd.spawn().expect("spawn sshd");
+    let sshd = Sshd { child };
+    src.netns = Some(src_ns);
+    dst.netns = Some(dst_ns);
+    let hosts = Hosts {
+        src,
+        dst,
+        _sshd: sshd,
+        dir,
+    };
+    // Up once a login works from the source's namespace.
+    let ready = wait_until(Duration::from_secs(30), || {
+        let mut c = Command::new("ssh");
+        c.args(hosts.ssh_args()).arg("true");
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        hosts.src.netns.as_ref().unwrap().enter_on_spawn(&mut c);
+        c.status().is_ok_and(|s| s.success())
+    });
+    assert!(
+        ready,
+        "sshd did not come up: {}",
+        fs::read_to_string(hosts.dir.join("sshd.log")).unwrap_or_default()
+    );
+    Some(hosts)
+}
+
+impl Hosts {
+    fn ssh_opts(&self) -> Vec<String> {
+        vec![
+            format!("Port={PORT}"),
+            format!("IdentityFile={}", self.dir.join("user_key").display()),
+            "IdentitiesOnly=yes".into(),
+            format!(
+                "UserKnownHostsFile={}",
+                self.dir.join("known_hosts").display()
+            ),
+            "StrictHostKeyChecking=yes".into(),
+        ]
+    }
+
+    fn ssh_args(&self) -> Vec<String> {
+        let mut a = vec!["-o".to_string(), "BatchMode=yes".to_string()];
+        for o in self.ssh_opts() {
+            a.push("-o".into());
+            a.push(o);
+        }
+        a.push(format!("root@{DST_ADDR}"));
+        a
+    }
+
+    fn fault(&self, what: &str) {
+        fs::write(self.dir.join("fault"), what).unwrap();
+    }
+
+    /// `cove migrate` on the source, with the test's ssh options.
+    fn migrate_cmd(&self, extra: &[&str]) -> Command {
+        let mut args: Vec<String> = vec!["migrate".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        for o in self.ssh_opts() {
+            args.push("--ssh-opt".into());
+            args.push(o);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut c = self.src.command(&refs);
+        c.env("COVE_REMOTE_BIN", self.dir.join("cove-dest"));
+        c
+    }
+
+    fn migrate(&self, extra: &[&str]) -> Out {
+        let c = self.migrate_cmd(extra);
+        run_child(c, &self.dir.path, MIGRATE_TIMEOUT)
+    }
+
+    fn running(env: &CoveEnv, ctid: &str) -> bool {
+        env.status_json(ctid)["status"] == "running"
+    }
+
+    /// DEST holds nothing of `ctid`: no CT, nothing staged, nothing
+    /// running, no template unless `template` says it should have one.
+    #[track_caller]
+    fn assert_dest_clean(&self, ctid: &str, template: bool) {
+        let out = self.dst.cmd(&["list", "-a", "-H", "-o", "ctid"]);
+        out.assert_ok();
+        assert!(
+            !out.stdout.lines().any(|l| l.trim() == ctid),
+            "CT {ctid} left on DEST:\n{out}"
+        );
+        assert!(!self.dst.ct_dir(ctid).exists(), "CT dir left on DEST");
+        let staged = self.dst.data.join("migrate-in");
+        assert!(
+            !staged.exists() || fs::read_dir(&staged).unwrap().next().is_none(),
+            "staging left on DEST: {:?}",
+            fs::read_dir(&staged).map(|r| r.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        );
+        assert_eq!(
+            self.dst.data.join("templates/busybox/rootfs").is_dir(),
+            template,
+            "DEST's busybox template"
+        );
+        self.dst.assert_ct_cleaned_up(ctid);
+    }
+
+    /// The source CT runs as before, with its file, and no journal.
+    #[track_caller]
+    fn assert_source_as_before(&self, ctid: &str, hostname: &str) {
+        assert!(Hosts::running(&self.src, ctid), "source CT not running");
+        let out = self.src.cmd(&["exec", ctid, "cat", "/root/marker"]);
+        assert_eq!(out.stdout.trim(), "moved with the CT", "{out}");
+        let out = self.src.cmd(&["exec", ctid, "hostname"]);
+        assert_eq!(out.stdout.trim(), hostname, "{out}");
+        assert!(
+            !self.src.ct_dir(ctid).join("migrate.json").exists(),
+            "journal left on the source"
+        );
+    }
+}
+
+/// Runs a prepared command with its output in files, killed at `timeout`.
+fn run_child(mut c: Command, io: &Path, timeout: Duration) -> Out {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (o, e) = (
+        io.join(format!("run-{n}.out")),
+        io.join(format!("run-{n}.err")),
+    );
+    c.stdout(fs::File::create(&o).unwrap())
+        .stderr(fs::File::create(&e).unwrap());
+    let cmdline = format!("{c:?}");
+    let mut child = c.spawn().expect("spawn");
+    let deadline = Instant::now() + timeout;
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            use std::os::unix::process::ExitStatusExt;
+            break st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Out {
+        cmdline,
+        code,
+        stdout: fs::read_to_string(&o).unwrap_or_default(),
+        stderr: fs::read_to_string(&e).unwrap_or_default(),
+    }
+}
+
+/// The VM lane gives a test binary 600 s, and under emulation each of
+/// these tests takes a minute or more: there it runs only the online ones
+/// (what needs CRIU); the offline ones run in the host lane.
+fn offline_here(test: &str) -> bool {
+    if in_vm_lane() {
+        skip(
+            test,
+            "offline migration runs in the host lane; the VM lane's 600 s for this binary go to the online tests",
+        );
+        return false;
+    }
+    true
+}
+
+/// A running busybox CT with a file of its own and a hostname.
+fn running_ct(h: &Hosts, extra: &[&str]) -> (String, String) {
+    let ctid = h.src.new_ctid();
+    let hostname = format!("mig{ctid}");
+    let mut args = vec![
+        "create",
+        ctid.as_str(),
+        "--template",
+        "busybox",
+        "--hostname",
+        hostname.as_str(),
+        "--memory",
+        "256M",
+    ];
+    args.extend_from_slice(extra);
+    h.src.cmd(&args).assert_ok();
+    h.src.cmd(&["start", &ctid]).assert_ok();
+    h.src
+        .cmd(&[
+            "exec",
+            &ctid,
+            "sh",
+            "-c",
+            "echo moved with the CT > /root/marker",
+        ])
+        .assert_ok();
+    (ctid, hostname)
+}
+
+#[test]
+fn offline_migration_moves_a_running_ct() {
+    let t = "offline_migration_moves_a_running_ct";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let (ctid, hostname) = running_ct(&h, &["--name", &format!("web{}", std::process::id())]);
+    let cfg_before = fs::read_to_string(h.src.ct_dir(&ctid).join("ct.toml")).unwrap();
+
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}"), "--json"]);
+    assert!(out.ok(), "{out}");
+    let report = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
+    let phases: Vec<&str> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "preflight",
+            "stop",
+            "template",
+            "transfer",
+            "start",
+            "cleanup"
+        ],
+        "{out}"
+    );
+    assert_eq!(report["template_sent"], true, "{out}");
+    assert!(report["downtime_seconds"].as_f64().unwrap() > 0.0, "{out}");
+
+    // On DEST: running, same hostname, same config, same files.
+    assert!(Hosts::running(&h.dst, &ctid), "not running on DEST");
+    let out = h.dst.cmd(&["exec", &ctid, "hostname"]);
+    assert_eq!(out.stdout.trim(), hostname, "{out}");
+    let out = h.dst.cmd(&["exec", &ctid, "cat", "/root/marker"]);
+    assert_eq!(out.stdout.trim(), "moved with the CT", "{out}");
+    let cfg_after = fs::read_to_string(h.dst.ct_dir(&ctid).join("ct.toml")).unwrap();
+    assert_eq!(cfg_before, cfg_after);
+    assert!(!h.dst.ct_dir(&ctid).join("migrate-in.json").exists());
+    // Its cgroup is DEST's, not the source's.
+    assert!(!h.dst.cgroup_dirs(&ctid).is_empty(), "no cgroup on DEST");
+    // Gone from the source, with everything it had there.
+    assert!(!h.src.ct_dir(&ctid).exists(), "CT left on the source");
+    h.src.assert_ct_cleaned_up(&ctid);
+    let out = h.src.cmd(&["status", &ctid]);
+    assert_eq!(out.code, 1, "{out}");
+
+    // A second CT: DEST has the template now; --keep-src keeps a stopped
+    // copy; the plain output has a line per phase.
+    let (ctid2, _) = running_ct(&h, &[]);
+    let out = h.migrate(&[&ctid2, &format!("root@{DST_ADDR}"), "--keep-src"]);
+    assert!(out.ok(), "{out}");
+    eprintln!("{}", out.stdout);
+    for phase in ["preflight", "stop", "transfer", "start", "cleanup"] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains(&format!("] {phase} "))),
+            "no {phase} line:\n{out}"
+        );
+    }
+    assert!(!out.stdout.contains("] template"), "{out}");
+    assert!(Hosts::running(&h.dst, &ctid2), "not running on DEST");
+    let st = h.src.status_json(&ctid2);
+    assert_eq!(st["status"], "stopped", "{st}");
+    assert_eq!(st["exist"], true, "{st}");
+    assert!(!h.src.ct_dir(&ctid2).join("migrate.json").exists());
+}
+
+#[test]
+fn dest_refusing_leaves_both_sides_as_they_were() {
+    let t = "dest_refusing_leaves_both_sides_as_they_were";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let (ctid, hostname) = running_ct(&h, &[]);
+    // DEST has a CT of that CTID already (and the template, for it).
+    fs::create_dir_all(h.dst.data.join("templates")).unwrap();
+    run(
+        "cp",
+        &[
+            "-a",
+            &h.src.data.join("templates/busybox").display().to_string(),
+            &h.dst.data.join("templates/busybox").display().to_string(),
+        ],
+        &h.dir.path,
+    )
+    .assert_ok();
+    h.dst
+        .cmd(&["create", &ctid, "--template", "busybox"])
+        .assert_ok();
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}")]);
+    assert_cove_refused(&out, 50);
+    assert!(
+        out.stderr.contains("pre-flight") && out.stderr.contains("exists on DEST"),
+        "{out}"
+    );
+    h.assert_source_as_before(&ctid, &hostname);
+    // DEST's own CT untouched, not started.
+    let st = h.dst.status_json(&ctid);
+    assert_eq!(st["status"], "stopped", "{st}");
+}
+
+#[test]
+fn cut_transfer_rolls_back() {
+    let t = "cut_transfer_rolls_back";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let (ctid, hostname) = running_ct(&h, &[]);
+    // More than the wrapper lets through.
+    h.src
+        .cmd(&[
+            "exec",
+            &ctid,
+            "dd",
+            "if=/dev/urandom",
+            "of=/root/blob",
+            "bs=64k",
+            "count=16",
+        ])
+        .assert_ok();
+    h.fault("cut");
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}")]);
+    assert_cove_refused(&out, 52);
+    assert!(out.stderr.contains("rolled back"), "{out}");
+    h.assert_source_as_before(&ctid, &hostname);
+    // The template sent for it went too.
+    h.assert_dest_clean(&ctid, false);
+}
+
+#[test]
+fn failed_start_on_dest_rolls_back() {
+    let t = "failed_start_on_dest_rolls_back";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let (ctid, hostname) = running_ct(&h, &[]);
+    // DEST's busybox template has no init: the CT cannot start there.
+    let broken = h.dst.data.join("templates/busybox/rootfs");
+    fs::create_dir_all(&broken).unwrap();
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}")]);
+    assert_cove_refused(&out, 52);
+    assert!(out.stderr.contains("rolled back"), "{out}");
+    h.assert_source_as_before(&ctid, &hostname);
+    // DEST's own (broken) template stays: the migration did not bring it.
+    h.assert_dest_clean(&ctid, true);
+}
+
+#[test]
+fn abort_resolves_a_migration_whose_cove_was_killed() {
+    let t = "abort_resolves_a_migration_whose_cove_was_killed";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let (ctid, hostname) = running_ct(&h, &[]);
+    h.fault("hang");
+    // In its own process group: the test kills cove and its ssh.
+    let mut c = h.migrate_cmd(&[&ctid, &format!("root@{DST_ADDR}")]);
+    c.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let hang = h.dir.join("hang.pid");
+    let hung = wait_until(MIGRATE_TIMEOUT, || hang.exists());
+    let pgid = child.id() as i32;
+    // SAFETY: the process group of the cove this test started.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = child.wait();
+    if let Some(pid) = fs::read_to_string(&hang)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
+        // SAFETY: the wrapper's sleep, started for this test.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(hung, "the migration never reached DEST's start");
+    fs::remove_file(h.dir.join("fault")).unwrap();
+
+    // Half-done: stopped here, staged there, the journal says so.
+    assert!(h.src.ct_dir(&ctid).join("migrate.json").exists());
+    assert!(!Hosts::running(&h.src, &ctid));
+    assert!(h.dst.data.join("migrate-in").join(&ctid).exists());
+    // The next command sees it.
+    let out = h.src.cmd(&["start", &ctid]);
+    assert_cove_refused(&out, 53);
+    assert!(out.stderr.contains("--abort"), "{out}");
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}")]);
+    assert_cove_refused(&out, 53);
+
+    let out = h
+        .src
+        .cmd_timeout(&["migrate", "--abort", &ctid], MIGRATE_TIMEOUT);
+    assert!(out.ok(), "{out}");
+    assert!(out.stdout.contains("rolled back"), "{out}");
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, false);
+    // Nothing left to resolve.
+    let out = h.src.cmd(&["migrate", "--abort", &ctid]);
+    assert!(out.ok() && out.stdout.contains("no migration"), "{out}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_changes_nothing() {
+    let t = "bad_input_is_one_line_and_changes_nothing";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let (ctid, hostname) = running_ct(&h, &[]);
+    let dest = format!("root@{DST_ADDR}");
+    // Unknown CT.
+    let out = h.migrate(&["999999", &dest]);
+    assert_cove_refused(&out, 1);
+    // A destination ssh would read as an option.
+    let out = h.migrate(&[&ctid, "-oProxyCommand=true"]);
+    assert_cove_refused(&out, 1);
+    let out = h
+        .src
+        .cmd(&["migrate", &ctid, &dest, "--ssh-opt", "no-equals"]);
+    assert_cove_refused(&out, 1);
+    // An unknown flag.
+    let out = h.migrate(&[&ctid, &dest, "--bogus"]);
+    assert_cove_refused(&out, 1);
+    // Nobody listens there.
+    let out = h.src.cmd_timeout(
+        &["migrate", &ctid, &dest, "--ssh-opt", "Port=1"],
+        MIGRATE_TIMEOUT,
+    );
+    assert_cove_refused(&out, 51);
+    assert!(out.stderr.contains("cannot reach"), "{out}");
+    // No cove on DEST.
+    let mut c = h.src.command(&["migrate", &ctid, &dest]);
+    for o in h.ssh_opts() {
+        c.arg("--ssh-opt").arg(o);
+    }
+    c.env("COVE_REMOTE_BIN", "/nonexistent/cove");
+    let out = run_child(c, &h.dir.path, MIGRATE_TIMEOUT);
+    assert_cove_refused(&out, 51);
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, false);
+}
+
+// ---------------------------------------------------------------- online
+
+/// One CRIU operation has been seen taking a minute in the VM lane
+/// (emulated, on a busy machine), and an online migration makes three
+/// (a pre-dump, the dump, the restore) besides `criu check` on both sides.
+const CRIU_TIMEOUT: Duration = Duration::from_secs(540);
+
+/// A counter daemonised inside the CT (the init adopts it).
+const START_COUNTER: &str = "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; i=0; \
+    while :; do i=$((i+1)); echo $i >> /root/count; sleep 0.2; done' &) ; true";
+
+fn init_pid(env: &CoveEnv, ctid: &str) -> i32 {
+    let st = env.status_json(ctid);
+    st["init_pid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or_else(|| panic!("no init pid: {st}"))
+}
+
+/// The CT's count, read through its init's root.
+fn counts(env: &CoveEnv, ctid: &str) -> Vec<u64> {
+    fs::read_to_string(format!("/proc/{}/root/root/count", init_pid(env, ctid)))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn wait_counts(env: &CoveEnv, ctid: &str, n: usize) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let c = counts(env, ctid);
+        if c.len() >= n || Instant::now() >= deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts the count went on from 1 without a restart or a gap.
+#[track_caller]
+fn assert_counting_on(env: &CoveEnv, ctid: &str) {
+    let c = counts(env, ctid);
+    let c = wait_counts(env, ctid, c.len() + 3);
+    for (i, v) in c.iter().enumerate() {
+        assert_eq!(*v, i as u64 + 1, "the count restarted or skipped: {c:?}");
+    }
+}
+
+/// `pid (comm) ppid` of pid 1 and its children, as the CT's /proc shows them.
+fn tree_of(pid: i32) -> String {
+    let dir = format!("/proc/{pid}/root/proc");
+    let mut rows: Vec<(u64, String)> = fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let n: u64 = e.file_name().to_str()?.parse().ok()?;
+                    let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+                    let (head, rest) = stat.rsplit_once(')')?;
+                    let comm = head.split_once('(')?.1;
+                    let ppid: u64 = rest.split_whitespace().nth(1)?.parse().ok()?;
+                    (n == 1 || ppid == 1).then(|| (n, format!("{n} ({comm}) {ppid}\n")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort();
+    rows.into_iter().map(|(_, l)| l).collect()
+}
+
+/// A running CT with a counter going.
+fn counting_ct(h: &Hosts) -> (String, String) {
+    let (ctid, hostname) = running_ct(h, &[]);
+    h.src
+        .cmd_timeout(&["exec", &ctid, "sh", "-c", START_COUNTER], CRIU_TIMEOUT)
+        .assert_ok();
+    wait_counts(&h.src, &ctid, 3);
+    (ctid, hostname)
+}
+
+#[test]
+fn online_migration_keeps_the_ct_counting() {
+    let t = "online_migration_keeps_the_ct_counting";
+    let Some(h) = setup(t) else { return };
+    if !needs_criu(t) {
+        return;
+    }
+    let (ctid, hostname) = counting_ct(&h);
+    let tree = tree_of(init_pid(&h.src, &ctid));
+    // One pre-copy round: each takes a minute in the VM lane.
+    let c = h.migrate_cmd(&[
+        &ctid,
+        &format!("root@{DST_ADDR}"),
+        "--online",
+        "--json",
+        "--precopy-rounds",
+        "1",
+    ]);
+    let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
+    assert!(out.ok(), "{out}");
+    let report = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
+    let online = &report["online"];
+    println!(
+        "FIGURES {t}: precopy {} frozen_ms {} dump_s {:.3} transfer_s {:.3} restore_s {:.3} downtime_s {:.3}",
+        online["precopy"],
+        online["frozen_ms"],
+        online["dump_seconds"].as_f64().unwrap_or(-1.0),
+        online["transfer_seconds"].as_f64().unwrap_or(-1.0),
+        online["restore_seconds"].as_f64().unwrap_or(-1.0),
+        report["downtime_seconds"].as_f64().unwrap_or(-1.0),
+    );
+    assert_eq!(report["mode"], "online", "{out}");
+    assert!(
+        !online["precopy"].as_array().unwrap().is_empty(),
+        "no pre-copy round: {out}"
+    );
+    assert!(online["frozen_ms"].as_f64().unwrap() > 0.0, "{out}");
+
+    // On DEST: the same processes, still counting from where they were.
+    assert!(Hosts::running(&h.dst, &ctid), "not running on DEST");
+    assert_eq!(
+        tree,
+        tree_of(init_pid(&h.dst, &ctid)),
+        "the pids inside changed"
+    );
+    assert_counting_on(&h.dst, &ctid);
+    let out = h
+        .dst
+        .cmd_timeout(&["exec", &ctid, "hostname"], CRIU_TIMEOUT);
+    assert_eq!(out.stdout.trim(), hostname, "{out}");
+    assert!(
+        !h.dst.ct_dir(&ctid).join("dump").exists(),
+        "dump left on DEST"
+    );
+    assert!(!h.dst.ct_dir(&ctid).join("suspended.json").exists());
+    // Gone here.
+    assert!(!h.src.ct_dir(&ctid).exists(), "CT left on the source");
+    h.src.assert_ct_cleaned_up(&ctid);
+    // It stops on DEST like any CT.
+    h.dst
+        .cmd_timeout(&["stop", &ctid], CRIU_TIMEOUT)
+        .assert_ok();
+    h.dst.assert_ct_cleaned_up(&ctid);
+}
+
+#[test]
+fn online_restore_failure_resumes_the_source() {
+    let t = "online_restore_failure_resumes_the_source";
+    let Some(h) = setup(t) else { return };
+    if !needs_criu(t) {
+        return;
+    }
+    let (ctid, hostname) = counting_ct(&h);
+    let tree = tree_of(init_pid(&h.src, &ctid));
+    // DEST's busybox template is empty: the CT's files are not there.
+    fs::create_dir_all(h.dst.data.join("templates/busybox/rootfs")).unwrap();
+    let c = h.migrate_cmd(&[
+        &ctid,
+        &format!("root@{DST_ADDR}"),
+        "--online",
+        "--precopy-rounds",
+        "1",
+    ]);
+    let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
+    assert_cove_refused(&out, 52);
+    assert!(out.stderr.contains("rolled back"), "{out}");
+    // The same processes here, counting on.
+    assert!(Hosts::running(&h.src, &ctid), "source not running");
+    assert_eq!(
+        tree,
+        tree_of(init_pid(&h.src, &ctid)),
+        "the pids inside changed"
+    );
+    assert_counting_on(&h.src, &ctid);
+    assert!(!h.src.ct_dir(&ctid).join("dump").exists(), "dump left");
+    assert!(!h.src.ct_dir(&ctid).join("suspended.json").exists());
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, true);
+}
+
+#[test]
+fn online_where_criu_cannot_work_is_refused_before_anything() {
+    let t = "online_where_criu_cannot_work_is_refused_before_anything";
+    let criu_works = criu_bin().is_some_and(|c| {
+        Command::new(c)
+            .arg("check")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if in_vm_lane() || criu_works {
+        skip(t, "CRIU works here: nothing to refuse");
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let (ctid, hostname) = running_ct(&h, &[]);
+    let pid = init_pid(&h.src, &ctid);
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}"), "--online"]);
+    assert_cove_refused(&out, 50);
+    assert!(out.stderr.contains("CRIU here"), "{out}");
+    assert_eq!(init_pid(&h.src, &ctid), pid, "the CT was restarted");
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, false);
+}
