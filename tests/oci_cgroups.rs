@@ -156,14 +156,41 @@ fn device_state(ct: &Ct) -> String {
     }
 }
 
+/// A detached container of `bin` running `script` (then waiting for
+/// SIGTERM), with CAP_MKNOD when `mknod` is set: the set-up of the device
+/// and update tests.
+fn detached(env: &Env, test: &str, bin: &Path, mknod: bool, script: &str) -> Ct {
+    let mut ct = Ct::with_bin(env, test, bin);
+    if mknod {
+        ct.add_capabilities(&["CAP_MKNOD"]);
+    }
+    ct.sh(&format!("{script}trap 'exit 0' TERM; sleep 1000 & wait"));
+    ct.run_detached().assert_ok();
+    ct
+}
+
+/// `exec CT sh -c SCRIPT`, checked, with the slow lane's timeout.
+fn exec_sh(ct: &Ct, script: &str) -> Out {
+    let out = ct.cmd_timeout(&["exec", &ct.id, "sh", "-c", script], SLOW_COMMAND);
+    out.assert_ok();
+    out
+}
+
+/// `update --resources FILE` with `devices` as the file's only field.
+fn update_devices(ct: &Ct, dir: &TempDir, name: &str, devices: Value) {
+    let file = dir.join(name);
+    write_file(&file, &json!({ "devices": devices }).to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let file = file.display().to_string();
+    ct.cmd_timeout(&["update", "--resources", &file, &ct.id], SLOW_COMMAND)
+        .assert_ok();
+}
+
 /// `update` of other limits leaves the device cgroup as it is, as runc
 /// 1.1 does (its `update` never touches devices): on v2 the same program
 /// stays attached, on v1 devices.list does not change. Returns the device
 /// state after create and after two updates.
 fn device_state_through_updates(env: &Env, test: &str, bin: &Path) -> (String, String) {
-    let mut ct = Ct::with_bin(env, test, bin);
-    ct.sh("trap 'exit 0' TERM; sleep 1000 & wait");
-    ct.run_detached().assert_ok();
+    let ct = detached(env, test, bin, false, "");
     let before = device_state(&ct);
     for limit in ["50", "60"] {
         ct.cmd_timeout(&["update", "--pids-limit", limit, &ct.id], SLOW_COMMAND)
@@ -226,34 +253,27 @@ fn device_rule_updates_never_close_dev_null_meanwhile() {
     let Some(env) = prerequisites(test) else {
         return;
     };
-    let mut ct = Ct::new(&env, test);
-    ct.sh(
-        "(while :; do true </dev/null || echo x >>/dev/fails; done) 2>/dev/null & \
-         trap 'exit 0' TERM; sleep 1000 & wait",
+    let ct = detached(
+        &env,
+        test,
+        &env.bin,
+        false,
+        "(while :; do true </dev/null || echo x >>/dev/fails; done) 2>/dev/null & ",
     );
-    ct.run_detached().assert_ok();
     // Let the loop get going.
     std::thread::sleep(Duration::from_millis(300));
     let first = device_state(&ct);
     let dir = TempDir::new(test);
-    let with_42 = dir.join("with-42.json");
-    let without_42 = dir.join("without-42.json");
     let deny_all = json!({"allow": false, "access": "rwm"});
     let allow_42 = json!({"allow": true, "type": "c", "major": 42, "minor": 0, "access": "rw"});
-    write_file(
-        &with_42,
-        &json!({"devices": [deny_all, allow_42]}).to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    write_file(&without_42, &json!({"devices": [deny_all]}).to_string())
-        .unwrap_or_else(|e| panic!("{e}"));
     let mut last = String::new();
     for i in 0..updates() {
-        let file = if i % 2 == 0 { &with_42 } else { &without_42 };
-        let file = file.display().to_string();
         let started = std::time::Instant::now();
-        ct.cmd_timeout(&["update", "--resources", &file, &ct.id], SLOW_COMMAND)
-            .assert_ok();
+        if i % 2 == 0 {
+            update_devices(&ct, &dir, "with-42.json", json!([deny_all, allow_42]));
+        } else {
+            update_devices(&ct, &dir, "without-42.json", json!([deny_all]));
+        }
         if in_vm_lane() {
             eprintln!("{test}: update {i}: {:?}", started.elapsed());
         }
@@ -266,17 +286,7 @@ fn device_rule_updates_never_close_dev_null_meanwhile() {
             );
         }
     }
-    let fails = ct.cmd_timeout(
-        &[
-            "exec",
-            &ct.id,
-            "sh",
-            "-c",
-            "cat /dev/fails 2>/dev/null | wc -l",
-        ],
-        SLOW_COMMAND,
-    );
-    fails.assert_ok();
+    let fails = exec_sh(&ct, "cat /dev/fails 2>/dev/null | wc -l");
     assert_eq!(
         fails.stdout.trim(),
         "0",
@@ -300,36 +310,22 @@ fn update_with_a_new_device_rule_opens_that_device() {
     let Some(env) = prerequisites(test) else {
         return;
     };
-    let mut ct = Ct::new(&env, test);
-    ct.add_capabilities(&["CAP_MKNOD"]);
-    ct.sh("mknod /dev/t-42 c 42 0; trap 'exit 0' TERM; sleep 1000 & wait");
-    ct.run_detached().assert_ok();
-    let write = |ct: &Ct| {
-        let out = ct.cmd_timeout(
-            &["exec", &ct.id, "sh", "-c", "(echo x >/dev/t-42) 2>&1; true"],
-            SLOW_COMMAND,
-        );
-        out.assert_ok();
-        out.stdout
-    };
+    let ct = detached(&env, test, &env.bin, true, "mknod /dev/t-42 c 42 0; ");
+    let write = |ct: &Ct| exec_sh(ct, "(echo x >/dev/t-42) 2>&1; true").stdout;
     let before_state = device_state(&ct);
     let before = write(&ct);
     assert!(before.contains("Operation not permitted"), "{before}");
 
     let dir = TempDir::new(test);
-    let file = dir.join("resources.json");
-    write_file(
-        &file,
-        &json!({"devices": [
+    update_devices(
+        &ct,
+        &dir,
+        "resources.json",
+        json!([
             {"allow": false, "access": "rwm"},
             {"allow": true, "type": "c", "major": 42, "minor": 0, "access": "rw"}
-        ]})
-        .to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let file_arg = file.display().to_string();
-    ct.cmd_timeout(&["update", "--resources", &file_arg, &ct.id], SLOW_COMMAND)
-        .assert_ok();
+        ]),
+    );
     let after = write(&ct);
     assert!(
         after.contains("No such device or address"),
@@ -344,10 +340,7 @@ fn update_with_a_new_device_rule_opens_that_device() {
         assert!(after_state.contains("c 42:0 rw"), "{after_state}");
     }
     // /dev/null still works after the update.
-    let null = ct.cmd_timeout(
-        &["exec", &ct.id, "sh", "-c", "echo x >/dev/null && echo ok"],
-        SLOW_COMMAND,
-    );
+    let null = exec_sh(&ct, "echo x >/dev/null && echo ok");
     assert_eq!(null.stdout.trim(), "ok", "{null}");
     assert!(ct.kill("KILL").ok());
 }
