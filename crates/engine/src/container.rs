@@ -375,6 +375,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 no_new_keyring: opts.no_new_keyring,
                 id: &opts.id,
                 unshare_cgroupns,
+                cgroup_joined_before_go: opts.systemd_cgroup,
             };
             init::child_main(&ctx)
         }
