@@ -23,10 +23,16 @@ pub struct ExecOptions {
 }
 
 /// The order of setns: user first (it grants the rights for the rest),
-/// mount last among those the child joins.
-const CHILD_JOINS: [LinuxNamespaceType; 2] = [LinuxNamespaceType::User, LinuxNamespaceType::Mount];
-const PARENT_JOINS: [LinuxNamespaceType; 6] = [
+/// mount last among those the child joins. The cgroup namespace is joined
+/// by the child, before them: clone3's CLONE_INTO_CGROUP refuses (ENOENT)
+/// a caller whose own cgroup lies outside its cgroup namespace's root,
+/// which the runtime's always does once it joined the container's.
+const CHILD_JOINS: [LinuxNamespaceType; 3] = [
     LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Mount,
+];
+const PARENT_JOINS: [LinuxNamespaceType; 5] = [
     LinuxNamespaceType::Ipc,
     LinuxNamespaceType::Uts,
     LinuxNamespaceType::Network,
