@@ -1,4 +1,5 @@
-//! Device access and `events --stats` on whatever cgroups this host has:
+//! Device access, `update`/`pause`/`resume`, `events --stats` and the OOM
+//! event of the `events` stream on whatever cgroups this host has:
 //! the v1 devices controller on a hybrid host (host lane), the eBPF device
 //! program on a pure v2 host (VM lane, where crun is a second reference).
 //! Each is compared with runc on the same bundle.
@@ -510,5 +511,177 @@ fn events_stats_has_runcs_fields_and_types() {
     assert!(
         data["cpu"]["throttling"]["periods"].as_u64().unwrap_or(0) > 0,
         "{data:#}"
+    );
+}
+
+// ------------------------------------------- update, pause, resume, oom
+
+/// A cgroup file of `ct` on the host: the v2 name on a pure v2 host, the
+/// v1 controller's file otherwise ("memory" + "memory.limit_in_bytes").
+fn limit_file(ct: &Ct, v1: (&str, &str), v2: &str) -> PathBuf {
+    let inner = ct.cgroups_path.trim_start_matches('/');
+    if is_pure_cgroup_v2() {
+        Path::new("/sys/fs/cgroup").join(inner).join(v2)
+    } else {
+        Path::new("/sys/fs/cgroup")
+            .join(v1.0)
+            .join(inner)
+            .join(v1.1)
+    }
+}
+
+fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| format!("{}: {e}", path.display()))
+}
+
+/// The counter the container's loop writes, read through its root.
+fn counter(pid: i32) -> String {
+    read_trimmed(&PathBuf::from(format!("/proc/{pid}/root/dev/shm/c")))
+}
+
+/// What a user sees of `update`, `pause`, `resume` and `events --stats`
+/// on a running container of `bin`, one line each.
+fn controls_seen(env: &Env, test: &str, bin: &Path) -> String {
+    let ct = detached(
+        env,
+        test,
+        bin,
+        false,
+        "i=0; while :; do i=$((i+1)); echo $i >/dev/shm/c; done & ",
+    );
+    let pid = ct.init_pid();
+    let mut seen = String::new();
+    let mem = limit_file(&ct, ("memory", "memory.limit_in_bytes"), "memory.max");
+    let pids = limit_file(&ct, ("pids", "pids.max"), "pids.max");
+    ct.cmd_timeout(
+        &["update", "--memory", "64m", "--pids-limit", "30", &ct.id],
+        SLOW_COMMAND,
+    )
+    .assert_ok();
+    seen += &format!(
+        "after update: memory {} pids {}\n",
+        read_trimmed(&mem),
+        read_trimmed(&pids)
+    );
+    let inside = if is_pure_cgroup_v2() {
+        "cat /sys/fs/cgroup/memory.max"
+    } else {
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    };
+    seen += &format!("inside: {}", exec_sh(&ct, inside).stdout);
+    ct.cmd_timeout(&["pause", &ct.id], SLOW_COMMAND).assert_ok();
+    let a = counter(pid);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = counter(pid);
+    seen += &format!(
+        "paused: status {:?}, counter still {}\n",
+        ct.status(),
+        a == b
+    );
+    ct.cmd_timeout(&["resume", &ct.id], SLOW_COMMAND)
+        .assert_ok();
+    // A loaded host may not run the loop at once: up to 5 s.
+    let moved = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        counter(pid) != b
+    });
+    seen += &format!("resumed: status {:?}, counter moves {moved}\n", ct.status());
+    let stats = ct.cmd_timeout(&["events", "--stats", &ct.id], SLOW_COMMAND);
+    stats.assert_ok();
+    let v: Value = serde_json::from_str(stats.stdout.trim()).unwrap_or(Value::Null);
+    let data = &v["data"];
+    seen += &format!(
+        "events --stats: type {} memory {} cpu {} pids {} blkio {}; pids.current > 0: {}\n",
+        v["type"],
+        data["memory"].is_object(),
+        data["cpu"].is_object(),
+        data["pids"].is_object(),
+        data["blkio"].is_object(),
+        data["pids"]["current"].as_u64().unwrap_or(0) > 0
+    );
+    assert!(ct.kill("KILL").ok());
+    seen
+}
+
+/// `update` changes the limits live (host file and inside), `pause`
+/// freezes (state paused, a busy loop stops), `resume` thaws, `events
+/// --stats` reports memory, cpu, pids and blkio: as under runc.
+#[test]
+fn update_pause_resume_and_stats_as_runc() {
+    let _serial = serial();
+    let test = "update_pause_resume_and_stats_as_runc";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    let runc = env
+        .runc
+        .clone()
+        .expect("checked by prerequisites_with_runc");
+    let runc_seen = controls_seen(&env, test, &runc);
+    let seen = controls_seen(&env, test, &env.bin);
+    for want in [
+        "after update: memory 67108864 pids 30\n",
+        "inside: 67108864\n",
+        "paused: status Some(\"paused\"), counter still true\n",
+        "resumed: status Some(\"running\"), counter moves true\n",
+        "memory true cpu true pids true blkio true; pids.current > 0: true",
+    ] {
+        assert!(seen.contains(want), "{want:?} missing from:\n{seen}");
+    }
+    assert_same_as_runc(
+        test,
+        &runc_seen,
+        &seen,
+        "update, pause, resume, events --stats",
+    );
+}
+
+/// A process that outgrows memory.limit is OOM-killed, and the `events`
+/// stream reports {"type": "oom"} as runc's does.
+fn oom_events(env: &Env, test: &str, bin: &Path) -> Out {
+    let mut ct = Ct::with_bin(env, test, bin);
+    ct.config["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    ct.sh("sleep 1; tail /dev/zero; trap 'exit 0' TERM; sleep 1000 & wait");
+    ct.run_detached().assert_ok();
+    let events = ct.cmd_timeout(
+        &["events", "--interval", "100ms", &ct.id],
+        if in_vm_lane() {
+            Duration::from_secs(20)
+        } else {
+            Duration::from_secs(5)
+        },
+    );
+    assert!(ct.kill("KILL").ok());
+    events
+}
+
+#[test]
+fn oom_kill_appears_in_the_event_stream_as_runc() {
+    let _serial = serial();
+    let test = "oom_kill_appears_in_the_event_stream_as_runc";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    let runc = env
+        .runc
+        .clone()
+        .expect("checked by prerequisites_with_runc");
+    let oom = |out: &Out| {
+        out.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["type"] == "oom")
+    };
+    let runc_out = oom_events(&env, test, &runc);
+    assert!(
+        oom(&runc_out),
+        "the probe is broken: runc saw no oom event:\n{runc_out}"
+    );
+    let out = oom_events(&env, test, &env.bin);
+    assert!(
+        oom(&out),
+        "no {{\"type\": \"oom\"}} in the event stream:\n{out}"
     );
 }
