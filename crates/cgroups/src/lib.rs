@@ -154,6 +154,7 @@ fn systemd_manager(
     )?;
     Ok(Box::new(systemd::SystemdManager::new(
         parsed.unit_name()?,
+        parsed.name.clone(),
         parsed.slice_or_default().to_string(),
         mode,
         files,

@@ -503,6 +503,8 @@ impl Bus {
 /// the cgroupfs manager of the scope's directories.
 pub(crate) struct SystemdManager {
     unit: String,
+    /// The name part of cgroupsPath, for the unit's Description.
+    name: String,
     slice: String,
     mode: HostMode,
     files: Box<dyn CgroupManager>,
@@ -518,12 +520,14 @@ impl SystemdManager {
     /// For `create`: the scope is made by the first `add_task`.
     pub(crate) fn new(
         unit: String,
+        name: String,
         slice: String,
         mode: HostMode,
         files: Box<dyn CgroupManager>,
     ) -> Self {
         Self {
             unit,
+            name,
             slice,
             mode,
             files,
@@ -545,7 +549,7 @@ impl SystemdManager {
             .find_map(|(_, dir)| dir.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let m = Self::new(unit, String::new(), mode, files);
+        let m = Self::new(unit, String::new(), String::new(), mode, files);
         m.started.set(true);
         m
     }
@@ -565,7 +569,7 @@ impl SystemdManager {
         let mut props: Props = vec![
             (
                 "Description",
-                Value::from(format!("libcontainer container {}", self.unit)),
+                Value::from(format!("libcontainer container {}", self.name)),
             ),
             ("Slice", Value::from(self.slice.clone())),
             ("PIDs", Value::from(vec![pid as u32])),
