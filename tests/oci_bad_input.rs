@@ -75,13 +75,26 @@ fn assert_clean_failure(ct: &Ct, out: &Out, mounts_before: &[String], allowed_st
 
 /// Runs `create` on a bundle prepared by `prepare`, and checks a clean failure.
 fn create_fails_cleanly(test: &str, prepare: impl FnOnce(&mut Ct)) -> Option<Out> {
+    create_fails_cleanly_with(test, &[], prepare)
+}
+
+/// [`create_fails_cleanly`] with global flags before `create`.
+fn create_fails_cleanly_with(
+    test: &str,
+    global: &[&str],
+    prepare: impl FnOnce(&mut Ct),
+) -> Option<Out> {
     let env = prerequisites(test)?;
     let _serial = serial();
     let mut ct = Ct::new(&env, test);
     ct.sh("sleep 100");
     prepare(&mut ct);
     let before = host_mounts();
-    let out = ct.create();
+    ct.save_config();
+    let bundle = ct.bundle.display().to_string();
+    let mut args = global.to_vec();
+    args.extend(["create", "--bundle", &bundle, &ct.id]);
+    let out = ct.cmd(&args);
     assert_clean_failure(&ct, &out, &before, &[]);
     Some(out)
 }
@@ -337,4 +350,62 @@ fn bad_executables_are_reported_in_runcs_words() {
         }
         seen
     });
+}
+
+// ---------------------------------------------------------------- systemd
+
+/// `--systemd-cgroup` where systemd is not the init (this host: no
+/// /run/systemd/system, no system bus): one line saying so, exit 1, and
+/// nothing made: no state, no scope directory under any hierarchy, no
+/// mount. The systemd lane (scripts/systemd-vm) tests the driver itself.
+#[test]
+fn systemd_cgroup_without_systemd_is_refused_cleanly() {
+    let test = "systemd_cgroup_without_systemd_is_refused_cleanly";
+    if Path::new("/run/systemd/system").is_dir() {
+        skip(
+            test,
+            "systemd runs on this host; the systemd lane covers this driver",
+        );
+        return;
+    }
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let _serial = serial();
+    let mut ct = Ct::new(&env, test);
+    ct.sh("sleep 100");
+    let scope = format!("cove-{}.scope", ct.id);
+    ct.config["linux"]["cgroupsPath"] = json!(format!("cove-test.slice:cove:{}", ct.id));
+    ct.save_config();
+    let before = host_mounts();
+    let bundle = ct.bundle.display().to_string();
+    let out = ct.cmd(&["--systemd-cgroup", "create", "--bundle", &bundle, &ct.id]);
+    assert_clean_failure(&ct, &out, &before, &[]);
+    assert!(
+        out.stderr.contains("systemd") && out.stderr.contains("--systemd-cgroup"),
+        "the error should say systemd is missing and what to do:\n{out}"
+    );
+    for left in [
+        cgroup_dirs_for(&format!("/cove.slice/cove-test.slice/{scope}")),
+        cgroup_dirs_for("/cove.slice/cove-test.slice"),
+    ] {
+        assert!(left.is_empty(), "cgroups left behind: {left:?}\n{out}");
+    }
+}
+
+/// A slice name systemd would refuse ("a--b.slice": an empty part) is
+/// refused before anything is made, with or without systemd.
+#[test]
+fn systemd_cgroup_with_a_bad_slice_name_is_refused_cleanly() {
+    let out = create_fails_cleanly_with(
+        "systemd_cgroup_with_a_bad_slice_name_is_refused_cleanly",
+        &["--systemd-cgroup"],
+        |ct| ct.config["linux"]["cgroupsPath"] = json!("cove--bad.slice:cove:x"),
+    );
+    if let Some(out) = out {
+        assert!(
+            out.stderr.contains("cove--bad.slice") && out.stderr.contains("slice"),
+            "the error does not name the slice:\n{out}"
+        );
+    }
 }

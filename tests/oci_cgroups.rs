@@ -1,4 +1,5 @@
-//! Device access and `events --stats` on whatever cgroups this host has:
+//! Device access, `update`/`pause`/`resume`, `events --stats` and the OOM
+//! event of the `events` stream on whatever cgroups this host has:
 //! the v1 devices controller on a hybrid host (host lane), the eBPF device
 //! program on a pure v2 host (VM lane, where crun is a second reference).
 //! Each is compared with runc on the same bundle.
@@ -156,14 +157,41 @@ fn device_state(ct: &Ct) -> String {
     }
 }
 
+/// A detached container of `bin` running `script` (then waiting for
+/// SIGTERM), with CAP_MKNOD when `mknod` is set: the set-up of the device
+/// and update tests.
+fn detached(env: &Env, test: &str, bin: &Path, mknod: bool, script: &str) -> Ct {
+    let mut ct = Ct::with_bin(env, test, bin);
+    if mknod {
+        ct.add_capabilities(&["CAP_MKNOD"]);
+    }
+    ct.sh(&format!("{script}trap 'exit 0' TERM; sleep 1000 & wait"));
+    ct.run_detached().assert_ok();
+    ct
+}
+
+/// `exec CT sh -c SCRIPT`, checked, with the slow lane's timeout.
+fn exec_sh(ct: &Ct, script: &str) -> Out {
+    let out = ct.cmd_timeout(&["exec", &ct.id, "sh", "-c", script], SLOW_COMMAND);
+    out.assert_ok();
+    out
+}
+
+/// `update --resources FILE` with `devices` as the file's only field.
+fn update_devices(ct: &Ct, dir: &TempDir, name: &str, devices: Value) {
+    let file = dir.join(name);
+    write_file(&file, &json!({ "devices": devices }).to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let file = file.display().to_string();
+    ct.cmd_timeout(&["update", "--resources", &file, &ct.id], SLOW_COMMAND)
+        .assert_ok();
+}
+
 /// `update` of other limits leaves the device cgroup as it is, as runc
 /// 1.1 does (its `update` never touches devices): on v2 the same program
 /// stays attached, on v1 devices.list does not change. Returns the device
 /// state after create and after two updates.
 fn device_state_through_updates(env: &Env, test: &str, bin: &Path) -> (String, String) {
-    let mut ct = Ct::with_bin(env, test, bin);
-    ct.sh("trap 'exit 0' TERM; sleep 1000 & wait");
-    ct.run_detached().assert_ok();
+    let ct = detached(env, test, bin, false, "");
     let before = device_state(&ct);
     for limit in ["50", "60"] {
         ct.cmd_timeout(&["update", "--pids-limit", limit, &ct.id], SLOW_COMMAND)
@@ -226,34 +254,27 @@ fn device_rule_updates_never_close_dev_null_meanwhile() {
     let Some(env) = prerequisites(test) else {
         return;
     };
-    let mut ct = Ct::new(&env, test);
-    ct.sh(
-        "(while :; do true </dev/null || echo x >>/dev/fails; done) 2>/dev/null & \
-         trap 'exit 0' TERM; sleep 1000 & wait",
+    let ct = detached(
+        &env,
+        test,
+        &env.bin,
+        false,
+        "(while :; do true </dev/null || echo x >>/dev/fails; done) 2>/dev/null & ",
     );
-    ct.run_detached().assert_ok();
     // Let the loop get going.
     std::thread::sleep(Duration::from_millis(300));
     let first = device_state(&ct);
     let dir = TempDir::new(test);
-    let with_42 = dir.join("with-42.json");
-    let without_42 = dir.join("without-42.json");
     let deny_all = json!({"allow": false, "access": "rwm"});
     let allow_42 = json!({"allow": true, "type": "c", "major": 42, "minor": 0, "access": "rw"});
-    write_file(
-        &with_42,
-        &json!({"devices": [deny_all, allow_42]}).to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    write_file(&without_42, &json!({"devices": [deny_all]}).to_string())
-        .unwrap_or_else(|e| panic!("{e}"));
     let mut last = String::new();
     for i in 0..updates() {
-        let file = if i % 2 == 0 { &with_42 } else { &without_42 };
-        let file = file.display().to_string();
         let started = std::time::Instant::now();
-        ct.cmd_timeout(&["update", "--resources", &file, &ct.id], SLOW_COMMAND)
-            .assert_ok();
+        if i % 2 == 0 {
+            update_devices(&ct, &dir, "with-42.json", json!([deny_all, allow_42]));
+        } else {
+            update_devices(&ct, &dir, "without-42.json", json!([deny_all]));
+        }
         if in_vm_lane() {
             eprintln!("{test}: update {i}: {:?}", started.elapsed());
         }
@@ -266,17 +287,7 @@ fn device_rule_updates_never_close_dev_null_meanwhile() {
             );
         }
     }
-    let fails = ct.cmd_timeout(
-        &[
-            "exec",
-            &ct.id,
-            "sh",
-            "-c",
-            "cat /dev/fails 2>/dev/null | wc -l",
-        ],
-        SLOW_COMMAND,
-    );
-    fails.assert_ok();
+    let fails = exec_sh(&ct, "cat /dev/fails 2>/dev/null | wc -l");
     assert_eq!(
         fails.stdout.trim(),
         "0",
@@ -300,36 +311,22 @@ fn update_with_a_new_device_rule_opens_that_device() {
     let Some(env) = prerequisites(test) else {
         return;
     };
-    let mut ct = Ct::new(&env, test);
-    ct.add_capabilities(&["CAP_MKNOD"]);
-    ct.sh("mknod /dev/t-42 c 42 0; trap 'exit 0' TERM; sleep 1000 & wait");
-    ct.run_detached().assert_ok();
-    let write = |ct: &Ct| {
-        let out = ct.cmd_timeout(
-            &["exec", &ct.id, "sh", "-c", "(echo x >/dev/t-42) 2>&1; true"],
-            SLOW_COMMAND,
-        );
-        out.assert_ok();
-        out.stdout
-    };
+    let ct = detached(&env, test, &env.bin, true, "mknod /dev/t-42 c 42 0; ");
+    let write = |ct: &Ct| exec_sh(ct, "(echo x >/dev/t-42) 2>&1; true").stdout;
     let before_state = device_state(&ct);
     let before = write(&ct);
     assert!(before.contains("Operation not permitted"), "{before}");
 
     let dir = TempDir::new(test);
-    let file = dir.join("resources.json");
-    write_file(
-        &file,
-        &json!({"devices": [
+    update_devices(
+        &ct,
+        &dir,
+        "resources.json",
+        json!([
             {"allow": false, "access": "rwm"},
             {"allow": true, "type": "c", "major": 42, "minor": 0, "access": "rw"}
-        ]})
-        .to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let file_arg = file.display().to_string();
-    ct.cmd_timeout(&["update", "--resources", &file_arg, &ct.id], SLOW_COMMAND)
-        .assert_ok();
+        ]),
+    );
     let after = write(&ct);
     assert!(
         after.contains("No such device or address"),
@@ -344,10 +341,7 @@ fn update_with_a_new_device_rule_opens_that_device() {
         assert!(after_state.contains("c 42:0 rw"), "{after_state}");
     }
     // /dev/null still works after the update.
-    let null = ct.cmd_timeout(
-        &["exec", &ct.id, "sh", "-c", "echo x >/dev/null && echo ok"],
-        SLOW_COMMAND,
-    );
+    let null = exec_sh(&ct, "echo x >/dev/null && echo ok");
     assert_eq!(null.stdout.trim(), "ok", "{null}");
     assert!(ct.kill("KILL").ok());
 }
@@ -517,5 +511,177 @@ fn events_stats_has_runcs_fields_and_types() {
     assert!(
         data["cpu"]["throttling"]["periods"].as_u64().unwrap_or(0) > 0,
         "{data:#}"
+    );
+}
+
+// ------------------------------------------- update, pause, resume, oom
+
+/// A cgroup file of `ct` on the host: the v2 name on a pure v2 host, the
+/// v1 controller's file otherwise ("memory" + "memory.limit_in_bytes").
+fn limit_file(ct: &Ct, v1: (&str, &str), v2: &str) -> PathBuf {
+    let inner = ct.cgroups_path.trim_start_matches('/');
+    if is_pure_cgroup_v2() {
+        Path::new("/sys/fs/cgroup").join(inner).join(v2)
+    } else {
+        Path::new("/sys/fs/cgroup")
+            .join(v1.0)
+            .join(inner)
+            .join(v1.1)
+    }
+}
+
+fn read_trimmed(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| format!("{}: {e}", path.display()))
+}
+
+/// The counter the container's loop writes, read through its root.
+fn counter(pid: i32) -> String {
+    read_trimmed(&PathBuf::from(format!("/proc/{pid}/root/dev/shm/c")))
+}
+
+/// What a user sees of `update`, `pause`, `resume` and `events --stats`
+/// on a running container of `bin`, one line each.
+fn controls_seen(env: &Env, test: &str, bin: &Path) -> String {
+    let ct = detached(
+        env,
+        test,
+        bin,
+        false,
+        "i=0; while :; do i=$((i+1)); echo $i >/dev/shm/c; done & ",
+    );
+    let pid = ct.init_pid();
+    let mut seen = String::new();
+    let mem = limit_file(&ct, ("memory", "memory.limit_in_bytes"), "memory.max");
+    let pids = limit_file(&ct, ("pids", "pids.max"), "pids.max");
+    ct.cmd_timeout(
+        &["update", "--memory", "64m", "--pids-limit", "30", &ct.id],
+        SLOW_COMMAND,
+    )
+    .assert_ok();
+    seen += &format!(
+        "after update: memory {} pids {}\n",
+        read_trimmed(&mem),
+        read_trimmed(&pids)
+    );
+    let inside = if is_pure_cgroup_v2() {
+        "cat /sys/fs/cgroup/memory.max"
+    } else {
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    };
+    seen += &format!("inside: {}", exec_sh(&ct, inside).stdout);
+    ct.cmd_timeout(&["pause", &ct.id], SLOW_COMMAND).assert_ok();
+    let a = counter(pid);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = counter(pid);
+    seen += &format!(
+        "paused: status {:?}, counter still {}\n",
+        ct.status(),
+        a == b
+    );
+    ct.cmd_timeout(&["resume", &ct.id], SLOW_COMMAND)
+        .assert_ok();
+    // A loaded host may not run the loop at once: up to 5 s.
+    let moved = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        counter(pid) != b
+    });
+    seen += &format!("resumed: status {:?}, counter moves {moved}\n", ct.status());
+    let stats = ct.cmd_timeout(&["events", "--stats", &ct.id], SLOW_COMMAND);
+    stats.assert_ok();
+    let v: Value = serde_json::from_str(stats.stdout.trim()).unwrap_or(Value::Null);
+    let data = &v["data"];
+    seen += &format!(
+        "events --stats: type {} memory {} cpu {} pids {} blkio {}; pids.current > 0: {}\n",
+        v["type"],
+        data["memory"].is_object(),
+        data["cpu"].is_object(),
+        data["pids"].is_object(),
+        data["blkio"].is_object(),
+        data["pids"]["current"].as_u64().unwrap_or(0) > 0
+    );
+    assert!(ct.kill("KILL").ok());
+    seen
+}
+
+/// `update` changes the limits live (host file and inside), `pause`
+/// freezes (state paused, a busy loop stops), `resume` thaws, `events
+/// --stats` reports memory, cpu, pids and blkio: as under runc.
+#[test]
+fn update_pause_resume_and_stats_as_runc() {
+    let _serial = serial();
+    let test = "update_pause_resume_and_stats_as_runc";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    let runc = env
+        .runc
+        .clone()
+        .expect("checked by prerequisites_with_runc");
+    let runc_seen = controls_seen(&env, test, &runc);
+    let seen = controls_seen(&env, test, &env.bin);
+    for want in [
+        "after update: memory 67108864 pids 30\n",
+        "inside: 67108864\n",
+        "paused: status Some(\"paused\"), counter still true\n",
+        "resumed: status Some(\"running\"), counter moves true\n",
+        "memory true cpu true pids true blkio true; pids.current > 0: true",
+    ] {
+        assert!(seen.contains(want), "{want:?} missing from:\n{seen}");
+    }
+    assert_same_as_runc(
+        test,
+        &runc_seen,
+        &seen,
+        "update, pause, resume, events --stats",
+    );
+}
+
+/// A process that outgrows memory.limit is OOM-killed, and the `events`
+/// stream reports {"type": "oom"} as runc's does.
+fn oom_events(env: &Env, test: &str, bin: &Path) -> Out {
+    let mut ct = Ct::with_bin(env, test, bin);
+    ct.config["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+    ct.sh("sleep 1; tail /dev/zero; trap 'exit 0' TERM; sleep 1000 & wait");
+    ct.run_detached().assert_ok();
+    let events = ct.cmd_timeout(
+        &["events", "--interval", "100ms", &ct.id],
+        if in_vm_lane() {
+            Duration::from_secs(20)
+        } else {
+            Duration::from_secs(5)
+        },
+    );
+    assert!(ct.kill("KILL").ok());
+    events
+}
+
+#[test]
+fn oom_kill_appears_in_the_event_stream_as_runc() {
+    let _serial = serial();
+    let test = "oom_kill_appears_in_the_event_stream_as_runc";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    let runc = env
+        .runc
+        .clone()
+        .expect("checked by prerequisites_with_runc");
+    let oom = |out: &Out| {
+        out.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["type"] == "oom")
+    };
+    let runc_out = oom_events(&env, test, &runc);
+    assert!(
+        oom(&runc_out),
+        "the probe is broken: runc saw no oom event:\n{runc_out}"
+    );
+    let out = oom_events(&env, test, &env.bin);
+    assert!(
+        oom(&out),
+        "no {{\"type\": \"oom\"}} in the event stream:\n{out}"
     );
 }

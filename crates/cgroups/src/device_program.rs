@@ -137,6 +137,28 @@ mod tests {
         Insn::load_u32(R5, R1, 8),
     ];
 
+    /// One allow block as written out in `exact_rwm_rule_checks_type_major_minor_only`:
+    /// type, then (when not rwm) the access bits, major, minor, each
+    /// mismatch jumping past the block's `return 1`.
+    fn block(dev: i32, bits: Option<i32>, major: Option<i32>, minor: Option<i32>) -> Vec<Insn> {
+        let mut checks = vec![Insn::jne_imm(R2, dev, 0)];
+        if let Some(bits) = bits {
+            checks.push(Insn::mov32_reg(R1, R3));
+            checks.push(Insn::and32_imm(R1, bits));
+            checks.push(Insn::jne_reg(R1, R3, 0));
+        }
+        checks.extend(major.map(|m| Insn::jne_imm(R4, m, 0)));
+        checks.extend(minor.map(|m| Insn::jne_imm(R5, m, 0)));
+        let len = checks.len() + 2;
+        for (at, insn) in checks.iter_mut().enumerate() {
+            if insn.is_jump() {
+                insn.off = (len - at - 1) as i16;
+            }
+        }
+        checks.extend([Insn::mov32_imm(R0, 1), Insn::exit()]);
+        checks
+    }
+
     #[test]
     fn deny_all_alone_is_the_prologue_and_return_0() {
         let insns = program(&set_of(r#"[{"allow": false, "access": "rwm"}]"#));
@@ -182,38 +204,12 @@ mod tests {
                 {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]"#,
         ));
         let mut want = PROLOGUE.to_vec();
-        want.extend([
-            // b *:* m (wildcards sort first; 'b' before 'c')
-            Insn::jne_imm(R2, DEV_BLOCK, 5),
-            Insn::mov32_reg(R1, R3),
-            Insn::and32_imm(R1, 1),
-            Insn::jne_reg(R1, R3, 2),
-            Insn::mov32_imm(R0, 1),
-            Insn::exit(),
-            // c *:* m
-            Insn::jne_imm(R2, DEV_CHAR, 5),
-            Insn::mov32_reg(R1, R3),
-            Insn::and32_imm(R1, 1),
-            Insn::jne_reg(R1, R3, 2),
-            Insn::mov32_imm(R0, 1),
-            Insn::exit(),
-            // c 1:5 r
-            Insn::jne_imm(R2, DEV_CHAR, 7),
-            Insn::mov32_reg(R1, R3),
-            Insn::and32_imm(R1, 2),
-            Insn::jne_reg(R1, R3, 4),
-            Insn::jne_imm(R4, 1, 3),
-            Insn::jne_imm(R5, 5, 2),
-            Insn::mov32_imm(R0, 1),
-            Insn::exit(),
-            // c 136:* rwm
-            Insn::jne_imm(R2, DEV_CHAR, 3),
-            Insn::jne_imm(R4, 136, 2),
-            Insn::mov32_imm(R0, 1),
-            Insn::exit(),
-            Insn::mov32_imm(R0, 0),
-            Insn::exit(),
-        ]);
+        // Wildcards sort first, 'b' before 'c'.
+        want.extend(block(DEV_BLOCK, Some(1), None, None));
+        want.extend(block(DEV_CHAR, Some(1), None, None));
+        want.extend(block(DEV_CHAR, Some(2), Some(1), Some(5)));
+        want.extend(block(DEV_CHAR, None, Some(136), None));
+        want.extend([Insn::mov32_imm(R0, 0), Insn::exit()]);
         assert_eq!(insns, want);
     }
 

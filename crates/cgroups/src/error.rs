@@ -59,6 +59,10 @@ pub enum Error {
         looked_in: PathBuf,
     },
 
+    /// The systemd driver: systemd or its bus is not there, or refused.
+    #[error("systemd cgroup driver: {0}")]
+    Systemd(String),
+
     #[error("{what} is not supported: {reason}")]
     Unsupported { what: String, reason: String },
 

@@ -34,10 +34,13 @@
 //! - Swap limits asked for without swap accounting are skipped when they
 //!   ask for nothing (no limit, or no swap beyond memory), on v1 as on v2.
 //!
-//! # Not there yet
+//! # The systemd driver
 //!
-//! - The systemd driver: a systemd cgroupsPath is parsed, then refused with
-//!   [`Error::Unsupported`].
+//! With `--systemd-cgroup` [`manager`] returns a manager whose cgroup is a
+//! transient systemd scope made over D-Bus (zbus, blocking API) and whose
+//! limits go both into unit properties and into the files: see
+//! `systemd.rs`. [`manager_from_state`] rebuilds it for `update` and
+//! `delete`.
 
 mod bpf_insn;
 mod bpf_sys;
@@ -54,6 +57,7 @@ mod runc_stats;
 mod scratch;
 mod signal;
 mod stats;
+mod systemd;
 mod v1;
 mod v1_resources;
 mod v2;
@@ -64,9 +68,11 @@ use std::path::PathBuf;
 
 pub use error::{Error, Result};
 pub use mode::{host_mode, HostMode};
+pub use mounts::mount_order;
 pub use path::{parse_systemd_path, CgroupSpec, SystemdPath};
 pub use runc_stats::RuncStats;
 pub use stats::{CpuStats, MemoryStats, PidsStats, Stats};
+pub use systemd::{expand_slice, range_to_bits};
 pub use v2_resources::{blkio_weight_to_io_weight, shares_to_weight, swap_max};
 
 use hybrid::HybridManager;
@@ -136,28 +142,41 @@ pub fn device_program_ids(dir: &std::path::Path) -> std::io::Result<Vec<u32>> {
 
 /// The manager for `spec` on this host.
 pub fn manager(spec: &CgroupSpec) -> Result<Box<dyn CgroupManager>> {
-    if spec.systemd {
-        return Err(systemd_unsupported(spec));
-    }
     let mode = host_mode();
     let layout = Layout::of_this_process()?;
+    if spec.systemd {
+        return systemd_manager(spec, mode, &layout);
+    }
     manager_for(spec, mode, &layout)
 }
 
-fn systemd_unsupported(spec: &CgroupSpec) -> Error {
-    // Parse first, so a malformed path gets the more useful error.
-    if let Err(e) = parse_systemd_path(spec.path.as_deref(), &spec.id) {
-        return e;
-    }
-    let running = std::path::Path::new("/run/systemd/system").exists();
-    Error::Unsupported {
-        what: "the systemd cgroup driver".into(),
-        reason: if running {
-            "cove does not implement it yet; use the cgroupfs driver".into()
-        } else {
-            "no systemd manager is running on this host".into()
+/// The scope's cgroupfs manager inside a systemd manager. Checks the path
+/// first (a malformed one gets the more useful error), then that systemd
+/// and its bus are there: nothing is made before both hold.
+fn systemd_manager(
+    spec: &CgroupSpec,
+    mode: HostMode,
+    layout: &Layout,
+) -> Result<Box<dyn CgroupManager>> {
+    let parsed = parse_systemd_path(spec.path.as_deref(), &spec.id)?;
+    let cgroup = parsed.cgroup_path()?;
+    systemd::check_reachable()?;
+    let files = manager_for(
+        &CgroupSpec {
+            path: Some(cgroup),
+            id: spec.id.clone(),
+            systemd: false,
         },
-    }
+        mode,
+        layout,
+    )?;
+    Ok(Box::new(systemd::SystemdManager::new(
+        parsed.unit_name()?,
+        parsed.name.clone(),
+        parsed.slice_or_default().to_string(),
+        mode,
+        files,
+    )))
 }
 
 fn manager_for(
@@ -210,6 +229,17 @@ pub fn manager_from_paths(paths: &[(String, PathBuf)]) -> Box<dyn CgroupManager>
         (false, Some(unified)) => Box::new(HybridManager::new(V1Manager::new(v1), Some(unified))),
         (_, None) => Box::new(V1Manager::new(v1)),
     }
+}
+
+/// [`manager_from_paths`], or for a container made with
+/// `--systemd-cgroup` (`systemd`), a manager that also speaks to systemd:
+/// `apply` sets the unit's properties, `destroy` stops the unit.
+pub fn manager_from_state(paths: &[(String, PathBuf)], systemd: bool) -> Box<dyn CgroupManager> {
+    let files = manager_from_paths(paths);
+    if !systemd {
+        return files;
+    }
+    Box::new(systemd::SystemdManager::attached(paths, host_mode(), files))
 }
 
 #[cfg(test)]
@@ -302,11 +332,11 @@ mod tests {
     }
 
     #[test]
-    fn systemd_driver_is_refused_with_a_reason() {
-        let mut spec = spec("system.slice:cove:ct");
+    fn systemd_paths_are_checked_before_systemd_is_looked_for() {
+        let mut spec = spec("/not/slice/form");
         spec.systemd = true;
-        assert!(matches!(manager(&spec), Err(Error::Unsupported { .. })));
-        spec.path = Some("/not/slice/form".into());
+        assert!(matches!(manager(&spec), Err(Error::InvalidPath { .. })));
+        spec.path = Some("bad-.slice:cove:ct".into());
         assert!(matches!(manager(&spec), Err(Error::InvalidPath { .. })));
     }
 

@@ -42,10 +42,7 @@ fn detect() -> HostMode {
                 HostMode::Legacy
             }
         }
-        _ => {
-            let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-            mode_from_mountinfo(&text)
-        }
+        _ => mode_from_mountinfo(crate::mounts::mountinfo().unwrap_or_default()),
     }
 }
 

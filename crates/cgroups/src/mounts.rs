@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
@@ -56,11 +57,38 @@ pub(crate) struct Layout {
     pub unified: Option<UnifiedHierarchy>,
 }
 
+/// /proc/self/mountinfo, read once per process: a command builds several
+/// managers (status, then the operation) and the container's init, a copy
+/// of the runtime, needs the mount order too. Where cgroup hierarchies
+/// are mounted does not change while a command runs; /proc/self/cgroup
+/// (where this process sits) can, and is read each time.
+pub(crate) fn mountinfo() -> Result<&'static str> {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    if let Some(text) = TEXT.get() {
+        return Ok(text);
+    }
+    let text = read_proc("/proc/self/mountinfo")?;
+    Ok(TEXT.get_or_init(|| text))
+}
+
+/// The cgroup and cgroup2 mount points in the host's mount order (the
+/// order runc shows them in a container's /sys/fs/cgroup); empty if the
+/// mount table cannot be read.
+pub fn mount_order() -> Vec<PathBuf> {
+    mountinfo()
+        .map(|text| {
+            parse_mountinfo(text)
+                .into_iter()
+                .map(|m| m.mount_point)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Layout {
     pub(crate) fn of_this_process() -> Result<Self> {
-        let mountinfo = read_proc("/proc/self/mountinfo")?;
         let cgroup = read_proc("/proc/self/cgroup")?;
-        Ok(Self::parse(&mountinfo, &cgroup))
+        Ok(Self::parse(mountinfo()?, &cgroup))
     }
 
     pub(crate) fn parse(mountinfo: &str, proc_cgroup: &str) -> Self {

@@ -453,6 +453,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 no_new_keyring: opts.no_new_keyring,
                 id: &opts.id,
                 unshare_cgroupns,
+                cgroup_joined_before_go: opts.systemd_cgroup,
             };
             init::child_main(&ctx)
         }
@@ -468,11 +469,16 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     if plan.has_new(LinuxNamespaceType::User) && !plan.joins(LinuxNamespaceType::User) {
         namespaces::write_id_maps(pid, &uid_maps, &gid_maps)?;
     }
+    // With --systemd-cgroup, add_task makes the scope (and the directories
+    // systemd does not): the child bind-mounts them, so before Go.
+    if opts.systemd_cgroup {
+        cg.add_task(pid)?;
+    }
     parent_end.send(&Msg::Go)?;
     // On v1/hybrid the first cgroup.procs write waits for an RCU grace
     // period (5-9 ms measured): do it while the child mounts its rootfs.
     // The child runs no container code before HooksDone, which comes after.
-    if cgroup_fd.is_none() {
+    if cgroup_fd.is_none() && !opts.systemd_cgroup {
         cg.add_task(pid)?;
     }
     drop(cgroup_fd);
@@ -573,16 +579,23 @@ pub fn saved_hooks(dir: &StateDir) -> Result<Option<oci_spec::runtime::Hooks>> {
 }
 
 /// Applies new limits to a running container and records them in its
-/// saved spec. Device rules are left alone unless `res` changes them (as
-/// runc 1.1, whose `update` never touches devices); changed ones go in
-/// with the defaults added: on v1 by difference, on v2 as a new device
-/// program that replaces the old.
-pub fn update(root: &Path, id: &str, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+/// saved spec. `make` computes the new resources from the saved spec (read
+/// once here). Device rules are left alone unless they change (as runc
+/// 1.1, whose `update` never touches devices); changed ones go in with the
+/// defaults added: on v1 by difference, on v2 as a new device program that
+/// replaces the old. A `--systemd-cgroup` container's unit properties are
+/// set too.
+pub fn update(
+    root: &Path,
+    id: &str,
+    make: impl FnOnce(&Spec) -> std::result::Result<oci_spec::runtime::LinuxResources, String>,
+) -> Result<()> {
     let c = load(root, id)?;
     if c.status == Status::Stopped {
         return Err(Error::NotRunning);
     }
     let mut spec = saved_spec(&c.dir)?;
+    let res = make(&spec).map_err(Error::InvalidConfig)?;
     let mut full = res.clone();
     let linux = spec.linux().as_ref();
     let saved_rules = linux
@@ -595,9 +608,9 @@ pub fn update(root: &Path, id: &str, res: &oci_spec::runtime::LinuxResources) ->
         let rules = crate::devices::cgroup_rules(res.devices().as_deref().unwrap_or(&[]), &devs);
         full.set_devices(Some(rules));
     }
-    cove_cgroups::manager_from_paths(&c.saved.cgroup_paths).apply(&full)?;
+    cove_cgroups::manager_from_state(&c.saved.cgroup_paths, c.saved.systemd_cgroup).apply(&full)?;
     if let Some(linux) = spec.linux_mut() {
-        linux.set_resources(Some(res.clone()));
+        linux.set_resources(Some(res));
     }
     save_spec(&c.dir, &spec)
 }
@@ -734,7 +747,7 @@ fn destroy_cgroup(cg: &dyn CgroupManager) -> Result<()> {
 
 /// Kills what is left, removes the cgroup, runs poststop hooks, removes the state.
 fn destroy(c: Loaded) -> Result<()> {
-    let cg = cove_cgroups::manager_from_paths(&c.saved.cgroup_paths);
+    let cg = cove_cgroups::manager_from_state(&c.saved.cgroup_paths, c.saved.systemd_cgroup);
     if c.status != Status::Stopped {
         if let Ok(pidfd) = open_init(&c.saved) {
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);

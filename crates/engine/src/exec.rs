@@ -22,13 +22,14 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
 }
 
-/// Joined by the child after clone3: the user namespace (a process in a
-/// user namespace cannot join another's mount namespace), then the cgroup
-/// namespace, once clone3 has put the child into the container's cgroup:
-/// on a cgroup2 mount with `nsdelegate` (systemd's, when it is PID 1) the
-/// kernel refuses CLONE_INTO_CGROUP with ENOENT to a caller whose cgroup
-/// namespace does not hold the cgroup it comes from.
-const CHILD_JOINS: [LinuxNamespaceType; 2] = [LinuxNamespaceType::User, LinuxNamespaceType::Cgroup];
+/// Joined by the child after clone3: the cgroup namespace first, once
+/// clone3 has put the child into the container's cgroup (CLONE_INTO_CGROUP
+/// refuses, ENOENT, a caller whose own cgroup lies outside its cgroup
+/// namespace's root, which the runtime's always does once it joined the
+/// container's; on systemd's `nsdelegate` mount too), then the user
+/// namespace (a process in a user namespace cannot join another's mount
+/// namespace).
+const CHILD_JOINS: [LinuxNamespaceType; 2] = [LinuxNamespaceType::Cgroup, LinuxNamespaceType::User];
 /// Joined by the runtime just for its clone3, then left again. The mount
 /// namespace is among them: the new process is in the container's pid
 /// namespace from its first instant, where root inside the container (with

@@ -34,6 +34,11 @@ pub struct InitContext<'a> {
     /// Make the cgroup namespace after joining the cgroups (hosts where
     /// clone3 cannot place us in the cgroup).
     pub unshare_cgroupns: bool,
+    /// The runtime placed us in our cgroups before `Go` (the systemd
+    /// driver makes the scope with our pid first): the cgroup namespace is
+    /// then made right after `Go`, before /sys/fs/cgroup is mounted, so a
+    /// cgroup2 mount shows the container's own cgroup as its root.
+    pub cgroup_joined_before_go: bool,
 }
 
 /// A session keyring of the container's own, so it never sees the caller's
@@ -116,6 +121,10 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
     // (CVE-2019-5736), so nobody in the container may open it.
     ctx.plan.enter_in_child()?;
     ctx.sync.expect(Msg::Go)?;
+    if ctx.unshare_cgroupns && ctx.cgroup_joined_before_go {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| Error::Sys("unshare cgroup namespace", e))?;
+    }
     if !ctx.no_new_keyring {
         join_session_keyring(ctx.id)?;
     }
@@ -157,7 +166,7 @@ fn run(ctx: &InitContext) -> Result<Infallible> {
         )?;
         ctx.sync.send(&Msg::MountsReady)?;
         ctx.sync.expect(Msg::HooksDone)?;
-        if ctx.unshare_cgroupns {
+        if ctx.unshare_cgroupns && !ctx.cgroup_joined_before_go {
             // Only now are we in our cgroups (v1/hybrid: the runtime moved
             // us): a cgroup namespace made now has them as its root.
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)

@@ -46,6 +46,11 @@ pub fn begin(opts: &CreateOptions) -> Result<Restoring> {
                 .into(),
         ));
     }
+    if opts.systemd_cgroup {
+        return Err(Error::InvalidConfig(
+            "restore with --systemd-cgroup is not supported: restore without it".into(),
+        ));
+    }
     let dir = StateDir::create(&opts.root, &opts.id)?;
     let mut cleanup = Cleanup {
         child: None,

@@ -189,13 +189,12 @@ pub fn mount_cgroup(
     Ok(())
 }
 
-/// Names of the cgroup hierarchies under /sys/fs/cgroup in mount order.
+/// Names of the cgroup hierarchies under /sys/fs/cgroup in mount order, as
+/// the cgroups crate read them for the runtime (the init is its copy).
 fn host_cgroup_mount_order() -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter_map(|mp| hierarchy_dir(Path::new(mp)))
+    cove_cgroups::mount_order()
+        .iter()
+        .filter_map(|mp| hierarchy_dir(mp))
         .collect()
 }
 

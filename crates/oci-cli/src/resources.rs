@@ -162,15 +162,7 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<i32, String> {
     if a.l3_cache_schema.is_some() || a.mem_bw_schema.is_some() {
         return Err("Intel RDT is not supported by cove-oci".into());
     }
-    let spec = {
-        let c = container::load(root, &a.id).map_err(|e| e.to_string())?;
-        if c.status == Status::Stopped {
-            return Err("container not running".into());
-        }
-        container::saved_spec(&c.dir).map_err(|e| e.to_string())?
-    };
-    let res = merged(&spec, a)?;
-    container::update(root, &a.id, &res).map_err(|e| e.to_string())?;
+    container::update(root, &a.id, |spec| merged(spec, a)).map_err(|e| e.to_string())?;
     Ok(0)
 }
 
