@@ -18,7 +18,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -1836,6 +1836,11 @@ pub fn cgroup_value(env: &CoveEnv, ctid: &str, files: &[&str]) -> Option<String>
 /// Template NAME built once per machine by `cove template build` into
 /// target/test-rootfs/cove-NAME (`marker` is a path that proves it built).
 fn cached_template(bin: &Path, name: &str, marker: &str) -> Result<PathBuf, String> {
+    // One build at a time in this process: the scratch store is named by
+    // the pid, so two tests of one binary building at once would share it
+    // (and one would remove it under the other's feet).
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
     let dir = workspace_root().join(format!("target/test-rootfs/cove-{name}"));
     if dir.join(marker).symlink_metadata().is_ok() {
         return Ok(dir);
