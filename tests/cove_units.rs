@@ -539,5 +539,11 @@ fn stop_of_a_ct_in_a_unit_leaves_no_cgroup_even_without_its_monitor() {
             "cove stop (monitor killed: {kill_monitor}) left the CT's cgroups: {left:?}"
         );
         env.assert_ct_cleaned_up(&ctid);
+        // systemd removes a unit's cgroup when the unit has stopped, and the
+        // next start gets a fresh one: on pure v2 the old one, whose
+        // subtree_control the monitor filled, takes no process any more.
+        let unit_dir = mount.join(unit.trim_start_matches('/'));
+        let _ = fs::remove_dir(unit_dir.join("supervisor"));
+        let _ = fs::remove_dir(&unit_dir);
     }
 }
