@@ -241,8 +241,12 @@ fn make_cgroup(path: &str) -> Vec<String> {
         for part in path.trim_start_matches('/').split('/') {
             let parent = dir.clone();
             dir = dir.join(part);
-            if !dir.exists() {
-                fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            // Another test may make the shared levels (/cove-test) at the
+            // same moment: already there is fine.
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => panic!("mkdir {}: {e}", dir.display()),
             }
             for file in ["cpuset.cpus", "cpuset.mems"] {
                 let Ok(mine) = fs::read_to_string(dir.join(file)) else {
