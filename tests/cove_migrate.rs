@@ -670,27 +670,6 @@ fn assert_counting_on(env: &CoveEnv, ctid: &str) {
     }
 }
 
-/// `pid (comm) ppid` of pid 1 and its children, as the CT's /proc shows them.
-fn tree_of(pid: i32) -> String {
-    let dir = format!("/proc/{pid}/root/proc");
-    let mut rows: Vec<(u64, String)> = fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let n: u64 = e.file_name().to_str()?.parse().ok()?;
-                    let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-                    let (head, rest) = stat.rsplit_once(')')?;
-                    let comm = head.split_once('(')?.1;
-                    let ppid: u64 = rest.split_whitespace().nth(1)?.parse().ok()?;
-                    (n == 1 || ppid == 1).then(|| (n, format!("{n} ({comm}) {ppid}\n")))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    rows.sort();
-    rows.into_iter().map(|(_, l)| l).collect()
-}
-
 /// A running CT with a counter going.
 fn counting_ct(h: &Hosts) -> (String, String) {
     let (ctid, hostname) = running_ct(h, &[]);
