@@ -464,3 +464,321 @@ fn restored_terminal_comes_back_on_the_console_socket() {
         assert_eq!(w[1], w[0] + 1, "the restored count jumps: {after:?}");
     }
 }
+
+// ---------------------------------------------------------------- page server, lazy pages
+
+/// A TCP port free on loopback a moment ago (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A CRIU process of this test (page server, lazy-pages daemon), killed by
+/// pid if it is still there when the test ends.
+struct CriuProcess {
+    pid: i32,
+    what: &'static str,
+}
+
+impl CriuProcess {
+    fn alive(&self) -> bool {
+        // A zombie child of ours still has /proc/PID: look at its state.
+        fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'))
+    }
+
+    /// Waits until it has ended on its own (what a finished transfer does).
+    fn wait_gone(&self, timeout: Duration) -> bool {
+        wait_until(timeout, || !self.alive())
+    }
+}
+
+impl Drop for CriuProcess {
+    fn drop(&mut self) {
+        if self.alive() {
+            eprintln!("killing the {} ({}) the test left", self.what, self.pid);
+            // SAFETY: a plain kill(2) of a pid this test started.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// `criu page-server -d` on loopback writing into `dir`: when it returns the
+/// server listens; its pid comes from its pid file.
+fn start_page_server(dir: &str, port: u16) -> CriuProcess {
+    let criu = criu_bin().expect("criu");
+    fs::create_dir_all(dir).expect("mkdir");
+    let pidfile = format!("{dir}/page-server.pid");
+    let out = run_command(
+        &criu,
+        &[
+            "page-server",
+            "-d",
+            "--images-dir",
+            dir,
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--pidfile",
+            &pidfile,
+            "-v4",
+            "-o",
+            "page-server.log",
+        ]
+        .map(String::from),
+        Path::new(TEST_TMP),
+        CRIU_TIMEOUT,
+    );
+    assert!(out.ok(), "criu page-server did not start:\n{out}");
+    let mut pid = 0;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            pid = fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            pid > 0
+        }),
+        "criu page-server wrote no pid file"
+    );
+    CriuProcess {
+        pid,
+        what: "criu page-server",
+    }
+}
+
+/// Moves the files of `from` into `to`.
+fn move_files(from: &str, to: &str) {
+    for e in fs::read_dir(from).expect("read_dir").flatten() {
+        let dest = Path::new(to).join(e.file_name());
+        fs::copy(e.path(), &dest).unwrap_or_else(|err| panic!("copy to {}: {err}", dest.display()));
+    }
+}
+
+/// A checkpoint whose memory goes to a page server (a second CRIU, as on a
+/// destination host) instead of the image directory; the two directories
+/// together restore the container, which counts on from where it froze.
+fn page_server_cycle(ct: &Ct, images: &Images, test: &str) -> String {
+    run_detached(ct, &[]).assert_ok();
+    wait_counts(ct, 3);
+    let tree_before = tree_of(init_pid(ct));
+    let (img, pages) = (images.join("rest"), images.join("pages"));
+    let port = free_port();
+    let server = start_page_server(&pages, port);
+    checkpoint(ct, &img, &["--page-server", &format!("127.0.0.1:{port}")]).assert_ok();
+    assert!(
+        server.wait_gone(CRIU_TIMEOUT),
+        "the page server did not end after the dump"
+    );
+    report_frozen(test, "dump to a page server", &runtime_name(ct), &img);
+    assert_eq!(
+        pages_bytes(&img),
+        0,
+        "memory pages were written to the image directory, not to the page server"
+    );
+    assert!(
+        pages_bytes(&pages) > 0,
+        "the page server received no pages (see {pages}/page-server.log)"
+    );
+    move_files(&pages, &img);
+    restore(ct, &img, &[]).assert_ok();
+    assert_eq!(status(ct).as_deref(), Some("running"));
+    let pid = init_pid(ct);
+    let c = counts(ct);
+    let c = wait_counts(ct, c.len() + 3);
+    assert_one_unbroken_count(&c, "after a restore from page-server images");
+    let tree_after = tree_of(pid);
+    assert_eq!(
+        tree_before, tree_after,
+        "the process tree inside changed across a page-server dump"
+    );
+    rt(ct, &["delete", "--force", &ct.id]).assert_ok();
+    assert!(ct.cgroup_dirs().is_empty(), "delete left the cgroup");
+    // Pids other than 1 differ between runtimes (runc's init spends some).
+    tree_after
+        .lines()
+        .map(|l| match l.split_once(' ') {
+            Some(("1", rest)) => format!("1 {rest}\n"),
+            Some((_, rest)) => format!("N {rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect()
+}
+
+#[test]
+fn memory_sent_to_a_page_server_restores_like_runc() {
+    let test = "memory_sent_to_a_page_server_restores_like_runc";
+    let Some(env) = prerequisites_with_runc(test) else {
+        return;
+    };
+    if !needs_criu(test) {
+        return;
+    }
+    let runc = env.runc.clone().expect("runc");
+    let ct = counter(&env, test, &env.bin);
+    let runc_saw = {
+        let twin = ct.twin(&runc);
+        let images = Images::new(&format!("{test}-runc"));
+        page_server_cycle(&twin, &images, test)
+    };
+    let images = Images::new(test);
+    let cove_saw = page_server_cycle(&ct, &images, test);
+    assert_same_as_runc(test, &runc_saw, &cove_saw, "page-server checkpoint/restore");
+}
+
+/// A pipe, both ends close-on-exec (the runtime gets the write end as fd 3).
+fn cloexec_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 fills the two-element array it is given.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just made and are owned by nothing else.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// `criu check --feature NAME` passes.
+fn criu_has(feature: &str) -> bool {
+    criu_bin().is_some_and(|c| {
+        std::process::Command::new(c)
+            .args(["check", "--feature", feature])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Lazy migration as runc's users do it: checkpoint --lazy-pages serves the
+/// memory from the frozen source; --status-fd says when; CRIU's lazy-pages
+/// daemon fetches the pages for a restore of a second container, which
+/// counts on from where the first froze; the source is gone at the end.
+#[test]
+fn lazy_pages_restore_a_second_container_from_the_frozen_first() {
+    let test = "lazy_pages_restore_a_second_container_from_the_frozen_first";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    if !needs_criu(test) {
+        return;
+    }
+    if !criu_has("uffd-noncoop") {
+        skip(test, "this kernel's userfaultfd lacks what CRIU's lazy pages need (criu check --feature uffd-noncoop)");
+        return;
+    }
+    let images = Images::new(test);
+    let src = counter(&env, test, &env.bin);
+    run_detached(&src, &[]).assert_ok();
+    wait_counts(&src, 3);
+    let tree_before = tree_of(init_pid(&src));
+    let img = images.join("lazy");
+    fs::create_dir_all(&img).expect("mkdir");
+    let port = free_port();
+
+    let (ready_r, ready_w) = cloexec_pipe();
+    let dump = {
+        let args: Vec<String> = [
+            "--root",
+            &src.state_root.display().to_string(),
+            "checkpoint",
+            "--image-path",
+            &img,
+            "--lazy-pages",
+            "--page-server",
+            &format!("127.0.0.1:{port}"),
+            "--status-fd",
+            "3",
+            &src.id,
+        ]
+        .map(String::from)
+        .to_vec();
+        let (bin, bundle) = (src.bin.clone(), src.bundle.clone());
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let out =
+                run_command_with_fds(&bin, &args, &bundle, CRIU_TIMEOUT, &[ready_w.as_raw_fd()]);
+            drop(ready_w);
+            out
+        })
+    };
+    // One 0 byte once the source is frozen and its pages are served.
+    let mut byte = [1u8; 1];
+    let got = {
+        use std::io::Read;
+        let mut r = fs::File::from(ready_r);
+        r.read(&mut byte).unwrap_or(0)
+    };
+    if got != 1 || byte[0] != 0 {
+        let out = dump.join().expect("checkpoint thread");
+        panic!("checkpoint --lazy-pages never said ready on --status-fd:\n{out}");
+    }
+    assert!(
+        Path::new(&img).join("inventory.img").exists(),
+        "no inventory.img when the lazy dump said ready"
+    );
+
+    let criu = criu_bin().expect("criu");
+    let mut daemon = std::process::Command::new(&criu);
+    daemon
+        .args([
+            "lazy-pages",
+            "--page-server",
+            "--address",
+            "127.0.0.1",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .args(["--images-dir", &img, "-v4", "-o", "lazy-pages.log"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut daemon = daemon.spawn().expect("criu lazy-pages");
+    let _daemon_guard = CriuProcess {
+        pid: daemon.id() as i32,
+        what: "criu lazy-pages",
+    };
+
+    let dest = counter(&env, &format!("{test}-dest"), &env.bin);
+    dest.save_config();
+    let restored = restore(&dest, &img, &["--lazy-pages"]);
+    let dumped = dump.join().expect("checkpoint thread");
+    let daemon_status = daemon.wait().expect("wait criu lazy-pages");
+    restored.assert_ok();
+    dumped.assert_ok();
+    assert!(
+        daemon_status.success(),
+        "criu lazy-pages failed ({daemon_status}); see {img}/lazy-pages.log"
+    );
+    assert_eq!(status(&dest).as_deref(), Some("running"));
+    let pid = init_pid(&dest);
+    let c = counts(&dest);
+    let c = wait_counts(&dest, c.len() + 3);
+    assert_one_unbroken_count(&c, "after a lazy restore");
+    assert_eq!(
+        tree_before,
+        tree_of(pid),
+        "the process tree inside changed across lazy migration"
+    );
+    // The source ended with the dump (no --leave-running), as with runc.
+    assert!(
+        matches!(status(&src).as_deref(), None | Some("stopped")),
+        "the source container is still there after the lazy dump: {:?}",
+        status(&src)
+    );
+    rt(&dest, &["delete", "--force", &dest.id]).assert_ok();
+    assert!(
+        dest.cgroup_dirs().is_empty(),
+        "delete left the restored cgroup"
+    );
+    assert!(src.cgroup_dirs().is_empty(), "the source's cgroup is left");
+}
