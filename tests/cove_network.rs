@@ -116,6 +116,46 @@ fn assert_host_clean(env: &CoveEnv, ctids: &[&str], addrs: &[&str]) {
     }
     let table = n.exec(&["nft", "list", "table", "inet", "cove"]);
     assert!(!table.ok(), "cove's nftables table is left:\n{table}");
+    let tables = n.exec(&["nft", "list", "tables"]);
+    assert!(
+        !tables.stdout.contains("cove-guard"),
+        "a CT's source guard is left:\n{tables}"
+    );
+}
+
+/// `ping -I SRC` from inside CT `ctid`: a packet sent from address `src`.
+fn ct_ping_from(env: &CoveEnv, ctid: &str, src: &str, addr: &str) -> Out {
+    let ping = if addr.contains(':') { "ping6" } else { "ping" };
+    cove(
+        env,
+        &["exec", ctid, ping, "-c", "1", "-W", "2", "-I", src, addr],
+    )
+}
+
+/// Root inside CT `ctid` gives its eth0 another address; an IPv6 one is
+/// waited for until duplicate address detection is over (a tentative
+/// address cannot send, which would pass a spoofing check for nothing).
+fn ct_add_addr(env: &CoveEnv, ctid: &str, cidr: &str) {
+    cove(
+        env,
+        &["exec", ctid, "ip", "addr", "add", cidr, "dev", "eth0"],
+    )
+    .assert_ok();
+    if cidr.contains(':') {
+        let addr = cidr.split('/').next().unwrap_or(cidr);
+        let settled = wait_until(Duration::from_secs(20), || {
+            let out = cove(
+                env,
+                &["exec", ctid, "ip", "-6", "addr", "show", "dev", "eth0"],
+            );
+            out.ok()
+                && out
+                    .stdout
+                    .lines()
+                    .any(|l| l.contains(addr) && !l.contains("tentative"))
+        });
+        assert!(settled, "{addr} stayed tentative in CT {ctid}");
+    }
 }
 
 fn need_nft(test: &str) -> bool {
@@ -354,6 +394,13 @@ fn routed_ct_is_reached_at_its_single_address() {
     outside
         .exec(&["busybox", "ping6", "-c", "1", "-W", "3", "fd00:c1::50"])
         .assert_ok();
+    // A routed CT is guarded too: an address root inside takes is not
+    // routed out.
+    if need_nft("routed_ct_is_reached_at_its_single_address") {
+        ct_add_addr(&env, &ct, "198.19.0.99/32");
+        let out = ct_ping_from(&env, &ct, "198.19.0.99", "198.19.0.7");
+        assert!(!out.ok(), "the routed CT sent from 198.19.0.99:\n{out}");
+    }
 
     cove(&env, &["destroy", "--force", &ct]).assert_ok();
     assert_host_clean(&env, &[&ct], &["198.19.0.50", "fd00:c1::50"]);
@@ -363,6 +410,83 @@ fn routed_ct_is_reached_at_its_single_address() {
             .ok(),
         "the destroyed CT's address still answers"
     );
+}
+
+#[test]
+fn a_ct_cannot_send_from_an_address_not_its_own() {
+    let test = "a_ct_cannot_send_from_an_address_not_its_own";
+    if !need_nft(test) {
+        return;
+    }
+    let Some(env) = net_env(test) else {
+        return;
+    };
+    let n = ns(&env);
+    let guarded = create(
+        &env,
+        &[
+            "--ipadd",
+            "198.18.9.2/24",
+            "--ipadd",
+            "fd00:c9::2/64",
+            "--gateway",
+            "198.18.9.1",
+            "--gateway",
+            "fd00:c9::1",
+        ],
+    );
+    // The same set-up without the guard: what the spoofing looks like
+    // when nothing stops it (the test's own control).
+    let open = create(&env, &["--ipadd", "198.18.9.3/24", "--ipguard", "no"]);
+    cove(&env, &["start", &guarded]).assert_ok();
+    cove(&env, &["start", &open]).assert_ok();
+    let table = n.exec(&[
+        "nft",
+        "list",
+        "table",
+        "netdev",
+        &format!("cove-guard-{}", host_veth(&guarded)),
+    ]);
+    assert!(
+        table.ok() && table.stdout.contains("198.18.9.2"),
+        "no source guard on the CT's veth:\n{table}"
+    );
+
+    // Its own addresses work, v4 and v6 (the neighbours are resolved
+    // now: what follows is sent, not held for a neighbour).
+    ct_ping_from(&env, &guarded, "198.18.9.2", "198.18.9.1").assert_ok();
+    ct_ping_from(&env, &guarded, "fd00:c9::2", "fd00:c9::1").assert_ok();
+    // Root inside takes addresses that are not the CT's.
+    ct_add_addr(&env, &guarded, "198.18.9.99/24");
+    ct_add_addr(&env, &guarded, "fd00:c9::99/64");
+    ct_add_addr(&env, &open, "198.18.9.98/24");
+    ct_ping_from(&env, &open, "198.18.9.98", "198.18.9.1").assert_ok();
+    for (src, dst) in [("198.18.9.99", "198.18.9.1"), ("fd00:c9::99", "fd00:c9::1")] {
+        let out = ct_ping_from(&env, &guarded, src, dst);
+        assert!(!out.ok(), "the CT sent from {src}, not its own:\n{out}");
+    }
+    // Its ARP replies for the stolen address never reached the host.
+    let neigh = n.ip(&["neigh", "show", "198.18.9.99"]);
+    assert!(
+        !neigh.stdout.contains("lladdr"),
+        "the host learnt the stolen address from the CT:\n{neigh}"
+    );
+    // Its own addresses still work.
+    ct_ping_from(&env, &guarded, "198.18.9.2", "198.18.9.1").assert_ok();
+
+    // An address given live is admitted at once; turning the guard off
+    // admits anything, turning it on again closes it.
+    cove(&env, &["set", &guarded, "--ipadd", "198.18.9.50/24"]).assert_ok();
+    ct_ping_from(&env, &guarded, "198.18.9.50", "198.18.9.1").assert_ok();
+    cove(&env, &["set", &guarded, "--ipguard", "no"]).assert_ok();
+    ct_ping_from(&env, &guarded, "198.18.9.99", "198.18.9.1").assert_ok();
+    cove(&env, &["set", &guarded, "--ipguard", "yes"]).assert_ok();
+    let out = ct_ping_from(&env, &guarded, "198.18.9.99", "198.18.9.1");
+    assert!(!out.ok(), "the guard did not come back:\n{out}");
+
+    cove(&env, &["destroy", "--force", &guarded]).assert_ok();
+    cove(&env, &["destroy", "--force", &open]).assert_ok();
+    assert_host_clean(&env, &[&guarded, &open], &["198.18.9.2", "198.18.9.3"]);
 }
 
 #[test]

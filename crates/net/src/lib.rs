@@ -1,6 +1,6 @@
 //! cove-net: what cove's CT networking asks of the kernel, over rtnetlink
 //! (links, addresses, routes, neighbour proxy entries), /proc/sys/net
-//! (sysctls) and nftables (published ports), in the network namespace of
+//! (sysctls) and nftables (published ports, source guards), in the network namespace of
 //! the calling process or, through [`netns::run_in`], in a CT's.
 //!
 //! Synchronous: one netlink socket per [`Netlink`], a request, its answer.
@@ -15,7 +15,7 @@
 //! | `neigh` | neighbour proxy entries (proxy ARP / NDP for single addresses) |
 //! | `sysctl` | proxy_arp, forwarding, proxy_ndp |
 //! | `netns` | run a closure in another network namespace (a forked child) |
-//! | `nft` | a table of cove's own: DNAT rules for published ports |
+//! | `nft` | a table of cove's own: DNAT rules for published ports; per-CT source guards on the veth's ingress |
 //! | `cidr` | an address with its prefix length |
 
 pub mod addr;

@@ -13,6 +13,14 @@
 //! Every rule carries the comment `cove:<tag>` (the CTID), so a CT's rules
 //! are found and removed even when its own record is lost; the table goes
 //! when its last rule does.
+//!
+//! Source guards: what a CT sends into the host through its veth must
+//! come from the CT's own addresses ([`guard`]). One `netdev` table per
+//! CT, named after the veth's host end, with one chain on that device's
+//! ingress hook: it sees every frame the CT transmits, before the bridge
+//! or routing does, so one shape serves bridged and routed CTs alike. A
+//! table of its own makes adding and removing atomic without a lock that
+//! other CTs share.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -79,7 +87,7 @@ pub fn binary() -> Option<PathBuf> {
 fn nft(args: &[&str], script: Option<&str>) -> Result<String> {
     let bin = binary().ok_or_else(|| {
         Error::Nft(
-            "published ports need nft, which is not installed (apt-get install nftables)".into(),
+            "nft is not installed: published ports and CT source guards need it (apt-get install nftables; or cove set CTID --ipguard no)".into(),
         )
     })?;
     let mut cmd = Command::new(&bin);
@@ -214,6 +222,78 @@ pub fn remove(tag: &str) -> Result<usize> {
     Ok(mine.len())
 }
 
+/// The addresses a CT may send from through `dev`, the host end of its veth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    pub dev: String,
+    pub v4: Vec<std::net::Ipv4Addr>,
+    pub v6: Vec<std::net::Ipv6Addr>,
+}
+
+/// The name of the guard table of host end `dev`.
+pub fn guard_table(dev: &str) -> String {
+    format!("cove-guard-{dev}")
+}
+
+fn addr_set<T: std::fmt::Display>(fixed: &[&str], addrs: &[T]) -> String {
+    let all: Vec<String> = fixed
+        .iter()
+        .map(|s| s.to_string())
+        .chain(addrs.iter().map(|a| a.to_string()))
+        .collect();
+    format!("{{ {} }}", all.join(", "))
+}
+
+impl Guard {
+    /// One transaction that makes the table afresh (a table left by an
+    /// earlier run of this CT, bound to a device since deleted, goes).
+    pub fn script(&self) -> String {
+        let t = guard_table(&self.dev);
+        let mut s = format!(
+            "add table netdev {t}\ndelete table netdev {t}\nadd table netdev {t}\n\
+             add chain netdev {t} ingress {{ type filter hook ingress device \"{}\" priority -500; policy accept; }}\n",
+            self.dev
+        );
+        let mut rule = |r: &str| s.push_str(&format!("add rule netdev {t} ingress {r}\n"));
+        // Tagged frames would carry their own inner addresses past the
+        // checks below.
+        rule("ether type { 0x8100, 0x88a8 } drop");
+        if self.v4.is_empty() {
+            rule("ether type { ip, arp } drop");
+        } else {
+            // 0.0.0.0: ARP probes of duplicate address detection.
+            rule(&format!(
+                "ether type arp arp saddr ip != {} drop",
+                addr_set(&["0.0.0.0"], &self.v4)
+            ));
+            rule(&format!(
+                "ether type ip ip saddr != {} drop",
+                addr_set(&[], &self.v4)
+            ));
+        }
+        // The unspecified address (duplicate address detection) and the
+        // link-local ones (neighbour discovery) besides the CT's own.
+        rule(&format!(
+            "ether type ip6 ip6 saddr != {} drop",
+            addr_set(&["::", "fe80::/10"], &self.v6)
+        ));
+        s
+    }
+}
+
+/// Installs (or replaces) the source guard of `g.dev`.
+pub fn guard(g: &Guard) -> Result<()> {
+    nft(&["-f", "-"], Some(&g.script())).map(drop)
+}
+
+/// Removes the source guard of host end `dev`; none is fine.
+pub fn unguard(dev: &str) -> Result<()> {
+    match nft(&["delete", "table", "netdev", &guard_table(dev)], None) {
+        Err(Error::Nft(m)) if m.contains("No such file or directory") => Ok(()),
+        r => r.map(drop),
+    }
+}
+
 fn table_exists() -> Result<bool> {
     match nft(&["list", "table", FAMILY, TABLE], None) {
         Ok(_) => Ok(true),
@@ -225,6 +305,40 @@ fn table_exists() -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guard_admits_only_the_cts_addresses() {
+        let g = Guard {
+            dev: "vc101".into(),
+            v4: vec!["198.18.0.2".parse().unwrap()],
+            v6: vec![],
+        };
+        let s = g.script();
+        assert!(
+            s.starts_with(
+                "add table netdev cove-guard-vc101\ndelete table netdev cove-guard-vc101\n"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("hook ingress device \"vc101\""), "{s}");
+        assert!(
+            s.contains("arp saddr ip != { 0.0.0.0, 198.18.0.2 } drop"),
+            "{s}"
+        );
+        assert!(s.contains("ip saddr != { 198.18.0.2 } drop"), "{s}");
+        assert!(s.contains("ip6 saddr != { ::, fe80::/10 } drop"), "{s}");
+        let none4 = Guard {
+            v4: vec![],
+            v6: vec!["fd00::5".parse().unwrap()],
+            ..g
+        }
+        .script();
+        assert!(none4.contains("ether type { ip, arp } drop"), "{none4}");
+        assert!(
+            none4.contains("ip6 saddr != { ::, fe80::/10, fd00::5 } drop"),
+            "{none4}"
+        );
+    }
 
     #[test]
     fn rules_read_as_nft_writes_them() {

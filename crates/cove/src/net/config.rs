@@ -253,6 +253,10 @@ pub struct NetConfig {
     pub searchdomain: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<Publish>,
+    /// Source guard of the CT's veth (see [`NetConfig::guarded`]); unset
+    /// means on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipguard: Option<bool>,
 }
 
 impl NetConfig {
@@ -272,6 +276,13 @@ impl NetConfig {
 
     pub fn bridge(&self) -> &str {
         self.bridge.as_deref().unwrap_or(DEFAULT_BRIDGE)
+    }
+
+    /// The CT may send only from its own addresses: on unless turned off
+    /// (a CT that routes for others), and only for a CT with addresses (one
+    /// without takes them by DHCP, unknown to cove).
+    pub fn guarded(&self) -> bool {
+        self.ipguard != Some(false) && !self.ip.is_empty()
     }
 
     /// The first IPv4 address, else the first: what `cove list` shows and
@@ -406,6 +417,9 @@ pub struct NetArgs {
     /// Stop publishing a host port: HOSTPORT[/tcp|udp]; repeatable
     #[arg(long, value_name = "HOSTPORT[/PROTO]")]
     pub unpublish: Vec<HostPort>,
+    /// Drop what the CT sends from addresses other than its own (IP, ARP; tagged frames) [default: yes]; no for a CT that routes for others
+    #[arg(long, value_name = "yes|no", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ipguard: Option<bool>,
 }
 
 impl NetArgs {
@@ -420,6 +434,7 @@ impl NetArgs {
             && self.searchdomain.is_empty()
             && self.publish.is_empty()
             && self.unpublish.is_empty()
+            && self.ipguard.is_none()
     }
 
     /// `net` with these changes, or what is wrong with them.
@@ -516,6 +531,10 @@ impl NetArgs {
             n.publish
                 .retain(|o| !(o.host_port == p.host_port && o.proto == p.proto));
             n.publish.push(*p);
+        }
+        if let Some(g) = self.ipguard {
+            // On is the default: kept out of the file.
+            n.ipguard = (!g).then_some(false);
         }
         n.validate()?;
         Ok(n)

@@ -92,6 +92,9 @@ pub struct NetRecord {
     pub proxies: Vec<(IpAddr, String)>,
     /// DNAT rules tagged with the CTID are in cove's nftables table.
     pub published: bool,
+    /// The host end whose source guard table was made.
+    #[serde(default)]
+    pub guard: Option<String>,
 }
 
 fn record_path(ct: &CtPaths) -> PathBuf {
@@ -242,6 +245,8 @@ fn host_side(
             }
         }
     }
+    // Guarded before it is up: the CT never sends a frame unchecked.
+    set_guard(ct, rec, host, net)?;
     link::set_up(nl, host, true)?;
     if net.netif() == Netif::Routed {
         for c in &net.ip {
@@ -249,6 +254,33 @@ fn host_side(
         }
     }
     publish(ct, ctid, rec, net)
+}
+
+/// The source guard of host end `host` made (or made again) for `net`'s
+/// addresses, or removed when the CT is not guarded; recorded first.
+fn set_guard(ct: &CtPaths, rec: &mut NetRecord, host: &str, net: &NetConfig) -> Result<()> {
+    if !net.guarded() {
+        if let Some(dev) = rec.guard.take() {
+            nft::unguard(&dev)?;
+            rec.write(ct)?;
+        }
+        return Ok(());
+    }
+    rec.guard = Some(host.to_string());
+    rec.write(ct)?;
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for c in &net.ip {
+        match c.addr {
+            IpAddr::V4(a) => v4.push(a),
+            IpAddr::V6(a) => v6.push(a),
+        }
+    }
+    nft::guard(&nft::Guard {
+        dev: host.to_string(),
+        v4,
+        v6,
+    })?;
+    Ok(())
 }
 
 /// A routed address's host route and, with an uplink, its proxy entry;
@@ -422,6 +454,10 @@ pub fn teardown(ct: &CtPaths, ctid: &Ctid) -> Result<()> {
     if let Some(b) = rec.bridge.take() {
         remove_bridge_if_unused(&mut nl, &b)?;
     }
+    if let Some(dev) = rec.guard.take() {
+        // Deleting the device does not take its ingress table with it.
+        nft::unguard(&dev)?;
+    }
     if rec.published {
         nft::remove(ctid.as_str())?;
     }
@@ -536,6 +572,9 @@ pub fn apply_live(
             }
             Ok(())
         })?;
+    }
+    if old.ip != new.ip || old.guarded() != new.guarded() {
+        set_guard(ct, &mut rec, &host, new)?;
     }
     if old.publish != new.publish || new.first_ip() != old.first_ip() {
         if rec.published {
