@@ -473,6 +473,41 @@ fn a_ct_cannot_send_from_an_address_not_its_own() {
     );
     // Its own addresses still work.
     ct_ping_from(&env, &guarded, "198.18.9.2", "198.18.9.1").assert_ok();
+    // A MAC address of its choosing is not learnt by the bridge (it could
+    // take another CT's traffic): nothing it sends with it passes.
+    let set_mac = |mac: &str| {
+        cove(
+            &env,
+            &[
+                "exec", &guarded, "ip", "link", "set", "eth0", "address", mac,
+            ],
+        )
+        .assert_ok();
+    };
+    let own_mac = cove(
+        &env,
+        &["exec", &guarded, "cat", "/sys/class/net/eth0/address"],
+    );
+    own_mac.assert_ok();
+    set_mac("02:00:5e:c0:ff:ee");
+    let out = ct_ping_from(&env, &guarded, "198.18.9.2", "198.18.9.1");
+    assert!(!out.ok(), "the CT sent with a MAC of its choosing:\n{out}");
+    let fdb = n.exec(&["bridge", "fdb", "show", "br", "cove0"]);
+    assert!(
+        !fdb.stdout.contains("02:00:5e:c0:ff:ee"),
+        "the bridge learnt the CT's forged MAC:\n{fdb}"
+    );
+    set_mac(own_mac.stdout.trim());
+    assert!(
+        wait_until(Duration::from_secs(20), || ct_ping_from(
+            &env,
+            &guarded,
+            "198.18.9.2",
+            "198.18.9.1"
+        )
+        .ok()),
+        "the CT's own MAC does not pass again"
+    );
 
     // An address given live is admitted at once; turning the guard off
     // admits anything, turning it on again closes it.

@@ -86,6 +86,53 @@ pub fn index(nl: &mut Netlink, name: &str) -> Result<u32> {
         .ok_or_else(|| Error::NoSuchLink(name.to_string()))
 }
 
+fn get_link(nl: &mut Netlink, msg: LinkMessage, what: &str) -> Result<Option<LinkMessage>> {
+    match nl.get(RouteNetlinkMessage::GetLink(msg), || what.to_string()) {
+        Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })),
+        Err(e) if e.is_gone() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The MAC address of the other end of veth `name`, wherever it is: the
+/// kernel names the peer by its index and the id its namespace has here
+/// (IFLA_LINK, IFLA_LINK_NETNSID), and answers a request for that index
+/// aimed at that namespace (IFLA_TARGET_NETNSID) without our entering it.
+/// None when `name` or its peer is gone.
+pub fn veth_peer_address(nl: &mut Netlink, name: &str) -> Result<Option<Vec<u8>>> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    let Some(host) = get_link(nl, msg, &format!("look up interface {name}"))? else {
+        return Ok(None);
+    };
+    let (mut peer, mut nsid) = (None, None);
+    for a in &host.attributes {
+        match a {
+            LinkAttribute::Link(i) => peer = Some(*i),
+            LinkAttribute::LinkNetNsId(n) => nsid = Some(*n),
+            _ => {}
+        }
+    }
+    let Some(peer) = peer else {
+        return Ok(None);
+    };
+    let mut msg = LinkMessage::default();
+    msg.header.index = peer;
+    if let Some(n) = nsid {
+        msg.attributes.push(LinkAttribute::IfNetnsId(n));
+    }
+    let answer = get_link(nl, msg, &format!("look up the peer of {name}"))?;
+    Ok(answer.and_then(|l| {
+        l.attributes.into_iter().find_map(|a| match a {
+            LinkAttribute::Address(mac) => Some(mac),
+            _ => None,
+        })
+    }))
+}
+
 /// A veth pair: `name` here, `peer_name` in the network namespace `peer_ns`
 /// (an fd of /proc/PID/ns/net), or here too when None. Creating the peer
 /// straight in the CT's namespace under its final name means no moment where

@@ -226,6 +226,8 @@ pub fn remove(tag: &str) -> Result<usize> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guard {
     pub dev: String,
+    /// The CT end's MAC address: the only source the bridge may learn.
+    pub mac: Option<Vec<u8>>,
     pub v4: Vec<std::net::Ipv4Addr>,
     pub v6: Vec<std::net::Ipv6Addr>,
 }
@@ -255,6 +257,12 @@ impl Guard {
             self.dev
         );
         let mut rule = |r: &str| s.push_str(&format!("add rule netdev {t} ingress {r}\n"));
+        if let Some(mac) = &self.mac {
+            let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+            let mac = mac.join(":");
+            rule(&format!("ether saddr != {mac} drop"));
+            rule(&format!("ether type arp arp saddr ether != {mac} drop"));
+        }
         // Tagged frames would carry their own inner addresses past the
         // checks below.
         rule("ether type { 0x8100, 0x88a8 } drop");
@@ -310,6 +318,7 @@ mod tests {
     fn a_guard_admits_only_the_cts_addresses() {
         let g = Guard {
             dev: "vc101".into(),
+            mac: Some(vec![0x02, 0xab, 0, 0, 0, 0x0f]),
             v4: vec!["198.18.0.2".parse().unwrap()],
             v6: vec![],
         };
@@ -321,6 +330,11 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("hook ingress device \"vc101\""), "{s}");
+        assert!(s.contains("ether saddr != 02:ab:00:00:00:0f drop"), "{s}");
+        assert!(
+            s.contains("arp saddr ether != 02:ab:00:00:00:0f drop"),
+            "{s}"
+        );
         assert!(
             s.contains("arp saddr ip != { 0.0.0.0, 198.18.0.2 } drop"),
             "{s}"

@@ -246,7 +246,7 @@ fn host_side(
         }
     }
     // Guarded before it is up: the CT never sends a frame unchecked.
-    set_guard(ct, rec, host, net)?;
+    set_guard(nl, ct, rec, host, net)?;
     link::set_up(nl, host, true)?;
     if net.netif() == Netif::Routed {
         for c in &net.ip {
@@ -257,8 +257,15 @@ fn host_side(
 }
 
 /// The source guard of host end `host` made (or made again) for `net`'s
-/// addresses, or removed when the CT is not guarded; recorded first.
-fn set_guard(ct: &CtPaths, rec: &mut NetRecord, host: &str, net: &NetConfig) -> Result<()> {
+/// addresses and the CT end's MAC, or removed when the CT is not guarded;
+/// recorded first.
+fn set_guard(
+    nl: &mut Netlink,
+    ct: &CtPaths,
+    rec: &mut NetRecord,
+    host: &str,
+    net: &NetConfig,
+) -> Result<()> {
     if !net.guarded() {
         if let Some(dev) = rec.guard.take() {
             nft::unguard(&dev)?;
@@ -277,6 +284,9 @@ fn set_guard(ct: &CtPaths, rec: &mut NetRecord, host: &str, net: &NetConfig) -> 
     }
     nft::guard(&nft::Guard {
         dev: host.to_string(),
+        // The CT end's address now (the kernel's choice at creation; what
+        // CRIU gives back at restore) is the one it keeps.
+        mac: link::veth_peer_address(nl, host)?,
         v4,
         v6,
     })?;
@@ -574,7 +584,7 @@ pub fn apply_live(
         })?;
     }
     if old.ip != new.ip || old.guarded() != new.guarded() {
-        set_guard(ct, &mut rec, &host, new)?;
+        set_guard(&mut nl, ct, &mut rec, &host, new)?;
     }
     if old.publish != new.publish || new.first_ip() != old.first_ip() {
         if rec.published {
