@@ -105,17 +105,24 @@ fn cycle(ct: &Ct, images: &Images, test: &str) -> String {
         ct.cgroup_dirs().is_empty(),
         "delete of a restored container left its cgroup"
     );
-    // Pids other than 1 differ between runtimes before any checkpoint (runc's
-    // Go init spends a few on its threads): compared as "child of 1".
-    let shape: String = tree_after
-        .lines()
+    format!(
+        "tree:\n{}limits: {limits}\nexec: {}",
+        tree_shape(&tree_after),
+        data.stdout
+    )
+}
+
+/// A tree from [`tree_of`] with every pid but 1 as N: pids other than 1
+/// differ between runtimes before any checkpoint (runc's Go init spends a
+/// few on its threads), so runtimes are compared on "child of 1".
+fn tree_shape(tree: &str) -> String {
+    tree.lines()
         .map(|l| match l.split_once(' ') {
             Some(("1", rest)) => format!("1 {rest}\n"),
             Some((_, rest)) => format!("N {rest}\n"),
             None => format!("{l}\n"),
         })
-        .collect();
-    format!("tree:\n{shape}limits: {limits}\nexec: {}", data.stdout)
+        .collect()
 }
 
 #[test]
@@ -599,15 +606,7 @@ fn page_server_cycle(ct: &Ct, images: &Images, test: &str) -> String {
     );
     rt(ct, &["delete", "--force", &ct.id]).assert_ok();
     assert!(ct.cgroup_dirs().is_empty(), "delete left the cgroup");
-    // Pids other than 1 differ between runtimes (runc's init spends some).
-    tree_after
-        .lines()
-        .map(|l| match l.split_once(' ') {
-            Some(("1", rest)) => format!("1 {rest}\n"),
-            Some((_, rest)) => format!("N {rest}\n"),
-            None => format!("{l}\n"),
-        })
-        .collect()
+    tree_shape(&tree_after)
 }
 
 #[test]
