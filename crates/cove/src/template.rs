@@ -453,12 +453,31 @@ pub fn stop_signal_for(init_target: &str) -> i32 {
 }
 
 /// Follows `path` inside `root` as the CT would see it (symlinks resolved
-/// against `root`, never the host's /), without opening anything. Returns
-/// the CT-side path of the final file, or None for a loop.
+/// against `root`, never the host's /), without opening any file for
+/// reading. Returns the CT-side path of the final file, or None for a loop.
+///
+/// The walk holds an O_PATH fd of each directory it has entered and looks
+/// at the next component relative to it with AT_SYMLINK_NOFOLLOW: a running
+/// CT that turns a directory into a symlink meanwhile cannot send the walk
+/// through the host's tree (the next lookup fails, the rest is taken as
+/// written). What does not exist is kept as written.
 pub fn resolve_in_root(root: &Path, path: &str) -> Option<String> {
+    use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
+    use nix::sys::stat::{fstatat, Mode, SFlag};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    let open_dir = |dir: Option<&OwnedFd>, name: &Path| -> Option<OwnedFd> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(dir.map(|d| d.as_raw_fd()), name, flags, Mode::empty()).ok()?;
+        // SAFETY: openat just returned this fd; nothing else owns it.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let root_fd = open_dir(None, root);
     let mut todo: std::collections::VecDeque<String> =
         path.split('/').map(str::to_string).collect();
-    let mut done: Vec<String> = Vec::new();
+    // Each entered component with its directory fd; None once the walk
+    // has left what exists (then nothing more is looked up).
+    let mut done: Vec<(String, Option<OwnedFd>)> = Vec::new();
     let mut hops = 0;
     while let Some(c) = todo.pop_front() {
         match c.as_str() {
@@ -469,26 +488,39 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Option<String> {
             }
             _ => {}
         }
-        let host = root.join(done.join("/")).join(&c);
-        match std::fs::symlink_metadata(&host) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return None;
-                }
-                let target = std::fs::read_link(&host).ok()?;
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                for part in target.split('/').rev() {
-                    todo.push_front(part.to_string());
-                }
-            }
-            _ => done.push(c),
+        let here = match done.last() {
+            Some((_, fd)) => fd.as_ref(),
+            None => root_fd.as_ref(),
+        };
+        let Some(dir) = here else {
+            done.push((c, None));
+            continue;
+        };
+        let name = Path::new(&c);
+        let is_link =
+            fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK
+            });
+        if !is_link {
+            let fd = open_dir(Some(dir), name);
+            done.push((c, fd));
+            continue;
+        }
+        hops += 1;
+        if hops > 40 {
+            return None;
+        }
+        let target = readlinkat(Some(dir.as_raw_fd()), name).ok()?;
+        let target = target.to_string_lossy().into_owned();
+        if target.starts_with('/') {
+            done.clear();
+        }
+        for part in target.split('/').rev() {
+            todo.push_front(part.to_string());
         }
     }
-    Some(format!("/{}", done.join("/")))
+    let names: Vec<&str> = done.iter().map(|(n, _)| n.as_str()).collect();
+    Some(format!("/{}", names.join("/")))
 }
 
 #[cfg(test)]
