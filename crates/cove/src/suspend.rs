@@ -62,18 +62,41 @@ fn from_checkpoint(e: cove_checkpoint::Error) -> Error {
     }
 }
 
+/// Where the daemons of a system CT keep inotify watches that CRIU must
+/// find a path for, as the CT sees them. The CT's root is an overlay,
+/// which cannot open a watch's file handle again, so CRIU looks the inode
+/// up by scanning directories ("irmap"): these first, then its own fixed
+/// list (/etc, /var/log, /var/spool, /usr/share/dbus-1/system-services,
+/// polkit's actions, ...), which misses dbus-daemon's
+/// /usr/share/dbus-1/system.d and fails the dump ("fsnotify: Can't dump
+/// that handle"). Small directories, scanned while the CT is frozen;
+/// the ones a CT lacks are skipped.
+pub const IRMAP_SCAN_PATHS: &[&str] = &[
+    // systemd: timezone changes.
+    "/etc/localtime",
+    // dbus-daemon: its configuration and service directories.
+    "/usr/share/dbus-1",
+    "/etc/dbus-1",
+    "/usr/local/share/dbus-1",
+    "/usr/lib/dbus-1",
+    // polkitd: its rules and actions.
+    "/usr/share/polkit-1",
+    "/etc/polkit-1",
+];
+
 /// A system CT keeps what a whole machine keeps across a suspend: its
 /// network namespace (addresses, routes, established TCP connections) and
 /// its file locks. For a systemd inside (../shared/CRIU-SYSTEMD.md): the
-/// hugetlbfs it mounts, and its cgroup subtree with the empty slices it
-/// watches.
-fn checkpoint_options(dump_dir: &Path) -> CheckpointOptions {
+/// hugetlbfs it mounts, its cgroup subtree with the empty slices it
+/// watches, and the paths of the inotify watches of its daemons.
+pub(crate) fn checkpoint_options(dump_dir: &Path) -> CheckpointOptions {
     CheckpointOptions {
         criu: "criu".into(),
         image_path: dump_dir.to_path_buf(),
         tcp_established: true,
         file_locks: true,
         enable_fs: vec!["hugetlbfs".into()],
+        irmap_scan_paths: IRMAP_SCAN_PATHS.iter().map(|p| p.to_string()).collect(),
         cgroup_tree: true,
         ..Default::default()
     }
