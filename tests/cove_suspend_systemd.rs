@@ -1,7 +1,9 @@
 //! `cove suspend`/`resume` of a debian-12 CT, systemd as PID 1 (where
 //! CRIU works: the VM lane): once resumed it still answers `systemctl
-//! is-system-running` with "running", and its journald is the same
-//! process. The frozen time is printed.
+//! is-system-running` with "running", its journald is the same process,
+//! and dbus-daemon answers and still sees changes in its configuration
+//! directories (inotify watches CRIU restores by path). The frozen time
+//! and CRIU's statistics are printed.
 
 mod support;
 
@@ -145,6 +147,67 @@ fn suspended_debian_ct_answers_systemctl_after_resume() {
         journald(&env),
         journald_before,
         "journald is another process after resume"
+    );
+    // dbus-daemon answers on the system bus, and the watch CRIU could not
+    // find a path for before (/usr/share/dbus-1/system.d) came back live:
+    // a file dropped there makes it reload its configuration.
+    let out = env.cmd_timeout(
+        &[
+            "exec",
+            &ctid,
+            "dbus-send",
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.ListNames",
+        ],
+        CRIU_TIMEOUT,
+    );
+    assert!(
+        out.ok() && out.stdout.contains("org.freedesktop.systemd1"),
+        "the system bus does not answer after resume: {out}"
+    );
+    let reloads = |env: &CoveEnv| -> usize {
+        let out = env.cmd_timeout(
+            &[
+                "exec",
+                &ctid,
+                "journalctl",
+                "-u",
+                "dbus",
+                "--no-pager",
+                "-o",
+                "cat",
+            ],
+            CRIU_TIMEOUT,
+        );
+        out.assert_ok();
+        out.stdout.matches("Reloaded configuration").count()
+    };
+    let before = reloads(&env);
+    env.cmd_timeout(
+        &[
+            "exec",
+            &ctid,
+            "sh",
+            "-c",
+            "echo '<busconfig/>' >/usr/share/dbus-1/system.d/cove-test.conf",
+        ],
+        CRIU_TIMEOUT,
+    )
+    .assert_ok();
+    let t = Instant::now();
+    while reloads(&env) <= before {
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "dbus-daemon did not reload after a change in /usr/share/dbus-1/system.d: its watch did not come back"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!(
+        "MEASURE {test}: dbus-daemon reloaded {:?} after the change",
+        t.elapsed()
     );
     env.cmd_timeout(&["stop", &ctid], CRIU_TIMEOUT).assert_ok();
     env.assert_ct_cleaned_up(&ctid);
