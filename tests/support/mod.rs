@@ -1278,12 +1278,24 @@ pub fn compare_scenario_with_runc(
     test: &str,
     scenario: impl Fn(&Env, &Path) -> String,
 ) -> Option<String> {
-    let env = prerequisites_with_runc(test)?;
-    let runc = env.runc.clone()?;
-    let expected = scenario(&env, &runc);
-    let actual = scenario(&env, &env.bin);
+    let (expected, actual) = play_under_runc_then_test(test, scenario)?;
     assert_same_as_runc(test, &expected, &actual, "");
     Some(actual)
+}
+
+/// Plays `scenario` (given the environment and the runtime binary) with
+/// runc, then with the runtime under test, and returns both results in
+/// that order for the test to compare; None (after a SKIP line) without
+/// root, the rootfs or runc.
+pub fn play_under_runc_then_test<T>(
+    test: &str,
+    scenario: impl Fn(&Env, &Path) -> T,
+) -> Option<(T, T)> {
+    let env = prerequisites_with_runc(test)?;
+    let runc = env.runc.clone()?;
+    let with_runc = scenario(&env, &runc);
+    let under_test = scenario(&env, &env.bin);
+    Some((with_runc, under_test))
 }
 
 // ---------------------------------------------------------------- host needs (cgroup v2, hybrid, CRIU, crun)
