@@ -228,35 +228,6 @@ fn debian_ct_boots_systemd_to_running_and_stops_gracefully() {
     env.cmd(&["destroy", &ctid]).assert_ok();
 }
 
-/// Every datagram on `sock` until one has the line `until` or `timeout`
-/// passes.
-fn receive_until(
-    sock: &std::os::unix::net::UnixDatagram,
-    timeout: Duration,
-    until: &str,
-) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        sock.set_read_timeout(Some(left.max(Duration::from_millis(10))))
-            .expect("set_read_timeout");
-        match sock.recv(&mut buf) {
-            Ok(n) => {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let done = msg.lines().any(|l| l == until);
-                got.push(msg);
-                if done {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    got
-}
-
 /// What systemd sees of `cove@CTID.service` running a debian-12 CT, with
 /// the test's socket as systemd's NOTIFY_SOCKET: the foreground monitor
 /// says READY=1 only once the CT's own systemd has said it (through

@@ -202,30 +202,6 @@ fn onboot_without_units_or_with_a_bad_value_is_refused() {
     );
 }
 
-/// Every datagram on `sock` until `until` matches one or the time is up.
-fn receive_until(sock: &UnixDatagram, timeout: Duration, until: &str) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        sock.set_read_timeout(Some(left.max(Duration::from_millis(10))))
-            .expect("set_read_timeout");
-        match sock.recv(&mut buf) {
-            Ok(n) => {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let done = msg.lines().any(|l| l == until);
-                got.push(msg);
-                if done {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    got
-}
-
 #[test]
 fn foreground_monitor_notifies_ready_status_and_stopping() {
     let Some(env) = CoveEnv::with_busybox("foreground_monitor_notifies") else {

@@ -658,24 +658,6 @@ fn exec_process_starts_with_no_signal_blocked_or_ignored() {
 
 // ---------------------------------------------------------------- NOTIFY_SOCKET
 
-/// Every datagram that reaches `sock` within `wait`.
-fn datagrams(sock: &std::os::unix::net::UnixDatagram, wait: Duration) -> Vec<String> {
-    let deadline = std::time::Instant::now() + wait;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return got;
-        }
-        sock.set_read_timeout(Some(left)).expect("set_read_timeout");
-        match sock.recv(&mut buf) {
-            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(_) => return got,
-        }
-    }
-}
-
 /// runc's NOTIFY_SOCKET handling: with NOTIFY_SOCKET in the runtime's
 /// environment the container's process finds a socket at the path its own
 /// NOTIFY_SOCKET names; `start` returns only once the process said READY=1
@@ -729,7 +711,7 @@ fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
         let took = t.elapsed();
         start.assert_ok();
         let pid = ct.init_pid();
-        let got = datagrams(&sock, Duration::from_millis(500));
+        let got = datagrams(&sock, Duration::from_millis(500), None);
         // runc's path for it (exec's environment does not name it).
         let inside = ct.exec(
             &[],
@@ -742,7 +724,7 @@ fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
         );
         let mut lines: Vec<String> = got
             .iter()
-            .flat_map(|m| m.lines().map(str::to_string))
+            .flat_map(|(_, m)| m.lines().map(str::to_string))
             .map(|l| {
                 if l == format!("MAINPID={pid}") {
                     "MAINPID=<the container's pid>".to_string()

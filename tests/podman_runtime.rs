@@ -164,32 +164,6 @@ fn podman_run_detached_exec_stop_rm_through_cove_oci_as_runc() {
     assert!(left.is_empty(), "container cgroups left: {left:?}");
 }
 
-/// Every datagram that reaches `sock` within `wait`, with when it came
-/// (since `since`).
-fn datagrams(
-    sock: &std::os::unix::net::UnixDatagram,
-    wait: Duration,
-    since: std::time::Instant,
-) -> Vec<(Duration, String)> {
-    let deadline = std::time::Instant::now() + wait;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return got;
-        }
-        sock.set_read_timeout(Some(left)).expect("set_read_timeout");
-        match sock.recv(&mut buf) {
-            Ok(n) => got.push((
-                since.elapsed(),
-                String::from_utf8_lossy(&buf[..n]).into_owned(),
-            )),
-            Err(_) => return got,
-        }
-    }
-}
-
 /// `podman run --sdnotify=container`: the container's process says
 /// READY=1 after a while, and podman's manager (the test's socket) hears
 /// READY=1 only then, with MAINPID= conmon's pid. Played with runc first;
@@ -244,11 +218,11 @@ fn podman_sdnotify_container_relays_ready_through_cove_oci_as_runc() {
         let took = t.elapsed();
         // podman 4.3's `run -d` returns before READY=1; it comes ~2 s
         // after the start.
-        let got = datagrams(&sock, Duration::from_secs(4), t);
+        let got = datagrams(&sock, Duration::from_secs(4), None);
         let ready_after = got
             .iter()
             .find(|(_, m)| m.lines().any(|l| l == "READY=1"))
-            .map(|(at, _)| *at)
+            .map(|(at, _)| at.duration_since(t))
             .unwrap_or_default();
         let pids = podman.podman(
             Path::new(&podman.runc),

@@ -2073,6 +2073,50 @@ impl Ct {
     }
 }
 
+// ---------------------------------------------------------------- notify sockets
+
+/// Every datagram that reaches `sock` within `wait`, each with the time it
+/// came; with `until`, the reading ends early after a datagram that has
+/// that line (READY=1, STOPPING=1).
+pub fn datagrams(
+    sock: &std::os::unix::net::UnixDatagram,
+    wait: Duration,
+    until: Option<&str>,
+) -> Vec<(Instant, String)> {
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return got;
+        }
+        sock.set_read_timeout(Some(left)).expect("set_read_timeout");
+        let Ok(n) = sock.recv(&mut buf) else {
+            return got;
+        };
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let done = until.is_some_and(|until| msg.lines().any(|l| l == until));
+        got.push((Instant::now(), msg));
+        if done {
+            return got;
+        }
+    }
+}
+
+/// The text of every datagram on `sock` until one has the line `until` or
+/// `timeout` passes.
+pub fn receive_until(
+    sock: &std::os::unix::net::UnixDatagram,
+    timeout: Duration,
+    until: &str,
+) -> Vec<String> {
+    datagrams(sock, timeout, Some(until))
+        .into_iter()
+        .map(|(_, msg)| msg)
+        .collect()
+}
+
 // ---------------------------------------------------------------- cgroup parents for other tools
 
 /// A cgroup path under the tests' parent (`/cove-test/<unique>`) for a
