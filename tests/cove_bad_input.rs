@@ -162,13 +162,7 @@ fn a_ct_whose_init_is_missing_fails_to_start_cleanly() {
         return;
     };
     let ctid = env.create_busybox(&[]);
-    let path = env.ct_dir(&ctid).join("ct.toml");
-    let text = fs::read_to_string(&path).expect("read ct.toml");
-    fs::write(
-        &path,
-        text.replace("hostname = ", "init = \"/sbin/nosuchinit\"\nhostname = "),
-    )
-    .expect("write");
+    env.add_to_ct_toml(&ctid, "init = \"/sbin/nosuchinit\"");
     let out = env.cmd(&["start", &ctid]);
     assert_ne!(out.code, 0, "{out}");
     let lines: Vec<&str> = out.stderr.trim_end().lines().collect();

@@ -432,13 +432,7 @@ fn stop_kills_a_ct_that_ignores_its_stop_signal() {
     let ctid = env.create_busybox(&[]);
     // The init of a pid namespace ignores a signal it has no handler for:
     // busybox init has none for SIGWINCH.
-    let path = env.ct_dir(&ctid).join("ct.toml");
-    let text = fs::read_to_string(&path).expect("read ct.toml");
-    fs::write(
-        &path,
-        text.replace("hostname = ", "stop_signal = \"SIGWINCH\"\nhostname = "),
-    )
-    .expect("write ct.toml");
+    env.add_to_ct_toml(&ctid, "stop_signal = \"SIGWINCH\"");
     env.cmd(&["start", &ctid]).assert_ok();
     let t = Instant::now();
     env.cmd(&["stop", &ctid, "--timeout", "1"]).assert_ok();
@@ -460,13 +454,7 @@ fn stop_stays_stopped_when_the_init_answers_with_a_reboot() {
         return;
     };
     let ctid = env.create_busybox(&[]);
-    let path = env.ct_dir(&ctid).join("ct.toml");
-    let text = fs::read_to_string(&path).expect("read ct.toml");
-    fs::write(
-        &path,
-        text.replace("hostname = ", "stop_signal = \"SIGTERM\"\nhostname = "),
-    )
-    .expect("write ct.toml");
+    env.add_to_ct_toml(&ctid, "stop_signal = \"SIGTERM\"");
     env.cmd(&["start", &ctid]).assert_ok();
     env.cmd(&["stop", &ctid]).assert_ok();
     // A monitor that took the reboot would start the CT again within a

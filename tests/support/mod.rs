@@ -1600,6 +1600,23 @@ impl CoveEnv {
         self.data.join("ct").join(ctid)
     }
 
+    /// Adds the top-level setting `line` (`init = "/sbin/x"`) to the CT's
+    /// ct.toml, as a user editing the file would: before its `hostname =`
+    /// line, so that it stays out of any table below.
+    #[track_caller]
+    pub fn add_to_ct_toml(&self, ctid: &str, line: &str) {
+        let path = self.ct_dir(ctid).join("ct.toml");
+        let text =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        assert!(
+            text.contains("hostname = "),
+            "no hostname line to add {line:?} before in {}:\n{text}",
+            path.display()
+        );
+        let text = text.replacen("hostname = ", &format!("{line}\nhostname = "), 1);
+        fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
     pub fn ct_run_dir(&self, ctid: &str) -> PathBuf {
         self.run.join("ct").join(ctid)
     }
