@@ -2198,6 +2198,38 @@ impl Drop for TestCgroupParent {
     }
 }
 
+// ---------------------------------------------------------------- namespace holders
+
+/// `unshare FLAGS --propagation private -- sh -c SETUP` (under `set -e`),
+/// then `sleep` to hold the new namespaces for the test's daemons and
+/// clients to enter (`nsenter --target PID`). Returns once `setup` has
+/// run; the caller kills the child by its pid. A failed set-up panics,
+/// naming `what` ("the mount namespace for podman"), with unshare's and
+/// the shell's errors on the test's stderr.
+pub fn spawn_namespace_holder(flags: &[&str], setup: &str, what: &str) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let script = format!("set -e\n{}\necho ready\nexec sleep 3600", setup.trim_end());
+    let mut child = Command::new("unshare")
+        .args(flags)
+        .args(["--propagation", "private", "--", "sh", "-c"])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("unshare: {e}"));
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    if line.trim() != "ready" {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} could not be set up (see stderr)");
+    }
+    child
+}
+
 // ---------------------------------------------------------------- a network namespace as the host
 
 /// A network namespace (`ip netns add`) that plays the host for a test:
