@@ -284,6 +284,30 @@ impl Drop for World {
     }
 }
 
+/// What a client test needs before it starts its daemon: root, runc,
+/// cove-oci and the rootfs, and each of `programs` (the first of its
+/// candidates that exists, in that order). Or a SKIP line and None: in the
+/// VM lane, saying `not_in_vm_lane`, or when a program is missing, saying
+/// `needs`.
+pub fn daemon_prerequisites<const N: usize>(
+    test: &str,
+    not_in_vm_lane: &str,
+    programs: [&[&str]; N],
+    needs: &str,
+) -> Option<(Env, [PathBuf; N])> {
+    let env = prerequisites_with_runc(test)?;
+    if in_vm_lane() {
+        skip(test, not_in_vm_lane);
+        return None;
+    }
+    let found = programs.map(find_bin);
+    if found.iter().any(Option::is_none) {
+        skip(test, needs);
+        return None;
+    }
+    Some((env, found.map(|p| p.expect("checked above"))))
+}
+
 /// A docker-archive tarball (`docker save` format, which `ctr image
 /// import` and `docker load` both read) of `rootfs` as one layer, tagged
 /// [`IMAGE_TAG`], written to `dir/image.tar`.
