@@ -170,17 +170,23 @@ fn start_makes_state_running() {
     );
 }
 
-fn kill_stops(test: &str, signal: &str) {
-    let Some(env) = prerequisites(test) else {
-        return;
-    };
-    let ct = running(&env, test);
+/// `kill SIGNAL`, checked, then `state` until the container has stopped.
+#[track_caller]
+fn kill_until_stopped(ct: &Ct, signal: &str) {
     ct.kill(signal).assert_ok();
     assert!(
         ct.wait_status("stopped", STOP_TIMEOUT),
         "state after kill {signal}: {:?}",
         ct.state_json()
     );
+}
+
+fn kill_stops(test: &str, signal: &str) {
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let ct = running(&env, test);
+    kill_until_stopped(&ct, signal);
 }
 
 #[test]
@@ -209,12 +215,7 @@ fn kill_of_stopped_container_says_not_running() {
         return;
     };
     let ct = running(&env, "kill_of_stopped_container_says_not_running");
-    ct.kill("KILL").assert_ok();
-    assert!(
-        ct.wait_status("stopped", STOP_TIMEOUT),
-        "{:?}",
-        ct.state_json()
-    );
+    kill_until_stopped(&ct, "KILL");
     let out = ct.kill("KILL");
     assert_ne!(out.code, 0, "kill of a stopped container succeeded:\n{out}");
     assert_stderr_says(&out, "container not running");
@@ -232,12 +233,7 @@ fn delete_of_stopped_container_makes_state_say_does_not_exist() {
         &env,
         "delete_of_stopped_container_makes_state_say_does_not_exist",
     );
-    ct.kill("KILL").assert_ok();
-    assert!(
-        ct.wait_status("stopped", STOP_TIMEOUT),
-        "{:?}",
-        ct.state_json()
-    );
+    kill_until_stopped(&ct, "KILL");
     ct.delete().assert_ok();
     let out = ct.state();
     assert_ne!(out.code, 0, "state after delete succeeded:\n{out}");
@@ -260,12 +256,7 @@ fn delete_removes_the_container_cgroup() {
         "the container has no cgroup {} on the host",
         ct.cgroups_path
     );
-    ct.kill("KILL").assert_ok();
-    assert!(
-        ct.wait_status("stopped", STOP_TIMEOUT),
-        "{:?}",
-        ct.state_json()
-    );
+    kill_until_stopped(&ct, "KILL");
     ct.delete().assert_ok();
     assert!(
         ct.cgroup_dirs().is_empty(),
@@ -551,12 +542,7 @@ fn exec_into_stopped_container_fails() {
         return;
     };
     let ct = detached(&env, "exec_into_stopped_container_fails");
-    ct.kill("KILL").assert_ok();
-    assert!(
-        ct.wait_status("stopped", STOP_TIMEOUT),
-        "{:?}",
-        ct.state_json()
-    );
+    kill_until_stopped(&ct, "KILL");
     let out = ct.exec(&[], &["true"]);
     assert_ne!(out.code, 0, "{out}");
 }
