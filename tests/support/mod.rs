@@ -1191,6 +1191,14 @@ impl Ct {
 #[track_caller]
 pub fn assert_refused_cleanly(ct: &Ct, out: &Out) {
     assert_eq!(out.code, 1, "expected exit code 1:\n{out}");
+    one_error_line(out);
+    assert_nothing_left(ct, out);
+}
+
+/// The line a refused command printed on stderr, asserted to be its only
+/// line and not blank: what every refusal must look like.
+#[track_caller]
+pub fn one_error_line(out: &Out) -> &str {
     let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
     assert_eq!(
         lines.len(),
@@ -1201,7 +1209,7 @@ pub fn assert_refused_cleanly(ct: &Ct, out: &Out) {
         !lines[0].trim().is_empty(),
         "the error line is empty:\n{out}"
     );
-    assert_nothing_left(ct, out);
+    lines[0]
 }
 
 /// No state directory and no cgroup of `ct` exist any more.
@@ -1976,14 +1984,9 @@ pub fn run_command_env(
 #[track_caller]
 pub fn assert_cove_refused(out: &Out, code: i32) {
     assert_eq!(out.code, code, "expected exit code {code}:\n{out}");
-    let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected exactly one line on stderr:\n{out}"
-    );
+    let line = one_error_line(out);
     assert!(
-        lines[0].starts_with("cove: ") && lines[0].len() > 6,
+        line.starts_with("cove: ") && line.len() > 6,
         "not a cove error line:\n{out}"
     );
 }
