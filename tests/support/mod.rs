@@ -1004,18 +1004,34 @@ pub fn host_mounts() -> Vec<String> {
         .collect()
 }
 
-/// Mounts present in `after` but not in `before`.
+/// Mounts present in `after` but not in `before`, but for those another
+/// test process made meanwhile (see [`mount_of_another_test_process`]).
 pub fn new_mounts(before: &[String], after: &[String]) -> Vec<String> {
     let mut remaining = before.to_vec();
     let mut added = Vec::new();
     for m in after {
         if let Some(i) = remaining.iter().position(|b| b == m) {
             remaining.swap_remove(i);
-        } else {
+        } else if !mount_of_another_test_process(m) {
             added.push(m.clone());
         }
     }
     added
+}
+
+/// Whether the mount (a [`host_mounts`] line) is one that another test
+/// binary running at the same time made for itself: a CT's root below its
+/// [`CoveEnv`] (`/tmp/cove-tests/cv-PID-N/`) or its [`HostNetns`]
+/// (`/run/netns/cvt-PID-N`), PID not ours. Such a mount says nothing of
+/// what this process's runtime left behind.
+pub fn mount_of_another_test_process(mount: &str) -> bool {
+    let point = mount.split(' ').next().unwrap_or("");
+    let ours = std::process::id();
+    [format!("{TEST_TMP}/cv-"), "/run/netns/cvt-".to_string()]
+        .iter()
+        .filter_map(|prefix| point.strip_prefix(prefix.as_str()))
+        .filter_map(|rest| rest.split_once('-'))
+        .any(|(pid, _)| pid.parse::<u32>().is_ok_and(|pid| pid != ours))
 }
 
 pub fn sha256_of(path: &Path) -> String {
