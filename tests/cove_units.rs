@@ -278,10 +278,7 @@ fn foreground_monitor_reports_a_failed_start_without_ready() {
         return;
     };
     let ctid = env.create_busybox(&[]);
-    append_file(
-        &env.ct_dir(&ctid).join("ct.toml"),
-        "init = \"/no/such/init\"\n",
-    );
+    env.add_to_ct_toml(&ctid, "init = \"/no/such/init\"");
     // An abstract socket name, the other form systemd uses.
     let name = format!("cove-test-notify-{}", std::process::id());
     let sock = {
