@@ -299,17 +299,8 @@ fn foreground_monitor_shuts_the_ct_down_on_sigterm() {
     );
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the foreground monitor did not end after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, Duration::from_secs(20))
+        .expect("the foreground monitor did not end after SIGTERM");
     assert_eq!(
         status.code(),
         Some(0),

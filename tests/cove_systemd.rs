@@ -276,18 +276,7 @@ fn debian_ct_under_a_unit_is_ready_when_its_systemd_is() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let stopping = receive_until(&sock, Duration::from_secs(120), "STOPPING=1");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_child(&mut child, Duration::from_secs(120));
     eprintln!("MEASURE debian-12 CT under a unit: READY=1 after {ready_after:?}");
     eprintln!("notify messages until READY=1: {got:?}; is-system-running then: {state_at_ready}");
     let Some(ready) = ready else {

@@ -9,7 +9,7 @@ mod support;
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -257,17 +257,8 @@ fn foreground_monitor_notifies_ready_status_and_stopping() {
         got.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")),
         "no STOPPING=1 after SIGTERM: {got:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the foreground monitor did not end after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, Duration::from_secs(20))
+        .expect("the foreground monitor did not end after SIGTERM");
     assert_eq!(status.code(), Some(0));
     env.assert_ct_cleaned_up(&ctid);
 }
@@ -373,25 +364,6 @@ fn start_in_fake_unit(
     (c.spawn().expect("spawn cove start --foreground"), unit)
 }
 
-/// Waits up to `limit` for our child to end.
-fn wait_child(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// What systemd does for `cove@CTID.service` (its own cgroup, INVOCATION_ID,
 /// NOTIFY_SOCKET), done by hand under this test's cgroup parent: the
 /// monitor moves into the unit's `supervisor` sub-cgroup and the CT's cgroup
@@ -421,18 +393,7 @@ fn monitor_in_a_delegated_unit_makes_the_ct_cgroup_inside_it() {
     let init_memory_cg = cgroup_of(init, "memory");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, Duration::from_secs(20));
     assert!(ready, "no READY=1: {got:?}");
     assert_eq!(
         monitor_cg,

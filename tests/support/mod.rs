@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -376,6 +376,24 @@ pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Dura
     let mut command = Command::new(program);
     command.args(args);
     run_prepared(command, program, args, io_dir, timeout)
+}
+
+/// Waits up to `limit` for our child (a foreground monitor the test
+/// started) to end; after that kills it by its pid, reaps it and returns
+/// None.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The one place that spawns a command for a test: `command` has its
@@ -2225,7 +2243,7 @@ impl Drop for TestCgroupParent {
 /// run; the caller kills the child by its pid. A failed set-up panics,
 /// naming `what` ("the mount namespace for podman"), with unshare's and
 /// the shell's errors on the test's stderr.
-pub fn spawn_namespace_holder(flags: &[&str], setup: &str, what: &str) -> std::process::Child {
+pub fn spawn_namespace_holder(flags: &[&str], setup: &str, what: &str) -> Child {
     use std::io::{BufRead, BufReader};
     let script = format!("set -e\n{}\necho ready\nexec sleep 3600", setup.trim_end());
     let mut child = Command::new("unshare")
