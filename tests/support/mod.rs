@@ -1340,6 +1340,31 @@ pub fn play_under_runc_then_test<T>(
     Some((with_runc, under_test))
 }
 
+/// Creates a container (`sleep 100`) prepared by `prepare` under runc and
+/// under the runtime under test: both must refuse with the same exit
+/// code, and the runtime under test with one line and nothing left
+/// behind. Returns its refusal, or None when the test was skipped.
+pub fn create_refused_like_runc(test: &str, prepare: impl FnOnce(&mut Ct)) -> Option<Out> {
+    let env = prerequisites_with_runc(test)?;
+    let runc = env.runc.clone()?;
+    let mut reference = Ct::with_bin(&env, test, &runc);
+    reference.sh("sleep 100");
+    prepare(&mut reference);
+    let runc_out = reference.create();
+    assert_ne!(
+        runc_out.code, 0,
+        "probe: runc accepted the config:\n{runc_out}"
+    );
+    let under_test = reference.twin(&env.bin);
+    let out = under_test.create();
+    assert_refused_cleanly(&under_test, &out);
+    assert_eq!(
+        out.code, runc_out.code,
+        "exit code differs from runc's:\n{runc_out}\n{out}"
+    );
+    Some(out)
+}
+
 // ---------------------------------------------------------------- host needs (cgroup v2, hybrid, CRIU, crun)
 
 /// `statfs` f_type of a cgroup2 mount (linux/magic.h CGROUP2_SUPER_MAGIC).
