@@ -26,15 +26,9 @@ fn podman_default_seccomp_profile_applies_under_cove_oci_as_under_runc() {
         return;
     };
     let script = "grep Seccomp /proc/self/status; mkdir /tmp/x && echo ok";
-    let seen: Vec<(String, String)> = podman
-        .runtimes()
-        .into_iter()
-        .map(|(label, runtime)| {
-            let out = podman.run_rm(&runtime, &[], &["sh", "-c", script]);
-            (label.to_string(), observed(&out))
-        })
-        .collect();
-    let ours = same_under_both(test, &seen);
+    let ours = podman.compare(test, |_, runtime| {
+        observed(&podman.run_rm(runtime, &[], &["sh", "-c", script]))
+    });
     assert_eq!(
         ours, "Seccomp:\t2\nSeccomp_filters:\t1\nok\nexit code: 0\n",
         "podman's default profile is not applied as expected"
@@ -66,17 +60,10 @@ fn podman_default_profile_gives_the_probe_the_same_answers_as_runc() {
         "open_by_handle_at",
         "kexec_load",
     ];
-    let seen: Vec<(String, String)> = podman
-        .runtimes()
-        .into_iter()
-        .map(|(label, runtime)| {
-            let mut command = vec!["/probe/seccomp-probe"];
-            command.extend_from_slice(&probes);
-            let out = podman.run_rm(&runtime, &["-v", &volume], &command);
-            (label.to_string(), observed(&out))
-        })
-        .collect();
-    let ours = same_under_both(test, &seen);
+    let command = [&["/probe/seccomp-probe"], &probes[..]].concat();
+    let ours = podman.compare(test, |_, runtime| {
+        observed(&podman.run_rm(runtime, &["-v", &volume], &command))
+    });
     // The profile's own answers, not the capabilities': personality
     // outside the values it allows gets its defaultErrnoRet (ENOSYS in
     // containers-common's profile), kexec_load the EPERM of its explicit
@@ -143,12 +130,7 @@ fn podman_run_detached_exec_stop_rm_through_cove_oci_as_runc() {
         ));
         seen
     };
-    let seen: Vec<(String, String)> = podman
-        .runtimes()
-        .into_iter()
-        .map(|(label, runtime)| (label.to_string(), scenario(label, &runtime)))
-        .collect();
-    let ours = same_under_both(test, &seen);
+    let ours = podman.compare(test, scenario);
     assert_eq!(
         ours,
         "exec:\nSeccomp:\t2\nexec ok\npid1 sh\nexit code: 0\n\
@@ -275,12 +257,7 @@ fn podman_sdnotify_container_relays_ready_through_cove_oci_as_runc() {
             runtime_notify.code == 0,
         )
     };
-    let seen: Vec<(String, String)> = podman
-        .runtimes()
-        .into_iter()
-        .map(|(label, runtime)| (label.to_string(), scenario(label, &runtime)))
-        .collect();
-    let ours = same_under_both(test, &seen);
+    let ours = podman.compare(test, scenario);
     assert!(ours.contains("run exit code: 0\n"), "{ours}");
     assert!(ours.contains(r#""READY=1""#), "{ours}");
     assert!(
