@@ -122,21 +122,8 @@ pub struct Env {
 /// Checks root, the runtime under test and the rootfs; prints `SKIP` and
 /// returns None when one is missing, so a test never passes in silence.
 pub fn prerequisites(test: &str) -> Option<Env> {
-    if !is_root() {
-        skip(test, "needs root");
-        return None;
-    }
     let bin = runtime_bin();
-    if !is_executable(&bin) {
-        skip(
-            test,
-            &format!(
-                "runtime under test {} is missing (set COVE_OCI_BIN)",
-                bin.display()
-            ),
-        );
-        return None;
-    }
+    root_and_binary(test, "runtime under test", &bin, "set COVE_OCI_BIN")?;
     let rootfs = match shared_rootfs() {
         Ok(rootfs) => rootfs.clone(),
         Err(why) => {
@@ -149,6 +136,23 @@ pub fn prerequisites(test: &str) -> Option<Env> {
         runc: runc_bin(),
         rootfs,
     })
+}
+
+/// Root and the binary `bin` (`what`, installed as `how`), or a SKIP line
+/// and None.
+fn root_and_binary(test: &str, what: &str, bin: &Path, how: &str) -> Option<()> {
+    if !is_root() {
+        skip(test, "needs root");
+        return None;
+    }
+    if !is_executable(bin) {
+        skip(
+            test,
+            &format!("{what} {} is missing ({how})", bin.display()),
+        );
+        return None;
+    }
+    Some(())
 }
 
 /// Like [`prerequisites`], and runc must be installed too.
@@ -1531,21 +1535,13 @@ pub struct CoveEnv {
 impl CoveEnv {
     /// Root and the cove binary, or a SKIP line and None.
     pub fn new(test: &str) -> Option<CoveEnv> {
-        if !is_root() {
-            skip(test, "needs root");
-            return None;
-        }
         let bin = cove_bin();
-        if !is_executable(&bin) {
-            skip(
-                test,
-                &format!(
-                    "cove binary {} is missing (cargo build -p cove, or set COVE_BIN)",
-                    bin.display()
-                ),
-            );
-            return None;
-        }
+        root_and_binary(
+            test,
+            "cove binary",
+            &bin,
+            "cargo build -p cove, or set COVE_BIN",
+        )?;
         // Short: the CT's console socket lives below it, and a unix
         // socket path has 107 bytes at most.
         let name = format!(
