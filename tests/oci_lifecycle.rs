@@ -740,6 +740,75 @@ fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
     });
 }
 
+/// `run -d` with a NOTIFY_SOCKET where nobody listens: the container's
+/// READY=1 cannot be passed on, and the run goes on as runc's does (exit
+/// 0, the container running), rather than failing with the container
+/// left running behind a failed run.
+#[test]
+fn run_goes_on_when_ready_cannot_be_relayed_as_runc() {
+    let test = "run_goes_on_when_ready_cannot_be_relayed_as_runc";
+    let Ok(probe) = notify_probe().clone() else {
+        skip(
+            test,
+            &format!("cannot build tests/sd-notify.c: {:?}", notify_probe()),
+        );
+        return;
+    };
+    let seen = compare_scenario_with_runc(test, |env, bin| {
+        let mut ct = Ct::with_bin(env, test, bin);
+        // The container's notify socket path must fit in sun_path.
+        let short_root = std::path::PathBuf::from(format!(
+            "/tmp/cove-r{}-{}",
+            std::process::id(),
+            bin.file_name().and_then(|n| n.to_str()).unwrap_or("rt")
+        ));
+        let _ = fs::remove_dir_all(&short_root);
+        let _ = fs::remove_dir_all(&ct.state_root);
+        ct.state_root = short_root.clone();
+        ct.sh("/probe/sd-notify READY=1; exec sleep 1000");
+        ct.add_mount(json!({
+            "destination": "/probe", "type": "bind",
+            "source": probe.parent().expect("probe dir"),
+            "options": ["rbind", "ro", "nosuid", "nodev"],
+        }));
+        ct.save_config();
+        // A path where no socket is: the relay's send fails.
+        let nobody = ct.bundle.join("nobody-listens.sock");
+        let envs = [("NOTIFY_SOCKET".to_string(), nobody.display().to_string())];
+        let args: Vec<String> = [
+            "--root",
+            &ct.state_root.display().to_string(),
+            "run",
+            "-d",
+            "--bundle",
+            &ct.bundle.display().to_string(),
+            &ct.id,
+        ]
+        .map(String::from)
+        .into();
+        let run = run_command_env(&ct.bin, &args, &envs, &ct.bundle, command_timeout());
+        let status = ct.status();
+        let delete = ct.delete_force();
+        let seen = format!(
+            "run exit code: {}\nstate after run: {status:?}\ndelete -f exit code: {}\n\
+             after delete: state dirs {:?}, cgroup left {}\n",
+            run.code,
+            delete.code,
+            ct.state_root_entries(),
+            !ct.cgroup_dirs().is_empty()
+        );
+        let _ = fs::remove_dir_all(&short_root);
+        seen
+    });
+    if let Some(seen) = seen {
+        assert_eq!(
+            seen,
+            "run exit code: 0\nstate after run: Some(\"running\")\ndelete -f exit code: 0\n\
+             after delete: state dirs [], cgroup left false\n"
+        );
+    }
+}
+
 /// A create killed before its first save leaves `<root>/<id>` without
 /// state.json: the id then "does not exist", and a create with it fails.
 /// `delete` removes such a directory (saying the container does not exist,
