@@ -89,6 +89,10 @@ fn preserve_fds_1_passes_fd_3_and_closes_fd_4() {
         )
         .assert_ok();
         let pid = ct.init_pid();
+        // runc's `run -d` may return before its init has exec'd sleep
+        // (runc:[2:INIT] still holds fds of its own): look after the exec.
+        let comm = || fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        wait_until(Duration::from_secs(5), || comm().trim() == "sleep");
         let fd3 = fs::read_link(format!("/proc/{pid}/fd/3")).ok();
         format!(
             "open fds of the container process: {:?}\nfd 3 is the preserved file: {}\n",
