@@ -809,6 +809,44 @@ fn run_goes_on_when_ready_cannot_be_relayed_as_runc() {
     }
 }
 
+/// With NOTIFY_SOCKET and a --root so long that the container's notify
+/// socket (`<root>/<id>/notify/notify.sock`) does not fit in a unix
+/// socket's 107 bytes, `start` fails with one line that says to shorten
+/// --root, and the container stays created for a delete.
+#[test]
+fn start_with_a_root_too_long_for_the_notify_socket_says_to_shorten_it() {
+    let test = "start_with_a_root_too_long_for_the_notify_socket";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let mut ct = Ct::new(&env, test);
+    let _ = fs::remove_dir_all(&ct.state_root);
+    // One directory, which the Ct removes when it drops.
+    ct.state_root = format!("{}-{}", ct.state_root.display(), "x".repeat(100)).into();
+    ct.sh(LONG_RUNNING);
+    ct.save_config();
+    let envs = [(
+        "NOTIFY_SOCKET".to_string(),
+        ct.bundle.join("host-notify.sock").display().to_string(),
+    )];
+    let run = |args: &[&str]| {
+        let mut full = vec!["--root".to_string(), ct.state_root.display().to_string()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        run_command_env(&ct.bin, &full, &envs, &ct.bundle, command_timeout())
+    };
+    let bundle = ct.bundle.display().to_string();
+    run(&["create", "--bundle", &bundle, &ct.id]).assert_ok();
+    let start = run(&["start", &ct.id]);
+    assert_eq!(start.code, 1, "{start}");
+    let line = one_error_line(&start);
+    assert!(
+        line.contains("shorter --root"),
+        "the error does not say what to do:\n{start}"
+    );
+    assert_eq!(ct.status().as_deref(), Some("created"), "{start}");
+    ct.delete_force().assert_ok();
+}
+
 /// A create killed before its first save leaves `<root>/<id>` without
 /// state.json: the id then "does not exist", and a create with it fails.
 /// `delete` removes such a directory (saying the container does not exist,
