@@ -644,6 +644,39 @@ fn exec_process_starts_with_no_signal_blocked_or_ignored() {
 
 // ---------------------------------------------------------------- NOTIFY_SOCKET
 
+/// A container of `bin` running `script` with the sd-notify probe at
+/// /probe, its config saved, and a state root `/tmp/cove-TAG<pid>-<bin>`
+/// short enough for `<root>/<id>/notify/notify.sock` to fit in sun_path's
+/// 108 bytes, for runc as for cove-oci.
+fn notify_probe_ct(
+    env: &Env,
+    test: &str,
+    bin: &std::path::Path,
+    probe: &std::path::Path,
+    tag: &str,
+    script: &str,
+) -> Ct {
+    let mut ct = Ct::with_bin(env, test, bin);
+    let short_root = std::path::PathBuf::from(format!(
+        "/tmp/cove-{tag}{}-{}",
+        std::process::id(),
+        bin.file_name().and_then(|n| n.to_str()).unwrap_or("rt")
+    ));
+    let _ = fs::remove_dir_all(&short_root);
+    // The state root made for the Ct goes: its Drop removes only the one
+    // it holds.
+    let _ = fs::remove_dir_all(&ct.state_root);
+    ct.state_root = short_root;
+    ct.sh(script);
+    ct.add_mount(json!({
+        "destination": "/probe", "type": "bind",
+        "source": probe.parent().expect("probe dir"),
+        "options": ["rbind", "ro", "nosuid", "nodev"],
+    }));
+    ct.save_config();
+    ct
+}
+
 /// runc's NOTIFY_SOCKET handling: with NOTIFY_SOCKET in the runtime's
 /// environment the container's process finds a socket at the path its own
 /// NOTIFY_SOCKET names; `start` returns only once the process said READY=1
@@ -652,40 +685,25 @@ fn exec_process_starts_with_no_signal_blocked_or_ignored() {
 #[test]
 fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
     let test = "start_relays_ready_to_notify_socket";
-    let Ok(probe) = notify_probe().clone() else {
-        skip(
-            test,
-            &format!("cannot build tests/sd-notify.c: {:?}", notify_probe()),
-        );
+    let Some(probe) = needs_notify_probe(test) else {
         return;
     };
     compare_scenario_with_runc(test, |env, bin| {
-        let mut ct = Ct::with_bin(env, test, bin);
-        // The socket's path (state root, id, notify/notify.sock) must fit
-        // in sun_path's 108 bytes, for runc as for cove-oci.
-        let short_root = std::path::PathBuf::from(format!(
-            "/tmp/cove-n{}-{}",
-            std::process::id(),
-            bin.file_name().and_then(|n| n.to_str()).unwrap_or("rt")
-        ));
-        let _ = fs::remove_dir_all(&short_root);
-        // The state root made for the Ct goes: its Drop removes only the
-        // one it holds.
-        let _ = fs::remove_dir_all(&ct.state_root);
-        ct.state_root = short_root.clone();
-        ct.sh("sleep 1; /probe/sd-notify STATUS=warming-up; sleep 1; \
-             /probe/sd-notify READY=1 STATUS=serving; exec sleep 1000");
-        ct.add_mount(json!({
-            "destination": "/probe", "type": "bind",
-            "source": probe.parent().expect("probe dir"),
-            "options": ["rbind", "ro", "nosuid", "nodev"],
-        }));
+        let ct = notify_probe_ct(
+            env,
+            test,
+            bin,
+            &probe,
+            "n",
+            "sleep 1; /probe/sd-notify STATUS=warming-up; sleep 1; \
+             /probe/sd-notify READY=1 STATUS=serving; exec sleep 1000",
+        );
+        let short_root = ct.state_root.clone();
         let sock_path = ct.bundle.join("host-notify.sock");
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
         let envs = [("NOTIFY_SOCKET".to_string(), sock_path.display().to_string())];
         let root = ct.state_root.display().to_string();
         let bundle = ct.bundle.display().to_string();
-        ct.save_config();
         let run = |args: &[&str]| {
             let mut full = vec!["--root".to_string(), root.clone()];
             full.extend(args.iter().map(|a| a.to_string()));
@@ -747,31 +765,19 @@ fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
 #[test]
 fn run_goes_on_when_ready_cannot_be_relayed_as_runc() {
     let test = "run_goes_on_when_ready_cannot_be_relayed_as_runc";
-    let Ok(probe) = notify_probe().clone() else {
-        skip(
-            test,
-            &format!("cannot build tests/sd-notify.c: {:?}", notify_probe()),
-        );
+    let Some(probe) = needs_notify_probe(test) else {
         return;
     };
     let seen = compare_scenario_with_runc(test, |env, bin| {
-        let mut ct = Ct::with_bin(env, test, bin);
-        // The container's notify socket path must fit in sun_path.
-        let short_root = std::path::PathBuf::from(format!(
-            "/tmp/cove-r{}-{}",
-            std::process::id(),
-            bin.file_name().and_then(|n| n.to_str()).unwrap_or("rt")
-        ));
-        let _ = fs::remove_dir_all(&short_root);
-        let _ = fs::remove_dir_all(&ct.state_root);
-        ct.state_root = short_root.clone();
-        ct.sh("/probe/sd-notify READY=1; exec sleep 1000");
-        ct.add_mount(json!({
-            "destination": "/probe", "type": "bind",
-            "source": probe.parent().expect("probe dir"),
-            "options": ["rbind", "ro", "nosuid", "nodev"],
-        }));
-        ct.save_config();
+        let ct = notify_probe_ct(
+            env,
+            test,
+            bin,
+            &probe,
+            "r",
+            "/probe/sd-notify READY=1; exec sleep 1000",
+        );
+        let short_root = ct.state_root.clone();
         // A path where no socket is: the relay's send fails.
         let nobody = ct.bundle.join("nobody-listens.sock");
         let envs = [("NOTIFY_SOCKET".to_string(), nobody.display().to_string())];

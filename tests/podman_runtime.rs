@@ -156,11 +156,7 @@ fn podman_run_detached_exec_stop_rm_through_cove_oci_as_runc() {
 #[test]
 fn podman_sdnotify_container_relays_ready_through_cove_oci_as_runc() {
     let test = "podman_sdnotify_container_relays_ready_through_cove_oci_as_runc";
-    let Ok(probe) = notify_probe().clone() else {
-        skip(
-            test,
-            &format!("cannot build tests/sd-notify.c: {:?}", notify_probe()),
-        );
+    let Some(probe) = needs_notify_probe(test) else {
         return;
     };
     let Some(podman) = Podman::new(test) else {

@@ -2072,6 +2072,17 @@ pub fn notify_probe() -> &'static Result<PathBuf, String> {
     PROBE.get_or_init(|| static_probe("sd-notify"))
 }
 
+/// The [`notify_probe`], or a SKIP line and None when it cannot be built.
+pub fn needs_notify_probe(test: &str) -> Option<PathBuf> {
+    match notify_probe() {
+        Ok(bin) => Some(bin.clone()),
+        Err(why) => {
+            skip(test, &format!("cannot build tests/sd-notify.c: {why}"));
+            None
+        }
+    }
+}
+
 /// `tests/NAME.c` built static into `target/test-probes/NAME/NAME`, once.
 fn static_probe(name: &str) -> Result<PathBuf, String> {
     let source = workspace_root().join(format!("tests/{name}.c"));
