@@ -37,28 +37,19 @@ impl Containerd {
     /// Root, runc, cove-oci, containerd and its shim; containerd started and
     /// the image imported. Or a SKIP line and None.
     fn new(test: &str) -> Option<Containerd> {
-        let env = prerequisites_with_runc(test)?;
-        if in_vm_lane() {
-            // Seen in the VM lane's one run: ctr failed on the guest's
-            // XDG_RUNTIME_DIR (cleared since, not re-run there) and each test
-            // took minutes under emulation; the host lane covers containerd.
-            skip(
-                test,
-                "containerd is not exercised in the VM lane yet (the host lane covers it)",
-            );
-            return None;
-        }
-        let (Some(containerd), Some(ctr), Some(_shim)) = (
-            find_bin(&["/usr/bin/containerd"]),
-            find_bin(&["/usr/bin/ctr"]),
-            find_bin(&["/usr/bin/containerd-shim-runc-v2"]),
-        ) else {
-            skip(
-                test,
-                "needs containerd, ctr and containerd-shim-runc-v2 (apt-get install containerd)",
-            );
-            return None;
-        };
+        // Seen in the VM lane's one run: ctr failed on the guest's
+        // XDG_RUNTIME_DIR (cleared since, not re-run there) and each test
+        // took minutes under emulation; the host lane covers containerd.
+        let (env, [containerd, ctr, _shim]) = daemon_prerequisites(
+            test,
+            "containerd is not exercised in the VM lane yet (the host lane covers it)",
+            [
+                &["/usr/bin/containerd"],
+                &["/usr/bin/ctr"],
+                &["/usr/bin/containerd-shim-runc-v2"],
+            ],
+            "needs containerd, ctr and containerd-shim-runc-v2 (apt-get install containerd)",
+        )?;
         let mut world = World::new(test);
         let d = world.dir("");
         let d = d.trim_end_matches('/');

@@ -30,6 +30,51 @@ fn unknown_ct_is_one_line_and_exit_1() {
     assert!(env.our_mounts().is_empty());
 }
 
+/// Refusals over something that exists say how to get past it: a CTID
+/// taken names `cove destroy`, a template in use the CTs to destroy, a CT
+/// locked by another command (here a test-held flock on its lock file)
+/// says to try again.
+#[test]
+fn refusals_over_what_exists_say_what_to_do() {
+    let Some(env) = CoveEnv::with_busybox("refusals_say_what_to_do") else {
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    let out = env.cmd(&["create", &ctid, "--template", "busybox"]);
+    assert_cove_refused(&out, 44);
+    assert!(
+        out.stderr.contains(&format!("`cove destroy {ctid}`")),
+        "{out}"
+    );
+    let out = env.cmd(&["template", "remove", "busybox"]);
+    assert_cove_refused(&out, 1);
+    assert!(
+        out.stderr
+            .contains(&format!("CT {ctid} (destroy those CTs first)")),
+        "{out}"
+    );
+    assert!(env.data.join("templates/busybox/rootfs").is_dir());
+    let lock = env.run.join("lock").join(format!("{ctid}.lock"));
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sh", "-c", "echo locked; exec sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock");
+    let mut line = String::new();
+    if let Some(out) = holder.stdout.take() {
+        use std::io::BufRead;
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    let out = env.cmd(&["start", &ctid]);
+    // Our own child: killed by its pid.
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(line, "locked\n", "flock did not take the CT's lock");
+    assert_cove_refused(&out, 9);
+    assert!(out.stderr.contains("try again"), "{out}");
+}
+
 #[test]
 fn bad_command_lines_are_one_line_and_exit_1() {
     let Some(env) = CoveEnv::with_busybox("bad_command_lines") else {
@@ -162,18 +207,10 @@ fn a_ct_whose_init_is_missing_fails_to_start_cleanly() {
         return;
     };
     let ctid = env.create_busybox(&[]);
-    let path = env.ct_dir(&ctid).join("ct.toml");
-    let text = fs::read_to_string(&path).expect("read ct.toml");
-    fs::write(
-        &path,
-        text.replace("hostname = ", "init = \"/sbin/nosuchinit\"\nhostname = "),
-    )
-    .expect("write");
+    env.add_to_ct_toml(&ctid, "init = \"/sbin/nosuchinit\"");
     let out = env.cmd(&["start", &ctid]);
     assert_ne!(out.code, 0, "{out}");
-    let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
-    assert_eq!(lines.len(), 1, "{out}");
-    assert!(out.stderr.contains("nosuchinit"), "{out}");
+    assert!(one_error_line(&out).contains("nosuchinit"), "{out}");
     assert_eq!(env.status_json(&ctid)["status"], "stopped");
     env.assert_ct_cleaned_up(&ctid);
 }

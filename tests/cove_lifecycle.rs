@@ -299,17 +299,8 @@ fn foreground_monitor_shuts_the_ct_down_on_sigterm() {
     );
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the foreground monitor did not end after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, Duration::from_secs(20))
+        .expect("the foreground monitor did not end after SIGTERM");
     assert_eq!(
         status.code(),
         Some(0),
@@ -432,13 +423,7 @@ fn stop_kills_a_ct_that_ignores_its_stop_signal() {
     let ctid = env.create_busybox(&[]);
     // The init of a pid namespace ignores a signal it has no handler for:
     // busybox init has none for SIGWINCH.
-    let path = env.ct_dir(&ctid).join("ct.toml");
-    let text = fs::read_to_string(&path).expect("read ct.toml");
-    fs::write(
-        &path,
-        text.replace("hostname = ", "stop_signal = \"SIGWINCH\"\nhostname = "),
-    )
-    .expect("write ct.toml");
+    env.add_to_ct_toml(&ctid, "stop_signal = \"SIGWINCH\"");
     env.cmd(&["start", &ctid]).assert_ok();
     let t = Instant::now();
     env.cmd(&["stop", &ctid, "--timeout", "1"]).assert_ok();
@@ -460,13 +445,7 @@ fn stop_stays_stopped_when_the_init_answers_with_a_reboot() {
         return;
     };
     let ctid = env.create_busybox(&[]);
-    let path = env.ct_dir(&ctid).join("ct.toml");
-    let text = fs::read_to_string(&path).expect("read ct.toml");
-    fs::write(
-        &path,
-        text.replace("hostname = ", "stop_signal = \"SIGTERM\"\nhostname = "),
-    )
-    .expect("write ct.toml");
+    env.add_to_ct_toml(&ctid, "stop_signal = \"SIGTERM\"");
     env.cmd(&["start", &ctid]).assert_ok();
     env.cmd(&["stop", &ctid]).assert_ok();
     // A monitor that took the reboot would start the CT again within a

@@ -228,35 +228,6 @@ fn debian_ct_boots_systemd_to_running_and_stops_gracefully() {
     env.cmd(&["destroy", &ctid]).assert_ok();
 }
 
-/// Every datagram on `sock` until one has the line `until` or `timeout`
-/// passes.
-fn receive_until(
-    sock: &std::os::unix::net::UnixDatagram,
-    timeout: Duration,
-    until: &str,
-) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        sock.set_read_timeout(Some(left.max(Duration::from_millis(10))))
-            .expect("set_read_timeout");
-        match sock.recv(&mut buf) {
-            Ok(n) => {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let done = msg.lines().any(|l| l == until);
-                got.push(msg);
-                if done {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    got
-}
-
 /// What systemd sees of `cove@CTID.service` running a debian-12 CT, with
 /// the test's socket as systemd's NOTIFY_SOCKET: the foreground monitor
 /// says READY=1 only once the CT's own systemd has said it (through
@@ -305,18 +276,7 @@ fn debian_ct_under_a_unit_is_ready_when_its_systemd_is() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let stopping = receive_until(&sock, Duration::from_secs(120), "STOPPING=1");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_child(&mut child, Duration::from_secs(120));
     eprintln!("MEASURE debian-12 CT under a unit: READY=1 after {ready_after:?}");
     eprintln!("notify messages until READY=1: {got:?}; is-system-running then: {state_at_ready}");
     let Some(ready) = ready else {

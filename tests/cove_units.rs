@@ -9,7 +9,7 @@ mod support;
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -202,30 +202,6 @@ fn onboot_without_units_or_with_a_bad_value_is_refused() {
     );
 }
 
-/// Every datagram on `sock` until `until` matches one or the time is up.
-fn receive_until(sock: &UnixDatagram, timeout: Duration, until: &str) -> Vec<String> {
-    let deadline = Instant::now() + timeout;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        sock.set_read_timeout(Some(left.max(Duration::from_millis(10))))
-            .expect("set_read_timeout");
-        match sock.recv(&mut buf) {
-            Ok(n) => {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let done = msg.lines().any(|l| l == until);
-                got.push(msg);
-                if done {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    got
-}
-
 #[test]
 fn foreground_monitor_notifies_ready_status_and_stopping() {
     let Some(env) = CoveEnv::with_busybox("foreground_monitor_notifies") else {
@@ -281,17 +257,8 @@ fn foreground_monitor_notifies_ready_status_and_stopping() {
         got.iter().any(|m| m.lines().any(|l| l == "STOPPING=1")),
         "no STOPPING=1 after SIGTERM: {got:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the foreground monitor did not end after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, Duration::from_secs(20))
+        .expect("the foreground monitor did not end after SIGTERM");
     assert_eq!(status.code(), Some(0));
     env.assert_ct_cleaned_up(&ctid);
 }
@@ -302,10 +269,7 @@ fn foreground_monitor_reports_a_failed_start_without_ready() {
         return;
     };
     let ctid = env.create_busybox(&[]);
-    append_file(
-        &env.ct_dir(&ctid).join("ct.toml"),
-        "init = \"/no/such/init\"\n",
-    );
+    env.add_to_ct_toml(&ctid, "init = \"/no/such/init\"");
     // An abstract socket name, the other form systemd uses.
     let name = format!("cove-test-notify-{}", std::process::id());
     let sock = {
@@ -400,25 +364,6 @@ fn start_in_fake_unit(
     (c.spawn().expect("spawn cove start --foreground"), unit)
 }
 
-/// Waits up to `limit` for our child to end.
-fn wait_child(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// What systemd does for `cove@CTID.service` (its own cgroup, INVOCATION_ID,
 /// NOTIFY_SOCKET), done by hand under this test's cgroup parent: the
 /// monitor moves into the unit's `supervisor` sub-cgroup and the CT's cgroup
@@ -448,18 +393,7 @@ fn monitor_in_a_delegated_unit_makes_the_ct_cgroup_inside_it() {
     let init_memory_cg = cgroup_of(init, "memory");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, Duration::from_secs(20));
     assert!(ready, "no READY=1: {got:?}");
     assert_eq!(
         monitor_cg,

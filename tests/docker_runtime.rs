@@ -48,29 +48,20 @@ impl Docker {
     }
 
     fn start(test: &str, runtime_from: RuntimeFrom) -> Option<Docker> {
-        let env = prerequisites_with_runc(test)?;
-        if in_vm_lane() {
-            // Seen in the VM lane's guest: its kernel has AppArmor enabled
-            // and the guest has no apparmor_parser, so dockerd refuses every
-            // container, runc's too; the host lane covers docker.
-            skip(
-                test,
-                "dockerd cannot start containers in the VM guest (AppArmor enabled, no apparmor_parser)",
-            );
-            return None;
-        }
-        // docker.io's own client (/usr/local/bin may hold another one).
-        let (Some(dockerd), Some(docker), Some(_)) = (
-            find_bin(&["/usr/sbin/dockerd", "/usr/bin/dockerd"]),
-            find_bin(&["/usr/bin/docker"]),
-            find_bin(&["/usr/bin/containerd"]),
-        ) else {
-            skip(
-                test,
-                "needs dockerd, its docker client and containerd (apt-get install docker.io)",
-            );
-            return None;
-        };
+        // Seen in the VM lane's guest: its kernel has AppArmor enabled and
+        // the guest has no apparmor_parser, so dockerd refuses every
+        // container, runc's too; the host lane covers docker. The client is
+        // docker.io's own (/usr/local/bin may hold another one).
+        let (env, [dockerd, docker, _containerd]) = daemon_prerequisites(
+            test,
+            "dockerd cannot start containers in the VM guest (AppArmor enabled, no apparmor_parser)",
+            [
+                &["/usr/sbin/dockerd", "/usr/bin/dockerd"],
+                &["/usr/bin/docker"],
+                &["/usr/bin/containerd"],
+            ],
+            "needs dockerd, its docker client and containerd (apt-get install docker.io)",
+        )?;
         let mut world = World::new(test);
         let socket = world.tmp.join("docker.sock");
         let config = world.tmp.join("daemon.json");

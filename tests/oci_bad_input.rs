@@ -39,16 +39,7 @@ fn lasting_new_mounts(before: &[String]) -> Vec<String> {
 #[track_caller]
 fn assert_clean_failure(ct: &Ct, out: &Out, mounts_before: &[String], allowed_state: &[&str]) {
     assert_eq!(out.code, 1, "expected exit code 1:\n{out}");
-    let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected exactly one line on stderr:\n{out}"
-    );
-    assert!(
-        !lines[0].trim().is_empty(),
-        "the error line is empty:\n{out}"
-    );
+    one_error_line(out);
     let left: Vec<String> = ct
         .state_root_entries()
         .into_iter()

@@ -206,15 +206,13 @@ fn device_state_through_updates(env: &Env, test: &str, bin: &Path) -> (String, S
 fn update_of_other_limits_leaves_device_rules_alone_as_runc() {
     let _serial = serial();
     let test = "update_of_other_limits_leaves_device_rules_alone_as_runc";
-    let Some(env) = prerequisites_with_runc(test) else {
+    let Some(((runc_before, runc_after), (before, after))) =
+        play_under_runc_then_test(test, |env, bin| {
+            device_state_through_updates(env, test, bin)
+        })
+    else {
         return;
     };
-    let runc = env
-        .runc
-        .clone()
-        .expect("checked by prerequisites_with_runc");
-    let (runc_before, runc_after) = device_state_through_updates(&env, test, &runc);
-    let (before, after) = device_state_through_updates(&env, test, &env.bin);
     assert_eq!(
         runc_before, runc_after,
         "the probe is broken: runc's update changed the device cgroup"
@@ -460,15 +458,11 @@ fn stats_of(env: &Env, test: &str, bin: &Path) -> Value {
 fn events_stats_has_runcs_fields_and_types() {
     let _serial = serial();
     let test = "events_stats_has_runcs_fields_and_types";
-    let Some(env) = prerequisites_with_runc(test) else {
+    let Some((runc_stats, stats)) =
+        play_under_runc_then_test(test, |env, bin| stats_of(env, test, bin))
+    else {
         return;
     };
-    let runc = env
-        .runc
-        .clone()
-        .expect("checked by prerequisites_with_runc");
-    let runc_stats = stats_of(&env, test, &runc);
-    let stats = stats_of(&env, test, &env.bin);
     let (mut want, mut got) = (BTreeMap::new(), BTreeMap::new());
     shape(&runc_stats, String::new(), &mut want);
     shape(&stats, String::new(), &mut got);
@@ -612,15 +606,11 @@ fn controls_seen(env: &Env, test: &str, bin: &Path) -> String {
 fn update_pause_resume_and_stats_as_runc() {
     let _serial = serial();
     let test = "update_pause_resume_and_stats_as_runc";
-    let Some(env) = prerequisites_with_runc(test) else {
+    let Some((runc_seen, seen)) =
+        play_under_runc_then_test(test, |env, bin| controls_seen(env, test, bin))
+    else {
         return;
     };
-    let runc = env
-        .runc
-        .clone()
-        .expect("checked by prerequisites_with_runc");
-    let runc_seen = controls_seen(&env, test, &runc);
-    let seen = controls_seen(&env, test, &env.bin);
     for want in [
         "after update: memory 67108864 pids 30\n",
         "inside: 67108864\n",
@@ -661,25 +651,21 @@ fn oom_events(env: &Env, test: &str, bin: &Path) -> Out {
 fn oom_kill_appears_in_the_event_stream_as_runc() {
     let _serial = serial();
     let test = "oom_kill_appears_in_the_event_stream_as_runc";
-    let Some(env) = prerequisites_with_runc(test) else {
-        return;
-    };
-    let runc = env
-        .runc
-        .clone()
-        .expect("checked by prerequisites_with_runc");
     let oom = |out: &Out| {
         out.stdout
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .any(|v| v["type"] == "oom")
     };
-    let runc_out = oom_events(&env, test, &runc);
+    let Some((runc_out, out)) =
+        play_under_runc_then_test(test, |env, bin| oom_events(env, test, bin))
+    else {
+        return;
+    };
     assert!(
         oom(&runc_out),
         "the probe is broken: runc saw no oom event:\n{runc_out}"
     );
-    let out = oom_events(&env, test, &env.bin);
     assert!(
         oom(&out),
         "no {{\"type\": \"oom\"}} in the event stream:\n{out}"

@@ -262,10 +262,9 @@ fn failing_hook_fails_create(test: &str, kind: &str) {
         "probe: {runc_out}"
     );
     let (out, _) = create_with_bad_hook(&env, test, &env.bin, kind, hook);
-    let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
-    assert_eq!(lines.len(), 1, "expected one error line:\n{out}");
+    let line = one_error_line(&out);
     assert!(
-        lines[0].contains("hook") && lines[0].contains("hook says no"),
+        line.contains("hook") && line.contains("hook says no"),
         "the error should say a hook failed and what it said:\n{out}"
     );
 }

@@ -170,17 +170,23 @@ fn start_makes_state_running() {
     );
 }
 
-fn kill_stops(test: &str, signal: &str) {
-    let Some(env) = prerequisites(test) else {
-        return;
-    };
-    let ct = running(&env, test);
+/// `kill SIGNAL`, checked, then `state` until the container has stopped.
+#[track_caller]
+fn kill_until_stopped(ct: &Ct, signal: &str) {
     ct.kill(signal).assert_ok();
     assert!(
         ct.wait_status("stopped", STOP_TIMEOUT),
         "state after kill {signal}: {:?}",
         ct.state_json()
     );
+}
+
+fn kill_stops(test: &str, signal: &str) {
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let ct = running(&env, test);
+    kill_until_stopped(&ct, signal);
 }
 
 #[test]
@@ -209,12 +215,7 @@ fn kill_of_stopped_container_says_not_running() {
         return;
     };
     let ct = running(&env, "kill_of_stopped_container_says_not_running");
-    ct.kill("KILL").assert_ok();
-    assert!(
-        ct.wait_status("stopped", STOP_TIMEOUT),
-        "{:?}",
-        ct.state_json()
-    );
+    kill_until_stopped(&ct, "KILL");
     let out = ct.kill("KILL");
     assert_ne!(out.code, 0, "kill of a stopped container succeeded:\n{out}");
     assert_stderr_says(&out, "container not running");
@@ -232,12 +233,7 @@ fn delete_of_stopped_container_makes_state_say_does_not_exist() {
         &env,
         "delete_of_stopped_container_makes_state_say_does_not_exist",
     );
-    ct.kill("KILL").assert_ok();
-    assert!(
-        ct.wait_status("stopped", STOP_TIMEOUT),
-        "{:?}",
-        ct.state_json()
-    );
+    kill_until_stopped(&ct, "KILL");
     ct.delete().assert_ok();
     let out = ct.state();
     assert_ne!(out.code, 0, "state after delete succeeded:\n{out}");
@@ -260,12 +256,7 @@ fn delete_removes_the_container_cgroup() {
         "the container has no cgroup {} on the host",
         ct.cgroups_path
     );
-    ct.kill("KILL").assert_ok();
-    assert!(
-        ct.wait_status("stopped", STOP_TIMEOUT),
-        "{:?}",
-        ct.state_json()
-    );
+    kill_until_stopped(&ct, "KILL");
     ct.delete().assert_ok();
     assert!(
         ct.cgroup_dirs().is_empty(),
@@ -551,12 +542,7 @@ fn exec_into_stopped_container_fails() {
         return;
     };
     let ct = detached(&env, "exec_into_stopped_container_fails");
-    ct.kill("KILL").assert_ok();
-    assert!(
-        ct.wait_status("stopped", STOP_TIMEOUT),
-        "{:?}",
-        ct.state_json()
-    );
+    kill_until_stopped(&ct, "KILL");
     let out = ct.exec(&[], &["true"]);
     assert_ne!(out.code, 0, "{out}");
 }
@@ -658,22 +644,37 @@ fn exec_process_starts_with_no_signal_blocked_or_ignored() {
 
 // ---------------------------------------------------------------- NOTIFY_SOCKET
 
-/// Every datagram that reaches `sock` within `wait`.
-fn datagrams(sock: &std::os::unix::net::UnixDatagram, wait: Duration) -> Vec<String> {
-    let deadline = std::time::Instant::now() + wait;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return got;
-        }
-        sock.set_read_timeout(Some(left)).expect("set_read_timeout");
-        match sock.recv(&mut buf) {
-            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(_) => return got,
-        }
-    }
+/// A container of `bin` running `script` with the sd-notify probe at
+/// /probe, its config saved, and a state root `/tmp/cove-TAG<pid>-<bin>`
+/// short enough for `<root>/<id>/notify/notify.sock` to fit in sun_path's
+/// 108 bytes, for runc as for cove-oci.
+fn notify_probe_ct(
+    env: &Env,
+    test: &str,
+    bin: &std::path::Path,
+    probe: &std::path::Path,
+    tag: &str,
+    script: &str,
+) -> Ct {
+    let mut ct = Ct::with_bin(env, test, bin);
+    let short_root = std::path::PathBuf::from(format!(
+        "/tmp/cove-{tag}{}-{}",
+        std::process::id(),
+        bin.file_name().and_then(|n| n.to_str()).unwrap_or("rt")
+    ));
+    let _ = fs::remove_dir_all(&short_root);
+    // The state root made for the Ct goes: its Drop removes only the one
+    // it holds.
+    let _ = fs::remove_dir_all(&ct.state_root);
+    ct.state_root = short_root;
+    ct.sh(script);
+    ct.add_mount(json!({
+        "destination": "/probe", "type": "bind",
+        "source": probe.parent().expect("probe dir"),
+        "options": ["rbind", "ro", "nosuid", "nodev"],
+    }));
+    ct.save_config();
+    ct
 }
 
 /// runc's NOTIFY_SOCKET handling: with NOTIFY_SOCKET in the runtime's
@@ -684,40 +685,25 @@ fn datagrams(sock: &std::os::unix::net::UnixDatagram, wait: Duration) -> Vec<Str
 #[test]
 fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
     let test = "start_relays_ready_to_notify_socket";
-    let Ok(probe) = notify_probe().clone() else {
-        skip(
-            test,
-            &format!("cannot build tests/sd-notify.c: {:?}", notify_probe()),
-        );
+    let Some(probe) = needs_notify_probe(test) else {
         return;
     };
     compare_scenario_with_runc(test, |env, bin| {
-        let mut ct = Ct::with_bin(env, test, bin);
-        // The socket's path (state root, id, notify/notify.sock) must fit
-        // in sun_path's 108 bytes, for runc as for cove-oci.
-        let short_root = std::path::PathBuf::from(format!(
-            "/tmp/cove-n{}-{}",
-            std::process::id(),
-            bin.file_name().and_then(|n| n.to_str()).unwrap_or("rt")
-        ));
-        let _ = fs::remove_dir_all(&short_root);
-        // The state root made for the Ct goes: its Drop removes only the
-        // one it holds.
-        let _ = fs::remove_dir_all(&ct.state_root);
-        ct.state_root = short_root.clone();
-        ct.sh("sleep 1; /probe/sd-notify STATUS=warming-up; sleep 1; \
-             /probe/sd-notify READY=1 STATUS=serving; exec sleep 1000");
-        ct.add_mount(json!({
-            "destination": "/probe", "type": "bind",
-            "source": probe.parent().expect("probe dir"),
-            "options": ["rbind", "ro", "nosuid", "nodev"],
-        }));
+        let ct = notify_probe_ct(
+            env,
+            test,
+            bin,
+            &probe,
+            "n",
+            "sleep 1; /probe/sd-notify STATUS=warming-up; sleep 1; \
+             /probe/sd-notify READY=1 STATUS=serving; exec sleep 1000",
+        );
+        let short_root = ct.state_root.clone();
         let sock_path = ct.bundle.join("host-notify.sock");
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
         let envs = [("NOTIFY_SOCKET".to_string(), sock_path.display().to_string())];
         let root = ct.state_root.display().to_string();
         let bundle = ct.bundle.display().to_string();
-        ct.save_config();
         let run = |args: &[&str]| {
             let mut full = vec!["--root".to_string(), root.clone()];
             full.extend(args.iter().map(|a| a.to_string()));
@@ -729,7 +715,7 @@ fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
         let took = t.elapsed();
         start.assert_ok();
         let pid = ct.init_pid();
-        let got = datagrams(&sock, Duration::from_millis(500));
+        let got = datagrams(&sock, Duration::from_millis(500), None);
         // runc's path for it (exec's environment does not name it).
         let inside = ct.exec(
             &[],
@@ -742,7 +728,7 @@ fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
         );
         let mut lines: Vec<String> = got
             .iter()
-            .flat_map(|m| m.lines().map(str::to_string))
+            .flat_map(|(_, m)| m.lines().map(str::to_string))
             .map(|l| {
                 if l == format!("MAINPID={pid}") {
                     "MAINPID=<the container's pid>".to_string()
@@ -770,6 +756,101 @@ fn start_relays_ready_from_the_container_to_notify_socket_like_runc() {
         );
         assert!(seen.contains(r#"notify.sock: "s" (exit 0)"#), "{seen}");
     });
+}
+
+/// `run -d` with a NOTIFY_SOCKET where nobody listens: the container's
+/// READY=1 cannot be passed on, and the run goes on as runc's does (exit
+/// 0, the container running), rather than failing with the container
+/// left running behind a failed run.
+#[test]
+fn run_goes_on_when_ready_cannot_be_relayed_as_runc() {
+    let test = "run_goes_on_when_ready_cannot_be_relayed_as_runc";
+    let Some(probe) = needs_notify_probe(test) else {
+        return;
+    };
+    let seen = compare_scenario_with_runc(test, |env, bin| {
+        let ct = notify_probe_ct(
+            env,
+            test,
+            bin,
+            &probe,
+            "r",
+            "/probe/sd-notify READY=1; exec sleep 1000",
+        );
+        let short_root = ct.state_root.clone();
+        // A path where no socket is: the relay's send fails.
+        let nobody = ct.bundle.join("nobody-listens.sock");
+        let envs = [("NOTIFY_SOCKET".to_string(), nobody.display().to_string())];
+        let args: Vec<String> = [
+            "--root",
+            &ct.state_root.display().to_string(),
+            "run",
+            "-d",
+            "--bundle",
+            &ct.bundle.display().to_string(),
+            &ct.id,
+        ]
+        .map(String::from)
+        .into();
+        let run = run_command_env(&ct.bin, &args, &envs, &ct.bundle, command_timeout());
+        let status = ct.status();
+        let delete = ct.delete_force();
+        let seen = format!(
+            "run exit code: {}\nstate after run: {status:?}\ndelete -f exit code: {}\n\
+             after delete: state dirs {:?}, cgroup left {}\n",
+            run.code,
+            delete.code,
+            ct.state_root_entries(),
+            !ct.cgroup_dirs().is_empty()
+        );
+        let _ = fs::remove_dir_all(&short_root);
+        seen
+    });
+    if let Some(seen) = seen {
+        assert_eq!(
+            seen,
+            "run exit code: 0\nstate after run: Some(\"running\")\ndelete -f exit code: 0\n\
+             after delete: state dirs [], cgroup left false\n"
+        );
+    }
+}
+
+/// With NOTIFY_SOCKET and a --root so long that the container's notify
+/// socket (`<root>/<id>/notify/notify.sock`) does not fit in a unix
+/// socket's 107 bytes, `start` fails with one line that says to shorten
+/// --root, and the container stays created for a delete.
+#[test]
+fn start_with_a_root_too_long_for_the_notify_socket_says_to_shorten_it() {
+    let test = "start_with_a_root_too_long_for_the_notify_socket";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let mut ct = Ct::new(&env, test);
+    let _ = fs::remove_dir_all(&ct.state_root);
+    // One directory, which the Ct removes when it drops.
+    ct.state_root = format!("{}-{}", ct.state_root.display(), "x".repeat(100)).into();
+    ct.sh(LONG_RUNNING);
+    ct.save_config();
+    let envs = [(
+        "NOTIFY_SOCKET".to_string(),
+        ct.bundle.join("host-notify.sock").display().to_string(),
+    )];
+    let run = |args: &[&str]| {
+        let mut full = vec!["--root".to_string(), ct.state_root.display().to_string()];
+        full.extend(args.iter().map(|a| a.to_string()));
+        run_command_env(&ct.bin, &full, &envs, &ct.bundle, command_timeout())
+    };
+    let bundle = ct.bundle.display().to_string();
+    run(&["create", "--bundle", &bundle, &ct.id]).assert_ok();
+    let start = run(&["start", &ct.id]);
+    assert_eq!(start.code, 1, "{start}");
+    let line = one_error_line(&start);
+    assert!(
+        line.contains("shorter --root"),
+        "the error does not say what to do:\n{start}"
+    );
+    assert_eq!(ct.status().as_deref(), Some("created"), "{start}");
+    ct.delete_force().assert_ok();
 }
 
 /// A create killed before its first save leaves `<root>/<id>` without

@@ -245,25 +245,11 @@ fn without_seccomp_mkdir_works_as_runc() {
 /// A profile runc and the runtime under test must both refuse: exit codes
 /// equal, and under test one line naming `needle`, nothing left behind.
 fn profile_refused_like_runc(test: &str, profile: Value, needle: &str) {
-    let Some(env) = prerequisites_with_runc(test) else {
+    let Some(out) = create_refused_like_runc(test, |ct| {
+        ct.config["linux"]["seccomp"] = profile;
+    }) else {
         return;
     };
-    let Some(runc) = env.runc.clone() else { return };
-    let mut reference = Ct::with_bin(&env, test, &runc);
-    reference.sh("sleep 100");
-    reference.config["linux"]["seccomp"] = profile;
-    let runc_out = reference.create();
-    assert_ne!(
-        runc_out.code, 0,
-        "probe: runc accepted the profile:\n{runc_out}"
-    );
-    let under_test = reference.twin(&env.bin);
-    let out = under_test.create();
-    assert_refused_cleanly(&under_test, &out);
-    assert_eq!(
-        out.code, runc_out.code,
-        "exit code differs from runc's:\n{runc_out}\n{out}"
-    );
     assert!(
         out.stderr.contains(needle),
         "the error does not name {needle}:\n{out}"

@@ -334,6 +334,25 @@ fn assert_state_message(state: &Value, ct: &Ct, status: &str) {
     );
 }
 
+/// A bundle running `args` with the seccomp probe mounted and a profile
+/// whose listener is the agent's socket, for runc, and its twin for the
+/// runtime under test: (the temp directory that holds the socket, the
+/// socket, runc's, the twin). Or a SKIP line and None without runc or the
+/// probe.
+fn twins_with_agent(test: &str, args: &[&str]) -> Option<(TempDir, PathBuf, Ct, Ct)> {
+    let env = prerequisites_with_runc(test)?;
+    let runc = env.runc.clone()?;
+    let probe = needs_seccomp_probe(test)?;
+    let tmp = TempDir::new(test);
+    let socket = tmp.join("agent.sock");
+    let mut reference = Ct::with_bin(&env, test, &runc);
+    reference.args(args).mount_seccomp_probe(&probe);
+    reference.config["linux"]["seccomp"] = notify_profile(&socket);
+    reference.save_config();
+    let under_test = reference.twin(&env.bin);
+    Some((tmp, socket, reference, under_test))
+}
+
 /// One foreground run with a fresh agent; returns the run and the log.
 fn run_with_agent(ct: &Ct, socket: &Path) -> (Out, AgentLog) {
     let agent = Agent::start(socket);
@@ -344,22 +363,10 @@ fn run_with_agent(ct: &Ct, socket: &Path) -> (Out, AgentLog) {
 #[test]
 fn agent_answers_mkdir_on_the_containers_behalf_as_runc() {
     let test = "agent_answers_mkdir_on_the_containers_behalf_as_runc";
-    let Some(env) = prerequisites_with_runc(test) else {
+    let args = [&[PROBE_IN_CT], PROBES].concat();
+    let Some((_tmp, socket, reference, under_test)) = twins_with_agent(test, &args) else {
         return;
     };
-    let Some(runc) = env.runc.clone() else { return };
-    let Some(probe) = needs_seccomp_probe(test) else {
-        return;
-    };
-    let tmp = TempDir::new(test);
-    let socket = tmp.join("agent.sock");
-    let mut reference = Ct::with_bin(&env, test, &runc);
-    let mut args = vec![PROBE_IN_CT];
-    args.extend_from_slice(PROBES);
-    reference.args(&args).mount_seccomp_probe(&probe);
-    reference.config["linux"]["seccomp"] = notify_profile(&socket);
-    reference.save_config();
-    let under_test = reference.twin(&env.bin);
 
     let (runc_out, runc_log) = run_with_agent(&reference, &socket);
     assert_eq!(
@@ -395,20 +402,10 @@ fn exec_process_fd_goes_to_the_agent_too_as_runc() {
     // the init at create, and each `exec`, with the state of a running
     // container.
     let test = "exec_process_fd_goes_to_the_agent_too_as_runc";
-    let Some(env) = prerequisites_with_runc(test) else {
+    let Some((_tmp, socket, reference, under_test)) = twins_with_agent(test, &["sleep", "60"])
+    else {
         return;
     };
-    let Some(runc) = env.runc.clone() else { return };
-    let Some(probe) = needs_seccomp_probe(test) else {
-        return;
-    };
-    let tmp = TempDir::new(test);
-    let socket = tmp.join("agent.sock");
-    let mut reference = Ct::with_bin(&env, test, &runc);
-    reference.args(&["sleep", "60"]).mount_seccomp_probe(&probe);
-    reference.config["linux"]["seccomp"] = notify_profile(&socket);
-    reference.save_config();
-    let under_test = reference.twin(&env.bin);
 
     let scenario = |ct: &Ct| -> (String, AgentLog) {
         let agent = Agent::start(&socket);

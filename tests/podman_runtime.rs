@@ -26,15 +26,9 @@ fn podman_default_seccomp_profile_applies_under_cove_oci_as_under_runc() {
         return;
     };
     let script = "grep Seccomp /proc/self/status; mkdir /tmp/x && echo ok";
-    let seen: Vec<(String, String)> = podman
-        .runtimes()
-        .into_iter()
-        .map(|(label, runtime)| {
-            let out = podman.run_rm(&runtime, &[], &["sh", "-c", script]);
-            (label.to_string(), observed(&out))
-        })
-        .collect();
-    let ours = same_under_both(test, &seen);
+    let ours = podman.compare(test, |_, runtime| {
+        observed(&podman.run_rm(runtime, &[], &["sh", "-c", script]))
+    });
     assert_eq!(
         ours, "Seccomp:\t2\nSeccomp_filters:\t1\nok\nexit code: 0\n",
         "podman's default profile is not applied as expected"
@@ -66,17 +60,10 @@ fn podman_default_profile_gives_the_probe_the_same_answers_as_runc() {
         "open_by_handle_at",
         "kexec_load",
     ];
-    let seen: Vec<(String, String)> = podman
-        .runtimes()
-        .into_iter()
-        .map(|(label, runtime)| {
-            let mut command = vec!["/probe/seccomp-probe"];
-            command.extend_from_slice(&probes);
-            let out = podman.run_rm(&runtime, &["-v", &volume], &command);
-            (label.to_string(), observed(&out))
-        })
-        .collect();
-    let ours = same_under_both(test, &seen);
+    let command = [&["/probe/seccomp-probe"], &probes[..]].concat();
+    let ours = podman.compare(test, |_, runtime| {
+        observed(&podman.run_rm(runtime, &["-v", &volume], &command))
+    });
     // The profile's own answers, not the capabilities': personality
     // outside the values it allows gets its defaultErrnoRet (ENOSYS in
     // containers-common's profile), kexec_load the EPERM of its explicit
@@ -143,12 +130,7 @@ fn podman_run_detached_exec_stop_rm_through_cove_oci_as_runc() {
         ));
         seen
     };
-    let seen: Vec<(String, String)> = podman
-        .runtimes()
-        .into_iter()
-        .map(|(label, runtime)| (label.to_string(), scenario(label, &runtime)))
-        .collect();
-    let ours = same_under_both(test, &seen);
+    let ours = podman.compare(test, scenario);
     assert_eq!(
         ours,
         "exec:\nSeccomp:\t2\nexec ok\npid1 sh\nexit code: 0\n\
@@ -164,32 +146,6 @@ fn podman_run_detached_exec_stop_rm_through_cove_oci_as_runc() {
     assert!(left.is_empty(), "container cgroups left: {left:?}");
 }
 
-/// Every datagram that reaches `sock` within `wait`, with when it came
-/// (since `since`).
-fn datagrams(
-    sock: &std::os::unix::net::UnixDatagram,
-    wait: Duration,
-    since: std::time::Instant,
-) -> Vec<(Duration, String)> {
-    let deadline = std::time::Instant::now() + wait;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return got;
-        }
-        sock.set_read_timeout(Some(left)).expect("set_read_timeout");
-        match sock.recv(&mut buf) {
-            Ok(n) => got.push((
-                since.elapsed(),
-                String::from_utf8_lossy(&buf[..n]).into_owned(),
-            )),
-            Err(_) => return got,
-        }
-    }
-}
-
 /// `podman run --sdnotify=container`: the container's process says
 /// READY=1 after a while, and podman's manager (the test's socket) hears
 /// READY=1 only then, with MAINPID= conmon's pid. Played with runc first;
@@ -200,11 +156,7 @@ fn datagrams(
 #[test]
 fn podman_sdnotify_container_relays_ready_through_cove_oci_as_runc() {
     let test = "podman_sdnotify_container_relays_ready_through_cove_oci_as_runc";
-    let Ok(probe) = notify_probe().clone() else {
-        skip(
-            test,
-            &format!("cannot build tests/sd-notify.c: {:?}", notify_probe()),
-        );
+    let Some(probe) = needs_notify_probe(test) else {
         return;
     };
     let Some(podman) = Podman::new(test) else {
@@ -244,11 +196,11 @@ fn podman_sdnotify_container_relays_ready_through_cove_oci_as_runc() {
         let took = t.elapsed();
         // podman 4.3's `run -d` returns before READY=1; it comes ~2 s
         // after the start.
-        let got = datagrams(&sock, Duration::from_secs(4), t);
+        let got = datagrams(&sock, Duration::from_secs(4), None);
         let ready_after = got
             .iter()
             .find(|(_, m)| m.lines().any(|l| l == "READY=1"))
-            .map(|(at, _)| *at)
+            .map(|(at, _)| at.duration_since(t))
             .unwrap_or_default();
         let pids = podman.podman(
             Path::new(&podman.runc),
@@ -301,12 +253,7 @@ fn podman_sdnotify_container_relays_ready_through_cove_oci_as_runc() {
             runtime_notify.code == 0,
         )
     };
-    let seen: Vec<(String, String)> = podman
-        .runtimes()
-        .into_iter()
-        .map(|(label, runtime)| (label.to_string(), scenario(label, &runtime)))
-        .collect();
-    let ours = same_under_both(test, &seen);
+    let ours = podman.compare(test, scenario);
     assert!(ours.contains("run exit code: 0\n"), "{ours}");
     assert!(ours.contains(r#""READY=1""#), "{ours}");
     assert!(

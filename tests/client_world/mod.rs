@@ -8,7 +8,6 @@
 //! the holder, and the cgroup parent guard removes the cgroups.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,42 +37,19 @@ impl World {
         let etc_docker = tmp.join("etc-docker");
         fs::create_dir_all(&etc_docker).expect("mkdir etc-docker");
         // /etc/docker exists once docker.io is installed; bind only then.
-        let script = format!(
-            "set -e
-mount -t tmpfs -o mode=0755 cove-test-run /run
+        let setup = format!(
+            "mount -t tmpfs -o mode=0755 cove-test-run /run
 mount -t tmpfs -o mode=0755 cove-test-varlib /var/lib
 mount -t tmpfs -o mode=0755 cove-test-opt /opt
 if [ -d /etc/docker ]; then mount --bind {} /etc/docker; fi
-ip link set lo up
-echo ready
-exec sleep 3600",
+ip link set lo up",
             shell_quote(&etc_docker.display().to_string())
         );
-        let mut holder = Command::new("unshare")
-            .args([
-                "--mount",
-                "--net",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-            ])
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("unshare: {e}"));
-        let mut line = String::new();
-        if let Some(out) = holder.stdout.take() {
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        if line.trim() != "ready" {
-            let _ = holder.kill();
-            let _ = holder.wait();
-            panic!("the namespaces for the daemon could not be set up (see stderr)");
-        }
+        let holder = spawn_namespace_holder(
+            &["--mount", "--net"],
+            &setup,
+            "the namespaces for the daemon",
+        );
         let netns = fs::read_link(format!("/proc/{}/ns/net", holder.id()))
             .map(|p| p.display().to_string())
             .expect("read the holder's netns");
@@ -306,6 +282,30 @@ impl Drop for World {
         // Image layers may hold read-only directories; root removes them.
         let _ = fs::remove_dir_all(&self.tmp.path);
     }
+}
+
+/// What a client test needs before it starts its daemon: root, runc,
+/// cove-oci and the rootfs, and each of `programs` (the first of its
+/// candidates that exists, in that order). Or a SKIP line and None: in the
+/// VM lane, saying `not_in_vm_lane`, or when a program is missing, saying
+/// `needs`.
+pub fn daemon_prerequisites<const N: usize>(
+    test: &str,
+    not_in_vm_lane: &str,
+    programs: [&[&str]; N],
+    needs: &str,
+) -> Option<(Env, [PathBuf; N])> {
+    let env = prerequisites_with_runc(test)?;
+    if in_vm_lane() {
+        skip(test, not_in_vm_lane);
+        return None;
+    }
+    let found = programs.map(find_bin);
+    if found.iter().any(Option::is_none) {
+        skip(test, needs);
+        return None;
+    }
+    Some((env, found.map(|p| p.expect("checked above"))))
 }
 
 /// A docker-archive tarball (`docker save` format, which `ctr image

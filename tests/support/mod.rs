@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -122,21 +122,8 @@ pub struct Env {
 /// Checks root, the runtime under test and the rootfs; prints `SKIP` and
 /// returns None when one is missing, so a test never passes in silence.
 pub fn prerequisites(test: &str) -> Option<Env> {
-    if !is_root() {
-        skip(test, "needs root");
-        return None;
-    }
     let bin = runtime_bin();
-    if !is_executable(&bin) {
-        skip(
-            test,
-            &format!(
-                "runtime under test {} is missing (set COVE_OCI_BIN)",
-                bin.display()
-            ),
-        );
-        return None;
-    }
+    root_and_binary(test, "runtime under test", &bin, "set COVE_OCI_BIN")?;
     let rootfs = match shared_rootfs() {
         Ok(rootfs) => rootfs.clone(),
         Err(why) => {
@@ -149,6 +136,23 @@ pub fn prerequisites(test: &str) -> Option<Env> {
         runc: runc_bin(),
         rootfs,
     })
+}
+
+/// Root and the binary `bin` (`what`, installed as `how`), or a SKIP line
+/// and None.
+fn root_and_binary(test: &str, what: &str, bin: &Path, how: &str) -> Option<()> {
+    if !is_root() {
+        skip(test, "needs root");
+        return None;
+    }
+    if !is_executable(bin) {
+        skip(
+            test,
+            &format!("{what} {} is missing ({how})", bin.display()),
+        );
+        return None;
+    }
+    Some(())
 }
 
 /// Like [`prerequisites`], and runc must be installed too.
@@ -376,6 +380,24 @@ pub fn run_command(program: &Path, args: &[String], io_dir: &Path, timeout: Dura
     let mut command = Command::new(program);
     command.args(args);
     run_prepared(command, program, args, io_dir, timeout)
+}
+
+/// Waits up to `limit` for our child (a foreground monitor the test
+/// started) to end; after that kills it by its pid, reaps it and returns
+/// None.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The one place that spawns a command for a test: `command` has its
@@ -1004,18 +1026,34 @@ pub fn host_mounts() -> Vec<String> {
         .collect()
 }
 
-/// Mounts present in `after` but not in `before`.
+/// Mounts present in `after` but not in `before`, but for those another
+/// test process made meanwhile (see [`mount_of_another_test_process`]).
 pub fn new_mounts(before: &[String], after: &[String]) -> Vec<String> {
     let mut remaining = before.to_vec();
     let mut added = Vec::new();
     for m in after {
         if let Some(i) = remaining.iter().position(|b| b == m) {
             remaining.swap_remove(i);
-        } else {
+        } else if !mount_of_another_test_process(m) {
             added.push(m.clone());
         }
     }
     added
+}
+
+/// Whether the mount (a [`host_mounts`] line) is one that another test
+/// binary running at the same time made for itself: a CT's root below its
+/// [`CoveEnv`] (`/tmp/cove-tests/cv-PID-N/`) or its [`HostNetns`]
+/// (`/run/netns/cvt-PID-N`), PID not ours. Such a mount says nothing of
+/// what this process's runtime left behind.
+pub fn mount_of_another_test_process(mount: &str) -> bool {
+    let point = mount.split(' ').next().unwrap_or("");
+    let ours = std::process::id();
+    [format!("{TEST_TMP}/cv-"), "/run/netns/cvt-".to_string()]
+        .iter()
+        .filter_map(|prefix| point.strip_prefix(prefix.as_str()))
+        .filter_map(|rest| rest.split_once('-'))
+        .any(|(pid, _)| pid.parse::<u32>().is_ok_and(|pid| pid != ours))
 }
 
 pub fn sha256_of(path: &Path) -> String {
@@ -1191,6 +1229,14 @@ impl Ct {
 #[track_caller]
 pub fn assert_refused_cleanly(ct: &Ct, out: &Out) {
     assert_eq!(out.code, 1, "expected exit code 1:\n{out}");
+    one_error_line(out);
+    assert_nothing_left(ct, out);
+}
+
+/// The line a refused command printed on stderr, asserted to be its only
+/// line and not blank: what every refusal must look like.
+#[track_caller]
+pub fn one_error_line(out: &Out) -> &str {
     let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
     assert_eq!(
         lines.len(),
@@ -1201,7 +1247,7 @@ pub fn assert_refused_cleanly(ct: &Ct, out: &Out) {
         !lines[0].trim().is_empty(),
         "the error line is empty:\n{out}"
     );
-    assert_nothing_left(ct, out);
+    lines[0]
 }
 
 /// No state directory and no cgroup of `ct` exist any more.
@@ -1278,12 +1324,49 @@ pub fn compare_scenario_with_runc(
     test: &str,
     scenario: impl Fn(&Env, &Path) -> String,
 ) -> Option<String> {
-    let env = prerequisites_with_runc(test)?;
-    let runc = env.runc.clone()?;
-    let expected = scenario(&env, &runc);
-    let actual = scenario(&env, &env.bin);
+    let (expected, actual) = play_under_runc_then_test(test, scenario)?;
     assert_same_as_runc(test, &expected, &actual, "");
     Some(actual)
+}
+
+/// Plays `scenario` (given the environment and the runtime binary) with
+/// runc, then with the runtime under test, and returns both results in
+/// that order for the test to compare; None (after a SKIP line) without
+/// root, the rootfs or runc.
+pub fn play_under_runc_then_test<T>(
+    test: &str,
+    scenario: impl Fn(&Env, &Path) -> T,
+) -> Option<(T, T)> {
+    let env = prerequisites_with_runc(test)?;
+    let runc = env.runc.clone()?;
+    let with_runc = scenario(&env, &runc);
+    let under_test = scenario(&env, &env.bin);
+    Some((with_runc, under_test))
+}
+
+/// Creates a container (`sleep 100`) prepared by `prepare` under runc and
+/// under the runtime under test: both must refuse with the same exit
+/// code, and the runtime under test with one line and nothing left
+/// behind. Returns its refusal, or None when the test was skipped.
+pub fn create_refused_like_runc(test: &str, prepare: impl FnOnce(&mut Ct)) -> Option<Out> {
+    let env = prerequisites_with_runc(test)?;
+    let runc = env.runc.clone()?;
+    let mut reference = Ct::with_bin(&env, test, &runc);
+    reference.sh("sleep 100");
+    prepare(&mut reference);
+    let runc_out = reference.create();
+    assert_ne!(
+        runc_out.code, 0,
+        "probe: runc accepted the config:\n{runc_out}"
+    );
+    let under_test = reference.twin(&env.bin);
+    let out = under_test.create();
+    assert_refused_cleanly(&under_test, &out);
+    assert_eq!(
+        out.code, runc_out.code,
+        "exit code differs from runc's:\n{runc_out}\n{out}"
+    );
+    Some(out)
 }
 
 // ---------------------------------------------------------------- host needs (cgroup v2, hybrid, CRIU, crun)
@@ -1452,21 +1535,13 @@ pub struct CoveEnv {
 impl CoveEnv {
     /// Root and the cove binary, or a SKIP line and None.
     pub fn new(test: &str) -> Option<CoveEnv> {
-        if !is_root() {
-            skip(test, "needs root");
-            return None;
-        }
         let bin = cove_bin();
-        if !is_executable(&bin) {
-            skip(
-                test,
-                &format!(
-                    "cove binary {} is missing (cargo build -p cove, or set COVE_BIN)",
-                    bin.display()
-                ),
-            );
-            return None;
-        }
+        root_and_binary(
+            test,
+            "cove binary",
+            &bin,
+            "cargo build -p cove, or set COVE_BIN",
+        )?;
         // Short: the CT's console socket lives below it, and a unix
         // socket path has 107 bytes at most.
         let name = format!(
@@ -1586,6 +1661,23 @@ impl CoveEnv {
 
     pub fn ct_dir(&self, ctid: &str) -> PathBuf {
         self.data.join("ct").join(ctid)
+    }
+
+    /// Adds the top-level setting `line` (`init = "/sbin/x"`) to the CT's
+    /// ct.toml, as a user editing the file would: before its `hostname =`
+    /// line, so that it stays out of any table below.
+    #[track_caller]
+    pub fn add_to_ct_toml(&self, ctid: &str, line: &str) {
+        let path = self.ct_dir(ctid).join("ct.toml");
+        let text =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        assert!(
+            text.contains("hostname = "),
+            "no hostname line to add {line:?} before in {}:\n{text}",
+            path.display()
+        );
+        let text = text.replacen("hostname = ", &format!("{line}\nhostname = "), 1);
+        fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 
     pub fn ct_run_dir(&self, ctid: &str) -> PathBuf {
@@ -2017,14 +2109,9 @@ pub fn run_command_env(
 #[track_caller]
 pub fn assert_cove_refused(out: &Out, code: i32) {
     assert_eq!(out.code, code, "expected exit code {code}:\n{out}");
-    let lines: Vec<&str> = out.stderr.trim_end().lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected exactly one line on stderr:\n{out}"
-    );
+    let line = one_error_line(out);
     assert!(
-        lines[0].starts_with("cove: ") && lines[0].len() > 6,
+        line.starts_with("cove: ") && line.len() > 6,
         "not a cove error line:\n{out}"
     );
 }
@@ -2053,6 +2140,17 @@ pub fn seccomp_probe() -> &'static Result<PathBuf, String> {
 pub fn notify_probe() -> &'static Result<PathBuf, String> {
     static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     PROBE.get_or_init(|| static_probe("sd-notify"))
+}
+
+/// The [`notify_probe`], or a SKIP line and None when it cannot be built.
+pub fn needs_notify_probe(test: &str) -> Option<PathBuf> {
+    match notify_probe() {
+        Ok(bin) => Some(bin.clone()),
+        Err(why) => {
+            skip(test, &format!("cannot build tests/sd-notify.c: {why}"));
+            None
+        }
+    }
 }
 
 /// `tests/NAME.c` built static into `target/test-probes/NAME/NAME`, once.
@@ -2131,6 +2229,50 @@ impl Ct {
     }
 }
 
+// ---------------------------------------------------------------- notify sockets
+
+/// Every datagram that reaches `sock` within `wait`, each with the time it
+/// came; with `until`, the reading ends early after a datagram that has
+/// that line (READY=1, STOPPING=1).
+pub fn datagrams(
+    sock: &std::os::unix::net::UnixDatagram,
+    wait: Duration,
+    until: Option<&str>,
+) -> Vec<(Instant, String)> {
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return got;
+        }
+        sock.set_read_timeout(Some(left)).expect("set_read_timeout");
+        let Ok(n) = sock.recv(&mut buf) else {
+            return got;
+        };
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let done = until.is_some_and(|until| msg.lines().any(|l| l == until));
+        got.push((Instant::now(), msg));
+        if done {
+            return got;
+        }
+    }
+}
+
+/// The text of every datagram on `sock` until one has the line `until` or
+/// `timeout` passes.
+pub fn receive_until(
+    sock: &std::os::unix::net::UnixDatagram,
+    timeout: Duration,
+    until: &str,
+) -> Vec<String> {
+    datagrams(sock, timeout, Some(until))
+        .into_iter()
+        .map(|(_, msg)| msg)
+        .collect()
+}
+
 // ---------------------------------------------------------------- cgroup parents for other tools
 
 /// A cgroup path under the tests' parent (`/cove-test/<unique>`) for a
@@ -2193,6 +2335,38 @@ impl Drop for TestCgroupParent {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+// ---------------------------------------------------------------- namespace holders
+
+/// `unshare FLAGS --propagation private -- sh -c SETUP` (under `set -e`),
+/// then `sleep` to hold the new namespaces for the test's daemons and
+/// clients to enter (`nsenter --target PID`). Returns once `setup` has
+/// run; the caller kills the child by its pid. A failed set-up panics,
+/// naming `what` ("the mount namespace for podman"), with unshare's and
+/// the shell's errors on the test's stderr.
+pub fn spawn_namespace_holder(flags: &[&str], setup: &str, what: &str) -> Child {
+    use std::io::{BufRead, BufReader};
+    let script = format!("set -e\n{}\necho ready\nexec sleep 3600", setup.trim_end());
+    let mut child = Command::new("unshare")
+        .args(flags)
+        .args(["--propagation", "private", "--", "sh", "-c"])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("unshare: {e}"));
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    if line.trim() != "ready" {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} could not be set up (see stderr)");
+    }
+    child
 }
 
 // ---------------------------------------------------------------- a network namespace as the host

@@ -17,9 +17,8 @@
 
 use std::cell::RefCell;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::support::*;
@@ -94,7 +93,7 @@ impl Podman {
             .map(|s| s.success())
             .unwrap_or(false);
         assert!(copied, "cp -a /etc/containers {}", etc.display());
-        let holder = spawn_namespace_holder(&etc);
+        let holder = spawn_podman_namespace(&etc);
         let podman = Podman {
             bin,
             tmp,
@@ -329,34 +328,14 @@ impl Drop for Podman {
 
 /// `unshare --mount --propagation private` with the test's own /run,
 /// /var/lib and /etc/containers, then `sleep` to hold the namespace.
-fn spawn_namespace_holder(etc_containers: &Path) -> Child {
-    let script = format!(
-        "set -e
-mount -t tmpfs -o mode=0755 cove-test-run /run
+fn spawn_podman_namespace(etc_containers: &Path) -> Child {
+    let setup = format!(
+        "mount -t tmpfs -o mode=0755 cove-test-run /run
 mount -t tmpfs -o mode=0755 cove-test-varlib /var/lib
-mount --bind {} /etc/containers
-echo ready
-exec sleep 3600",
+mount --bind {} /etc/containers",
         shell_quote(&etc_containers.display().to_string())
     );
-    let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("unshare: {e}"));
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut line);
-    }
-    if line.trim() != "ready" {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the mount namespace for podman could not be set up (see stderr)");
-    }
-    child
+    spawn_namespace_holder(&["--mount"], &setup, "the mount namespace for podman")
 }
 
 /// Output and exit code of each runtime, compared line by line with runc's.

@@ -5,12 +5,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 use crate::error::{Error, Result};
 
@@ -53,30 +51,9 @@ impl ConsoleListener {
             }
             _ => Error::io("accept on console socket", &self.path, e),
         })?;
-        let mut buf = [0u8; 64];
-        let mut space = nix::cmsg_space!([RawFd; 1]);
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(|e| Error::sys("receive the console's pty master", e))?;
-        let cmsgs = msg
-            .cmsgs()
-            .map_err(|e| Error::sys("receive the console's pty master", e))?;
-        for c in cmsgs {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(&fd) = fds.first() {
-                    // SAFETY: SCM_RIGHTS gave us this new descriptor; we own it now.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        Err(Error::Tool(
-            "the console socket message carried no pty master".into(),
-        ))
+        cove_engine::console::receive_master(&conn)
+            .map_err(|e| Error::sys("receive the console's pty master", e))?
+            .ok_or_else(|| Error::Tool("the console socket message carried no pty master".into()))
     }
 }
 

@@ -48,7 +48,7 @@ pub enum Error {
     BadInput(String),
     #[error("CT {0} does not exist (see `cove list -a`)")]
     NoSuchCt(String),
-    #[error("CT {0} already exists")]
+    #[error("CT {0} already exists (choose another CTID, or `cove destroy {0}` first)")]
     CtExists(String),
     /// A config or manifest file that does not parse or holds a bad value.
     #[error("{path}: {msg}")]
@@ -57,9 +57,9 @@ pub enum Error {
     NoSuchTemplate(String),
     #[error("template {0} already exists (use --force to replace it)")]
     TemplateExists(String),
-    #[error("template {name} is still used by CT {users}")]
+    #[error("template {name} is still used by CT {users} (destroy those CTs first)")]
     TemplateInUse { name: String, users: String },
-    #[error("CT {0} is locked by another cove command")]
+    #[error("CT {0} is locked by another cove command (try again once it has finished)")]
     Locked(String),
     #[error("CT {0} is not running")]
     NotRunning(String),

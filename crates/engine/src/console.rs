@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 use crate::error::{Error, Result};
 
@@ -99,6 +99,30 @@ pub fn send_master(sock: &OwnedFd, master: &OwnedFd) -> Result<()> {
     sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
         .map_err(|e| Error::Sys("send console master", e))?;
     Ok(())
+}
+
+/// The other end of [`send_master`] (cove-oci's own console socket, cove's
+/// monitor): the pty master one message on `conn` carries, or None when it
+/// carries no descriptor.
+pub fn receive_master(conn: &UnixStream) -> nix::Result<Option<OwnedFd>> {
+    let mut buf = [0u8; 256];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: SCM_RIGHTS gave us this new descriptor; we own it now.
+                return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Makes the slave our controlling terminal and our stdio.

@@ -79,29 +79,21 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
     }
     let pid = c.saved.pid;
     let init_pidfd = container::open_init(&c.saved)?;
-    let open_ns = |t: LinuxNamespaceType| -> Result<Option<(LinuxNamespaceType, OwnedFd)>> {
-        let name = proc_name(t);
-        if !differs_from_ours(pid, name) {
-            return Ok(None);
+    // The init's namespaces of `types` that are not ours, in that order.
+    let open_ns = |types: &[LinuxNamespaceType]| -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
+        let mut fds = Vec::new();
+        for &t in types {
+            let name = proc_name(t);
+            if differs_from_ours(pid, name) {
+                let p = format!("/proc/{pid}/ns/{name}");
+                let f = std::fs::File::open(&p).map_err(|e| Error::io("open", p, e))?;
+                fds.push((t, f.into()));
+            }
         }
-        let p = format!("/proc/{pid}/ns/{name}");
-        let f = std::fs::File::open(&p).map_err(|e| Error::io("open", p, e))?;
-        Ok(Some((t, f.into())))
+        Ok(fds)
     };
-    let child_ns: Vec<_> = CHILD_JOINS
-        .iter()
-        .map(|t| open_ns(*t))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    let parent_ns: Vec<_> = PARENT_JOINS
-        .iter()
-        .map(|t| open_ns(*t))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
+    let child_ns = open_ns(&CHILD_JOINS)?;
+    let parent_ns = open_ns(&PARENT_JOINS)?;
     // The namespace fds must belong to our init, not to a process that took its pid.
     if !crate::state::init_alive(&c.saved) {
         return Err(Error::NotRunning);

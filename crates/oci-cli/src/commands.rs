@@ -186,7 +186,12 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Res {
         return Err(e2s(e));
     }
     if let Some(l) = &listener {
-        l.wait_and_relay(&created.pidfd, created.pid)?;
+        // As runc's run: a READY= the host's socket does not take is
+        // logged, and the container runs on (`start` reports it). Failing
+        // here would leave a running container whose run said it failed.
+        if let Err(e) = l.wait_and_relay(&created.pidfd, created.pid) {
+            tracing::warn!("{e}");
+        }
     }
     drop(listener);
     let Some(sfd) = sfd.as_mut() else {

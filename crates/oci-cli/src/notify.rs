@@ -45,6 +45,14 @@ impl Listener {
             // Created without NOTIFY_SOCKET: nothing inside can notify.
             return Ok(None);
         }
+        // sun_path holds 108 bytes with the terminating NUL.
+        let len = path.as_os_str().len();
+        if len > 107 {
+            return Err(format!(
+                "the notify socket {} is {len} bytes long, more than a unix socket takes (107): use a shorter --root",
+                path.display()
+            ));
+        }
         let _ = std::fs::remove_file(&path);
         let sock = UnixDatagram::bind(&path)
             .map_err(|e| format!("bind the notify socket {}: {e}", path.display()))?;

@@ -2,12 +2,10 @@
 //! plays the console socket itself, receives the pty master and relays it
 //! to its own terminal, as runc does.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 pub struct ConsoleListener {
     listener: UnixListener,
@@ -35,28 +33,9 @@ impl ConsoleListener {
             .listener
             .accept()
             .map_err(|e| format!("console socket accept: {e}"))?;
-        let mut buf = [0u8; 256];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(|e| format!("receive console master: {e}"))?;
-        for c in msg
-            .cmsgs()
+        cove_engine::console::receive_master(&conn)
             .map_err(|e| format!("receive console master: {e}"))?
-        {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(fd) = fds.first() {
-                    // SAFETY: SCM_RIGHTS handed us a new fd we now own.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-                }
-            }
-        }
-        Err("the container sent no console master".into())
+            .ok_or_else(|| "the container sent no console master".into())
     }
 }
 
