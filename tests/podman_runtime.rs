@@ -163,12 +163,20 @@ fn podman_sdnotify_container_relays_ready_through_cove_oci_as_runc() {
         return;
     };
     let volume = format!("{}:/probe:ro", probe.parent().unwrap_or(&probe).display());
-    let main = "sleep 2; /probe/sd-notify READY=1 STATUS=serving; exec sleep 60";
+    // READY=1 only once the test says so (a file in /ctl): whether `run -d`
+    // waited for it, and whether the manager heard READY=1 before the
+    // container said it, are then seen by order, not by a clock.
+    let main = "while [ ! -e /ctl/go ]; do sleep 0.1; done; \
+                /probe/sd-notify READY=1 STATUS=serving; exec sleep 60";
     let scenario = |label: &str, runtime: &Path| -> String {
         let name = format!("{}-{label}", unique_name("sdn"));
         let sock_path = podman.tmp.join(&format!("notify-{label}.sock"));
         let _ = fs::remove_file(&sock_path);
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+        let ctl = podman.tmp.join(&format!("ctl-{label}"));
+        let _ = fs::remove_dir_all(&ctl);
+        fs::create_dir_all(&ctl).expect("mkdir ctl");
+        let ctl_volume = format!("{}:/ctl", ctl.display());
         let opts = podman.run_options();
         let flags = podman.global_flags();
         let runtime = runtime.display().to_string();
@@ -185,23 +193,36 @@ fn podman_sdnotify_container_relays_ready_through_cove_oci_as_runc() {
                 &name,
                 "-v",
                 &volume,
+                "-v",
+                &ctl_volume,
             ]
             .map(String::from),
         );
         args.extend(opts);
         args.extend([IMAGE, "sh", "-c", main].map(String::from));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let t = std::time::Instant::now();
-        let run = podman.in_namespace("env", &args);
-        let took = t.elapsed();
-        // podman 4.3's `run -d` returns before READY=1; it comes ~2 s
-        // after the start.
-        let got = datagrams(&sock, Duration::from_secs(4), None);
-        let ready_after = got
-            .iter()
-            .find(|(_, m)| m.lines().any(|l| l == "READY=1"))
-            .map(|(at, _)| at.duration_since(t))
-            .unwrap_or_default();
+        // podman 4.3's `run -d` returns while the container still waits
+        // for /ctl/go; one that waited for READY=1 returns after it (the
+        // 120 s only bound a hang).
+        let (full, io) = (podman.nsenter_args("env", &args), podman.tmp.path.clone());
+        let h = std::thread::spawn(move || {
+            run_command(
+                Path::new("/usr/bin/nsenter"),
+                &full,
+                &io,
+                Duration::from_secs(180),
+            )
+        });
+        let returned = wait_until(Duration::from_secs(120), || h.is_finished());
+        let early = datagrams(&sock, Duration::from_millis(500), None);
+        fs::write(ctl.join("go"), "").expect("write /ctl/go");
+        let (run, waited) = (h.join().expect("podman run thread"), !returned);
+        let got = datagrams(&sock, Duration::from_secs(5), None);
+        let ready = |list: &[(std::time::Instant, String)]| {
+            list.iter().any(|(_, m)| m.lines().any(|l| l == "READY=1"))
+        };
+        let (ready_early, ready_late) = (ready(&early), ready(&got));
+        let got: Vec<_> = early.into_iter().chain(got).collect();
         let pids = podman.podman(
             Path::new(&podman.runc),
             &[
@@ -248,8 +269,8 @@ fn podman_sdnotify_container_relays_ready_through_cove_oci_as_runc() {
              READY=1 came after the container said it: {}\n\
              the runtime got NOTIFY_SOCKET (made its notify directory): {}\n",
             run.code,
-            took >= Duration::from_millis(1800),
-            ready_after >= Duration::from_millis(1800),
+            waited,
+            !ready_early && ready_late,
             runtime_notify.code == 0,
         )
     };

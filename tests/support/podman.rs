@@ -169,6 +169,17 @@ impl Podman {
 
     /// `PROGRAM ARGS...` inside the private mount namespace.
     pub fn in_namespace(&self, program: &str, args: &[&str]) -> Out {
+        run_command(
+            Path::new("/usr/bin/nsenter"),
+            &self.nsenter_args(program, args),
+            &self.tmp.path,
+            PODMAN_TIMEOUT,
+        )
+    }
+
+    /// The arguments of /usr/bin/nsenter that run `PROGRAM ARGS...` inside
+    /// the private mount namespace (for a run on another thread).
+    pub fn nsenter_args(&self, program: &str, args: &[&str]) -> Vec<String> {
         let mut full = vec![
             "--target".to_string(),
             self.holder.id().to_string(),
@@ -177,12 +188,7 @@ impl Podman {
             program.into(),
         ];
         full.extend(args.iter().map(|a| a.to_string()));
-        run_command(
-            Path::new("/usr/bin/nsenter"),
-            &full,
-            &self.tmp.path,
-            PODMAN_TIMEOUT,
-        )
+        full
     }
 
     /// `podman --runtime RUNTIME ARGS...`
