@@ -231,6 +231,55 @@ pub fn manager_from_paths(paths: &[(String, PathBuf)]) -> Box<dyn CgroupManager>
     }
 }
 
+/// Whether the cgroup at `paths` (saved [`CgroupManager::paths`]) is frozen,
+/// read straight from its freezer file: what `manager_from_paths(paths)
+/// .is_frozen()` answers, without building a manager (which reads
+/// /proc/self/cgroup and the mount table). For `state` and `list`, which ask
+/// it of every container. With v1 hierarchies (v1 or hybrid) the v1
+/// freezer answers, as runc's pause uses it there; on pure v2 cgroup.events.
+/// Unreadable or missing counts as not frozen.
+pub fn frozen_at(paths: &[(String, PathBuf)]) -> bool {
+    let v1 = paths.iter().any(|(name, _)| !name.is_empty());
+    if v1 {
+        paths
+            .iter()
+            .find(|(name, _)| name == "freezer")
+            .and_then(|(_, dir)| std::fs::read_to_string(dir.join("freezer.state")).ok())
+            .is_some_and(|s| s.trim() == "FROZEN")
+    } else {
+        paths
+            .iter()
+            .find(|(name, _)| name.is_empty())
+            .and_then(|(_, dir)| {
+                fs::CgroupDir::new(dir.clone())
+                    .read_keyed("cgroup.events", "frozen")
+                    .ok()
+            })
+            == Some(Some(1))
+    }
+}
+
+/// Whether a cgroup may already exist at `paths`, with one or two stats:
+/// the v2 leaf and, with v1 hierarchies, the devices leaf (the one runc
+/// checks for the same reason). `create` asks this before it reads every
+/// hierarchy's cgroup.procs and the freezer of a cgroup that would then be
+/// someone else's; a fresh path exists in none of them, and the reads
+/// would all fail. A cgroup made by hand in some v1 hierarchies only,
+/// neither of these, goes unnoticed, as it does in runc.
+pub fn may_exist(paths: &[(String, PathBuf)]) -> bool {
+    let mut checked = false;
+    for (name, dir) in paths {
+        if name.is_empty() || name == "devices" {
+            checked = true;
+            if dir.exists() {
+                return true;
+            }
+        }
+    }
+    // Neither kind in the list (an unusual v1 set): look at them all.
+    !checked || paths.iter().any(|(_, dir)| dir.exists())
+}
+
 /// [`manager_from_paths`], or for a container made with
 /// `--systemd-cgroup` (`systemd`), a manager that also speaks to systemd:
 /// `apply` sets the unit's properties, `destroy` stops the unit.
