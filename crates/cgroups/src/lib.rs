@@ -277,7 +277,7 @@ pub fn may_exist(paths: &[(String, PathBuf)]) -> bool {
         }
     }
     // Neither kind in the list (an unusual v1 set): look at them all.
-    !checked || paths.iter().any(|(_, dir)| dir.exists())
+    !checked && paths.iter().any(|(_, dir)| dir.exists())
 }
 
 /// [`manager_from_paths`], or for a container made with
@@ -310,6 +310,45 @@ mod tests {
             id: "ct".into(),
             systemd: false,
         }
+    }
+
+    #[test]
+    fn may_exist_stats_the_v2_and_devices_leaves_only() {
+        let there = Scratch::new(&[]);
+        let gone = there.path.join("not-made");
+        let p = |name: &str, dir: &PathBuf| (name.to_string(), dir.clone());
+        // A fresh path: no leaf exists, the reads are skipped.
+        assert!(!may_exist(&[
+            p("memory", &gone),
+            p("devices", &gone),
+            p("", &gone)
+        ]));
+        assert!(may_exist(&[
+            p("memory", &gone),
+            p("devices", &gone),
+            p("", &there.path)
+        ]));
+        assert!(may_exist(&[p("devices", &there.path), p("", &gone)]));
+        // Made by hand in another v1 hierarchy only: not looked at (as runc).
+        assert!(!may_exist(&[p("memory", &there.path), p("devices", &gone)]));
+        // Neither kind listed: every leaf is looked at.
+        assert!(may_exist(&[p("memory", &gone), p("pids", &there.path)]));
+        assert!(!may_exist(&[p("memory", &gone)]));
+    }
+
+    #[test]
+    fn frozen_at_reads_the_v1_freezer_else_the_v2_events() {
+        let thawed = Scratch::new(&[("freezer.state", "THAWED\n")]);
+        let frozen = Scratch::new(&[("freezer.state", "FROZEN\n")]);
+        let v2_frozen = Scratch::new(&[("cgroup.events", "populated 1\nfrozen 1\n")]);
+        let v2_thawed = Scratch::new(&[("cgroup.events", "populated 1\nfrozen 0\n")]);
+        let p = |name: &str, s: &Scratch| (name.to_string(), s.path.clone());
+        assert!(frozen_at(&[p("freezer", &frozen), p("", &v2_thawed)]));
+        // With v1 hierarchies the v1 freezer answers, as pause uses it there.
+        assert!(!frozen_at(&[p("freezer", &thawed), p("", &v2_frozen)]));
+        assert!(frozen_at(&[p("", &v2_frozen)]));
+        assert!(!frozen_at(&[p("", &v2_thawed)]));
+        assert!(!frozen_at(&[]));
     }
 
     #[test]
