@@ -231,6 +231,55 @@ pub fn manager_from_paths(paths: &[(String, PathBuf)]) -> Box<dyn CgroupManager>
     }
 }
 
+/// Whether the cgroup at `paths` (saved [`CgroupManager::paths`]) is frozen,
+/// read straight from its freezer file: what `manager_from_paths(paths)
+/// .is_frozen()` answers, without building a manager (which reads
+/// /proc/self/cgroup and the mount table). For `state` and `list`, which ask
+/// it of every container. With v1 hierarchies (v1 or hybrid) the v1
+/// freezer answers, as runc's pause uses it there; on pure v2 cgroup.events.
+/// Unreadable or missing counts as not frozen.
+pub fn frozen_at(paths: &[(String, PathBuf)]) -> bool {
+    let v1 = paths.iter().any(|(name, _)| !name.is_empty());
+    if v1 {
+        paths
+            .iter()
+            .find(|(name, _)| name == "freezer")
+            .and_then(|(_, dir)| std::fs::read_to_string(dir.join("freezer.state")).ok())
+            .is_some_and(|s| s.trim() == "FROZEN")
+    } else {
+        paths
+            .iter()
+            .find(|(name, _)| name.is_empty())
+            .and_then(|(_, dir)| {
+                fs::CgroupDir::new(dir.clone())
+                    .read_keyed("cgroup.events", "frozen")
+                    .ok()
+            })
+            == Some(Some(1))
+    }
+}
+
+/// Whether a cgroup may already exist at `paths`, with one or two stats:
+/// the v2 leaf and, with v1 hierarchies, the devices leaf (the one runc
+/// checks for the same reason). `create` asks this before it reads every
+/// hierarchy's cgroup.procs and the freezer of a cgroup that would then be
+/// someone else's; a fresh path exists in none of them, and the reads
+/// would all fail. A cgroup made by hand in some v1 hierarchies only,
+/// neither of these, goes unnoticed, as it does in runc.
+pub fn may_exist(paths: &[(String, PathBuf)]) -> bool {
+    let mut checked = false;
+    for (name, dir) in paths {
+        if name.is_empty() || name == "devices" {
+            checked = true;
+            if dir.exists() {
+                return true;
+            }
+        }
+    }
+    // Neither kind in the list (an unusual v1 set): look at them all.
+    !checked && paths.iter().any(|(_, dir)| dir.exists())
+}
+
 /// [`manager_from_paths`], or for a container made with
 /// `--systemd-cgroup` (`systemd`), a manager that also speaks to systemd:
 /// `apply` sets the unit's properties, `destroy` stops the unit.
@@ -261,6 +310,45 @@ mod tests {
             id: "ct".into(),
             systemd: false,
         }
+    }
+
+    #[test]
+    fn may_exist_stats_the_v2_and_devices_leaves_only() {
+        let there = Scratch::new(&[]);
+        let gone = there.path.join("not-made");
+        let p = |name: &str, dir: &PathBuf| (name.to_string(), dir.clone());
+        // A fresh path: no leaf exists, the reads are skipped.
+        assert!(!may_exist(&[
+            p("memory", &gone),
+            p("devices", &gone),
+            p("", &gone)
+        ]));
+        assert!(may_exist(&[
+            p("memory", &gone),
+            p("devices", &gone),
+            p("", &there.path)
+        ]));
+        assert!(may_exist(&[p("devices", &there.path), p("", &gone)]));
+        // Made by hand in another v1 hierarchy only: not looked at (as runc).
+        assert!(!may_exist(&[p("memory", &there.path), p("devices", &gone)]));
+        // Neither kind listed: every leaf is looked at.
+        assert!(may_exist(&[p("memory", &gone), p("pids", &there.path)]));
+        assert!(!may_exist(&[p("memory", &gone)]));
+    }
+
+    #[test]
+    fn frozen_at_reads_the_v1_freezer_else_the_v2_events() {
+        let thawed = Scratch::new(&[("freezer.state", "THAWED\n")]);
+        let frozen = Scratch::new(&[("freezer.state", "FROZEN\n")]);
+        let v2_frozen = Scratch::new(&[("cgroup.events", "populated 1\nfrozen 1\n")]);
+        let v2_thawed = Scratch::new(&[("cgroup.events", "populated 1\nfrozen 0\n")]);
+        let p = |name: &str, s: &Scratch| (name.to_string(), s.path.clone());
+        assert!(frozen_at(&[p("freezer", &frozen), p("", &v2_thawed)]));
+        // With v1 hierarchies the v1 freezer answers, as pause uses it there.
+        assert!(!frozen_at(&[p("freezer", &thawed), p("", &v2_frozen)]));
+        assert!(frozen_at(&[p("", &v2_frozen)]));
+        assert!(!frozen_at(&[p("", &v2_thawed)]));
+        assert!(!frozen_at(&[]));
     }
 
     #[test]

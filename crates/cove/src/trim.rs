@@ -8,7 +8,9 @@
 //! with every other process. Its RSS then counts what the monitor really
 //! uses, not the pages of a start long done. A read-only mapping that holds
 //! written pages (RELRO: relocated by the loader, then made read-only) shows
-//! them as Anonymous in smaps and is left alone, as is everything writable.
+//! them as Anonymous in smaps and is left alone, as is everything writable
+//! but the main thread's stack below the current frame, which start's deep
+//! calls wrote and nothing will read.
 
 /// Gives back the heap and the clean read-only pages start used. Best
 /// effort: any failure leaves the memory as it was.
@@ -24,6 +26,39 @@ pub fn after_start() {
         // read them again from the file's page cache.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
+    if let Some((start, end)) = dead_stack(&smaps, stack_pointer()) {
+        // SAFETY: pages of the main thread's stack wholly below the
+        // current frame (and a page of margin past the red zone): nothing
+        // live is there, and a later call that reaches them gets zeroed
+        // pages, as a stack that grows for the first time does.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+
+/// About where the stack pointer is: the address of a local of a frame
+/// that is not inlined into its caller.
+#[inline(never)]
+fn stack_pointer() -> usize {
+    let here = 0u8;
+    std::hint::black_box(&here) as *const u8 as usize
+}
+
+/// The part of the [stack] mapping that lies below `sp` by more than a
+/// page (start's deep calls left it written; the monitor's loop needs a
+/// few KiB), page-aligned; None if `sp` is not in it.
+fn dead_stack(smaps: &str, sp: usize) -> Option<(usize, usize)> {
+    const PAGE: usize = 4096;
+    let line = smaps.lines().find(|l| l.ends_with("[stack]"))?;
+    let (a, b) = line.split_whitespace().next()?.split_once('-')?;
+    let (start, end) = (
+        usize::from_str_radix(a, 16).ok()?,
+        usize::from_str_radix(b, 16).ok()?,
+    );
+    if !(start..end).contains(&sp) {
+        return None;
+    }
+    let top = (sp - PAGE) & !(PAGE - 1);
+    (top > start).then_some((start, top))
 }
 
 /// The private, read-only file mappings without any anonymous (written)
@@ -89,6 +124,22 @@ Anonymous:             0 kB
                 (0x7f00000, 0x7f01000)
             ]
         );
+    }
+
+    #[test]
+    fn the_dead_stack_ends_a_page_below_the_stack_pointer() {
+        let smaps = "\
+7ffc0000-7ffc1000 rw-p 00000000 00:00 0 [heap]
+Anonymous:             4 kB
+7ffd0000-7ffe0000 rw-p 00000000 00:00 0                          [stack]
+Anonymous:            64 kB
+";
+        assert_eq!(
+            dead_stack(smaps, 0x7ffd8123),
+            Some((0x7ffd0000, 0x7ffd7000))
+        );
+        assert_eq!(dead_stack(smaps, 0x7ffd0800), None);
+        assert_eq!(dead_stack(smaps, 0x7ffe0800), None);
     }
 
     #[test]

@@ -323,19 +323,23 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // joining it would put our init among strangers, and the clean-up of a
     // failed create (or a later delete) would kill them. Refused as runc
     // refuses it (only an empty cgroup may be reused); before the clean-up
-    // guard holds it, so a refusal touches nothing.
-    if let Ok(pids) = cg.pids() {
-        if !pids.is_empty() {
-            return Err(Error::Other(format!(
-                "container's cgroup is not empty: {} process(es) found",
-                pids.len()
-            )));
+    // guard holds it, so a refusal touches nothing. A path that does not
+    // exist yet (the usual case) is seen with a stat or two instead of a
+    // failed open per hierarchy.
+    if cove_cgroups::may_exist(&cg.paths()) {
+        if let Ok(pids) = cg.pids() {
+            if !pids.is_empty() {
+                return Err(Error::Other(format!(
+                    "container's cgroup is not empty: {} process(es) found",
+                    pids.len()
+                )));
+            }
         }
-    }
-    if cg.is_frozen().unwrap_or(false) {
-        return Err(Error::Other(
-            "container's cgroup unexpectedly frozen".into(),
-        ));
+        if cg.is_frozen().unwrap_or(false) {
+            return Err(Error::Other(
+                "container's cgroup unexpectedly frozen".into(),
+            ));
+        }
     }
     cg.create()?;
     let cg = cleanup.cgroup.insert(cg);
@@ -530,11 +534,10 @@ pub fn status_of(saved: &Saved, dir: &Path) -> Status {
     }
     // Frozen first, as runc has it: a created container can be paused too,
     // and must then not look startable (its init could not take the start).
-    if !saved.cgroup_paths.is_empty() {
-        let cg = cove_cgroups::manager_from_paths(&saved.cgroup_paths);
-        if cg.is_frozen().unwrap_or(false) {
-            return Status::Paused;
-        }
+    // Read from the saved paths directly: `list` asks this of every
+    // container, and a manager would read /proc/self/cgroup each time.
+    if cove_cgroups::frozen_at(&saved.cgroup_paths) {
+        return Status::Paused;
     }
     if dir.join(state::EXEC_FIFO).exists() {
         return Status::Created;

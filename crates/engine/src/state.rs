@@ -271,7 +271,17 @@ fn replace_file(path: &Path, data: &[u8], durable: bool) -> Result<()> {
 
 /// Field 22 (starttime) and field 3 (state) of /proc/PID/stat.
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // One read into a buffer the line fits (some 300 bytes): a /proc file
+    // reports size 0, and read_to_string would stat and seek it, then
+    // start with a 32-byte buffer and take six reads. `list` does this for
+    // every container.
+    let mut buf = [0u8; 1024];
+    let n = std::io::Read::read(
+        &mut std::fs::File::open(format!("/proc/{pid}/stat")).ok()?,
+        &mut buf,
+    )
+    .ok()?;
+    let s = std::str::from_utf8(&buf[..n]).ok()?;
     // comm may contain spaces and parens: fields start after the last ')'.
     let rest = &s[s.rfind(')')? + 2..];
     let mut it = rest.split(' ');
@@ -322,7 +332,9 @@ pub fn now_rfc3339() -> String {
     )
 }
 
-/// Ids of all containers under `root` (directories holding a state file).
+/// The names under `root`, sorted: candidates only. One without a readable
+/// state file (being created or removed) is the caller's to skip, which
+/// reading the state does anyway; no stat of each here.
 pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     let rd = match std::fs::read_dir(root) {
         Ok(rd) => rd,
@@ -331,7 +343,6 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     };
     let mut ids: Vec<String> = rd
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(STATE_FILE).exists())
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     ids.sort();

@@ -220,28 +220,42 @@ fn state(root: &Path, id: &str) -> Res {
     Ok(0)
 }
 
-fn owner_name(root: &Path, id: &str) -> String {
+/// The name of the user owning a container's state directory. Names are
+/// looked up once per uid (`names`): each lookup goes through NSS, which
+/// opens /etc/passwd again, and `list` asks it of every container.
+fn owner_name(root: &Path, id: &str, names: &mut Vec<(u32, String)>) -> String {
     use std::os::unix::fs::MetadataExt;
     let uid = std::fs::metadata(root.join(id))
         .map(|m| m.uid())
         .unwrap_or(0);
-    nix::unistd::User::from_uid(uid.into())
+    if let Some((_, name)) = names.iter().find(|(u, _)| *u == uid) {
+        return name.clone();
+    }
+    let name = nix::unistd::User::from_uid(uid.into())
         .ok()
         .flatten()
         .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string())
+        .unwrap_or_else(|| uid.to_string());
+    names.push((uid, name.clone()));
+    name
 }
 
 fn list(root: &Path, format: &str, quiet: bool) -> Res {
     let all = container::list(root).map_err(e2s)?;
-    let mut out = std::io::stdout().lock();
+    // One write for the whole listing, not one per line (stdout is line
+    // buffered); it is flushed when `out` goes.
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
     if quiet {
         for c in &all {
             let _ = writeln!(out, "{}", c.saved.id);
         }
         return Ok(0);
     }
-    let owners: Vec<String> = all.iter().map(|c| owner_name(root, &c.saved.id)).collect();
+    let mut names = Vec::new();
+    let owners: Vec<String> = all
+        .iter()
+        .map(|c| owner_name(root, &c.saved.id, &mut names))
+        .collect();
     if format == "json" {
         if all.is_empty() {
             let _ = writeln!(out, "null");

@@ -47,9 +47,22 @@ impl Drop for ConsoleListener {
 
 /// process.terminal of the bundle's config.json, read cheaply.
 pub fn bundle_wants_tty(bundle: &Path) -> bool {
+    // Only process.terminal is built; serde skips the rest unbuilt. A
+    // serde_json::Value of the whole spec would allocate every name of a
+    // seccomp profile (podman's has some 400) only to drop them again.
+    #[derive(serde::Deserialize)]
+    struct Process {
+        #[serde(default)]
+        terminal: Option<bool>,
+    }
+    #[derive(serde::Deserialize)]
+    struct TerminalOnly {
+        #[serde(default)]
+        process: Option<Process>,
+    }
     std::fs::read(bundle.join("config.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.pointer("/process/terminal").and_then(|t| t.as_bool()))
+        .and_then(|b| serde_json::from_slice::<TerminalOnly>(&b).ok())
+        .and_then(|s| s.process?.terminal)
         .unwrap_or(false)
 }
