@@ -80,12 +80,23 @@ fn leftovers(ct: &Ct, mounts_before: &[String]) -> Vec<String> {
     left
 }
 
-/// Cycles of the first test: `$COVE_STRESS_CYCLES`, else 200.
+/// Cycles of the first test: `$COVE_STRESS_CYCLES`, else 200 on a host
+/// and VM_LANE_CYCLES in the VM lane, whose software emulation makes a
+/// cycle some ten times slower (the lane gives a test binary 600 s).
 fn cycles() -> usize {
     std::env::var("COVE_STRESS_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
+        .unwrap_or(if in_vm_lane() { VM_LANE_CYCLES } else { 200 })
+}
+
+const VM_LANE_CYCLES: usize = 50;
+
+/// A line on stderr past libtest's capture: the figures show even when a
+/// lane's timeout ends the binary before libtest prints captured output.
+fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 #[test]
@@ -134,7 +145,7 @@ fn create_kill_delete_cycles_leave_no_cgroup_state_or_mount() {
         );
     }
     let took = started.elapsed();
-    eprintln!(
+    report(&format!(
         "{test}: {n} cycles in {:.1} s ({:.0} ms each), hierarchies checked: {}",
         took.as_secs_f64(),
         took.as_secs_f64() * 1000.0 / n.max(1) as f64,
@@ -143,7 +154,7 @@ fn create_kill_delete_cycles_leave_no_cgroup_state_or_mount() {
             .map(|h| h.display().to_string())
             .collect::<Vec<_>>()
             .join(" ")
-    );
+    ));
 }
 
 // ---------------------------------------------------------------- SIGKILL at each step
@@ -442,14 +453,20 @@ fn sigkill_at_each_step_of_create_then_delete_force_leaves_nothing() {
             &mounts_before,
             &format!("{syscall}: after the clean run"),
         );
+        report(&format!(
+            "{test}: {syscall}: calls {} to {} killed at, {:.1} s so far",
+            before + 1,
+            k - 1,
+            started.elapsed().as_secs_f64()
+        ));
     }
     assert!(
         kills >= steps.min(1),
         "no run was killed: strace injected nothing?"
     );
-    eprintln!(
+    report(&format!(
         "{test}: {kills} kills at {steps} steps ({} calls in the clean trace, every call: {every_call}) in {:.1} s",
         counts.values().map(|c| c.1).sum::<usize>(),
         started.elapsed().as_secs_f64()
-    );
+    ));
 }
