@@ -453,10 +453,13 @@ fn sigkill_at_each_step_of_create_then_delete_force_leaves_nothing() {
             &mounts_before,
             &format!("{syscall}: after the clean run"),
         );
+        let killed_at = if k > before + 1 {
+            format!("calls {} to {} killed at", before + 1, k - 1)
+        } else {
+            "no call after the state directory's mkdir".to_string()
+        };
         report(&format!(
-            "{test}: {syscall}: calls {} to {} killed at, {:.1} s so far",
-            before + 1,
-            k - 1,
+            "{test}: {syscall}: {killed_at}, {:.1} s so far",
             started.elapsed().as_secs_f64()
         ));
     }
