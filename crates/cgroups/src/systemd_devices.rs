@@ -4,11 +4,12 @@
 //! cove enforces the rules itself (the v2 device program, the v1
 //! devices.allow/deny lists), but systemd owns the scope: whenever it
 //! realises the unit's cgroup again (a `systemctl daemon-reload` does), it
-//! writes its own idea of the devices. With `Delegate=yes` and no device
-//! property, that idea is `DevicePolicy=auto` without a list, and on a v1
-//! or hybrid host systemd then writes "a" to the scope's devices.allow: every
-//! device open to the container. Given the same rules as properties,
-//! systemd reapplies them instead.
+//! applies its own idea of the devices. With no device property, that idea
+//! is `DevicePolicy=auto` without a list, and on a hybrid host systemd then
+//! moves the container's processes out of the scope's devices cgroup into
+//! the nearest one it manages, which allows every device (seen in the
+//! systemd lane). Given the same rules as properties, systemd keeps the
+//! scope's devices cgroup and writes them again.
 //!
 //! The mapping (systemd's syntax, runc's choices):
 //! - the rules folded into one set as the kernel would (`DeviceSet`);
