@@ -1500,6 +1500,18 @@ pub fn needs_crun(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// strace's path when installed; otherwise prints a SKIP line, or fails
+/// inside the VM lane (scripts/vmtest installs it).
+pub fn needs_strace(test: &str) -> Option<PathBuf> {
+    match find_tool("strace", "COVE_STRACE_BIN") {
+        Some(bin) => Some(bin),
+        None => {
+            need_promised_by_vm_lane(test, "needs strace (apt-get install strace)");
+            None
+        }
+    }
+}
+
 // ---------------------------------------------------------------- cove (system containers)
 
 /// The `cove` binary under test: `$COVE_BIN`, else `<workspace>/target/debug/cove`.

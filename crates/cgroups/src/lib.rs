@@ -58,6 +58,7 @@ mod scratch;
 mod signal;
 mod stats;
 mod systemd;
+mod systemd_devices;
 mod v1;
 mod v1_resources;
 mod v2;

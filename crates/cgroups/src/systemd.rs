@@ -20,12 +20,15 @@
 //! - pause/resume, stats, ps and kill read and write the cgroup files
 //!   directly, as runc does.
 //!
+//! - Device rules also become `DevicePolicy`/`DeviceAllow` properties
+//!   (`systemd_devices.rs`), so that systemd reapplies the same rules when
+//!   it realises the scope again (a daemon-reload), and an update that
+//!   changes them freezes the container while systemd applies them.
+//!
 //! Where cove differs from runc: the resource properties go in with
 //! `StartTransientUnit` itself rather than in a `SetUnitProperties` right
-//! after it (one round trip, same end state); device rules are not turned
-//! into DevicePolicy/DeviceAllow properties, cove's own device program
-//! (v2) or devices.allow/deny lists (v1) are the only ones; a name ending
-//! in ".slice" (runc then makes a slice unit) and `restore` are refused.
+//! after it (one round trip, same end state); a name ending in ".slice"
+//! (runc then makes a slice unit) and `restore` are refused.
 //!
 //! No D-Bus connection exists before the container init is cloned: zbus
 //! runs threads, and clone3 must see one. `manager` only checks that
@@ -40,10 +43,12 @@ use oci_spec::runtime::LinuxResources;
 use zbus::blocking::Connection;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
+use crate::device_rules::DeviceSet;
 use crate::error::{Error, Result};
 use crate::path::SystemdPath;
 use crate::runc_stats::RuncStats;
 use crate::stats::Stats;
+use crate::systemd_devices::device_properties;
 use crate::v2_resources::{shares_to_weight, swap_max};
 use crate::{CgroupManager, HostMode};
 
@@ -255,6 +260,12 @@ pub(crate) fn resource_properties(
         props.push(("TasksMax", Value::from(as_u64(pids))));
     }
     add_cpuset(&mut props, &cpus, &mems, version)?;
+    if let Some(rules) = res.devices().as_ref().filter(|d| !d.is_empty()) {
+        let set = DeviceSet::from_spec(rules)?;
+        props.extend(device_properties(&set, version, || {
+            std::fs::read_to_string("/proc/devices").unwrap_or_default()
+        }));
+    }
     if mode == HostMode::Unified {
         if let Some(unified) = res.unified() {
             let mut keys: Vec<_> = unified.iter().collect();
@@ -612,7 +623,20 @@ impl CgroupManager for SystemdManager {
         let bus = self.bus()?;
         let props = resource_properties(res, self.mode, bus.version())?;
         if !props.is_empty() {
-            bus.set_properties(&self.unit, &props)?;
+            // systemd applies device properties by denying everything and
+            // then allowing the list: a running container would see
+            // spurious EPERMs in between, so it is frozen meanwhile (as
+            // runc does), unless it already is.
+            let freeze = props.iter().any(|(k, _)| *k == "DevicePolicy")
+                && !self.files.is_frozen().unwrap_or(true);
+            if freeze {
+                self.files.freeze()?;
+            }
+            let set = bus.set_properties(&self.unit, &props);
+            if freeze {
+                self.files.thaw()?;
+            }
+            set?;
         }
         self.files.apply(res)
     }

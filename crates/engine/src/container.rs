@@ -341,6 +341,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             ));
         }
     }
+    // Before the first directory: a create killed from here on leaves a
+    // cgroup that `delete` must find without a state.json.
+    dir.save_creating(&state::Creating {
+        cgroup_paths: cg.paths(),
+        systemd_cgroup: opts.systemd_cgroup,
+    })?;
     cg.create()?;
     let cg = cleanup.cgroup.insert(cg);
     cg.apply(&resources_of(&spec))?;
@@ -773,12 +779,29 @@ fn destroy(c: Loaded) -> Result<()> {
     c.dir.remove()
 }
 
+/// What a create killed before it saved state.json left: the cgroup it
+/// recorded (and whatever runs in it: an init waiting on the exec fifo
+/// never exits by itself), then the directory. The directory stays when
+/// the cgroup cannot be removed, so a later delete tries again.
+fn remove_half_made(root: &Path, id: &str) -> Result<()> {
+    let Some(dir) = StateDir::open_stale(root, id) else {
+        return Ok(());
+    };
+    if let Some(creating) = dir.creating() {
+        let cg = cove_cgroups::manager_from_state(&creating.cgroup_paths, creating.systemd_cgroup);
+        let _ = cg.kill_all(libc::SIGKILL);
+        let _ = cg.thaw();
+        destroy_cgroup(cg.as_ref())?;
+    }
+    dir.remove()
+}
+
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let c = match load(root, id) {
         Ok(c) => c,
         Err(Error::NotExist(n)) => {
             if specmod::validate_id(id).is_ok() {
-                StateDir::remove_stale(root, id);
+                remove_half_made(root, id)?;
             }
             return if force {
                 Ok(())

@@ -15,6 +15,19 @@ use crate::error::{Error, Result};
 pub const STATE_FILE: &str = "state.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// Written by create before it makes the container's cgroup and read only
+/// while no state.json exists: see [`Creating`].
+pub const CREATING_FILE: &str = "creating.json";
+
+/// Where a container being created has its cgroup. create writes it before
+/// the first cgroup directory exists, so that if create is killed before
+/// state.json is saved, `delete` still finds the cgroup and kills what runs
+/// in it (the init may be waiting on the exec fifo) before removing it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Creating {
+    pub cgroup_paths: Vec<(String, PathBuf)>,
+    pub systemd_cgroup: bool,
+}
 
 /// What is persisted for a container. The first fields are the OCI state;
 /// the rest is what later commands need to find the container's resources.
@@ -150,18 +163,28 @@ impl StateDir {
         Ok(StateDir { path, _lock: lock })
     }
 
-    /// Removes `<root>/<id>` if it holds no state.json: what a create
-    /// killed before its first save leaves (runc's delete does the same).
+    /// `<root>/<id>` locked, if it holds no state.json: what a create
+    /// killed before its first save leaves (runc's delete removes it too).
     /// Under the directory's lock, so a create still running is waited for
     /// and never undone.
-    pub fn remove_stale(root: &Path, id: &str) {
+    pub fn open_stale(root: &Path, id: &str) -> Option<StateDir> {
         let path = root.join(id);
-        let Ok(lock) = File::open(&path) else { return };
-        if flock_exclusive(&lock, &path).is_ok() && !path.join(STATE_FILE).exists() {
-            if let Err(e) = std::fs::remove_dir_all(&path) {
-                tracing::warn!("cannot remove {}: {e}", path.display());
-            }
-        }
+        let lock = File::open(&path).ok()?;
+        (flock_exclusive(&lock, &path).is_ok() && !path.join(STATE_FILE).exists())
+            .then_some(StateDir { path, _lock: lock })
+    }
+
+    /// What create wrote before making the cgroup, if it got that far.
+    pub fn creating(&self) -> Option<Creating> {
+        let bytes = std::fs::read(self.path.join(CREATING_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn save_creating(&self, creating: &Creating) -> Result<()> {
+        write_runtime(
+            &self.path.join(CREATING_FILE),
+            &serde_json::to_vec(creating).map_err(|e| Error::Other(e.to_string()))?,
+        )
     }
 
     pub fn open(root: &Path, id: &str) -> Result<StateDir> {
