@@ -14,11 +14,12 @@
 //! stopped copy), failures at each phase (leaving the source running and
 //! DEST clean), `--abort` after a killed `cove`, and bad input. Online
 //! (`--online`, where CRIU works: the VM lane): a counting process goes on
-//! on DEST with the same pids inside; a failed restore on DEST resumes the
-//! source; where CRIU cannot work the pre-flight check says so. A CT on a
-//! bridge both hosts share with a client in a third namespace keeps one
-//! TCP connection through a rolled-back and a real online move; a CT that
-//! starts at boot does on DEST.
+//! on DEST with the same pids inside; where CRIU cannot work the
+//! pre-flight check says so. A CT on a bridge both hosts share with a
+//! client in a third namespace keeps one TCP connection through an online
+//! move whose restore on DEST fails (the source resumed: same pids, its
+//! network working) and through the real move; offline, such a CT comes
+//! up on DEST's bridge. A CT that starts at boot does on DEST.
 
 mod support;
 
@@ -862,41 +863,6 @@ fn online_migration_keeps_the_ct_counting() {
 }
 
 #[test]
-fn online_restore_failure_resumes_the_source() {
-    let t = "online_restore_failure_resumes_the_source";
-    let Some(h) = setup(t) else { return };
-    if !needs_criu(t) {
-        return;
-    }
-    let (ctid, hostname) = counting_ct(&h);
-    let tree = tree_of(init_pid(&h.src, &ctid));
-    // DEST's busybox template is empty: the CT's files are not there.
-    fs::create_dir_all(h.dst.data.join("templates/busybox/rootfs")).unwrap();
-    let c = h.migrate_cmd(&[
-        &ctid,
-        &format!("root@{DST_ADDR}"),
-        "--online",
-        "--precopy-rounds",
-        "1",
-    ]);
-    let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
-    assert_cove_refused(&out, 52);
-    assert!(out.stderr.contains("rolled back"), "{out}");
-    // The same processes here, counting on.
-    assert!(Hosts::running(&h.src, &ctid), "source not running");
-    assert_eq!(
-        tree,
-        tree_of(init_pid(&h.src, &ctid)),
-        "the pids inside changed"
-    );
-    assert_counting_on(&h.src, &ctid);
-    assert!(!h.src.ct_dir(&ctid).join("dump").exists(), "dump left");
-    assert!(!h.src.ct_dir(&ctid).join("suspended.json").exists());
-    h.assert_source_as_before(&ctid, &hostname);
-    h.assert_dest_clean(&ctid, true);
-}
-
-#[test]
 fn online_where_criu_cannot_work_is_refused_before_anything() {
     let t = "online_where_criu_cannot_work_is_refused_before_anything";
     let criu_works = criu_bin().is_some_and(|c| {
@@ -1006,6 +972,11 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     h.src
         .cmd_timeout(&["exec", &ctid, "sh", "-c", ECHO_SERVER], CRIU_TIMEOUT)
         .assert_ok();
+    h.src
+        .cmd_timeout(&["exec", &ctid, "sh", "-c", START_COUNTER], CRIU_TIMEOUT)
+        .assert_ok();
+    wait_counts(&h.src, &ctid, 3);
+    let tree = tree_of(init_pid(&h.src, &ctid));
     let server = format!("{ip}:7007");
     let mut conn = tcp_connect_in(&client, &server);
     assert_eq!(tcp_echo(&mut conn, "before", ECHO_TIMEOUT), "before");
@@ -1024,6 +995,15 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
         tcp_echo(&mut conn, "after the rollback", ECHO_TIMEOUT),
         "after the rollback"
     );
+    // The same processes here, counting on.
+    assert_eq!(
+        tree,
+        tree_of(init_pid(&h.src, &ctid)),
+        "the pids inside changed"
+    );
+    assert_counting_on(&h.src, &ctid);
+    assert!(!h.src.ct_dir(&ctid).join("dump").exists(), "dump left");
+    assert!(!h.src.ct_dir(&ctid).join("suspended.json").exists());
     assert_on_bridge(&h.src, &ctid, "source");
     assert!(
         host_link(&h.dst, &host_veth).is_none(),
@@ -1064,6 +1044,11 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     assert_eq!(conn.local_addr().expect("local address"), local);
     assert_eq!(tcp_echo(&mut conn, "and again", ECHO_TIMEOUT), "and again");
     assert_on_bridge(&h.dst, &ctid, "DEST");
+    assert_eq!(
+        tree,
+        tree_of(init_pid(&h.dst, &ctid)),
+        "the pids inside changed"
+    );
     assert!(
         host_link(&h.src, &host_veth).is_none(),
         "the CT's veth end left on the source"
@@ -1092,4 +1077,28 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
         host_link(&h.dst, &host_veth).is_none(),
         "stop on DEST left the veth"
     );
+}
+
+/// Offline, a CT on the shared segment comes up on DEST's bridge of the
+/// same name (pre-flight finds it in DEST's own network namespace) and
+/// answers the client there.
+#[test]
+fn offline_migration_puts_a_bridged_ct_on_dests_bridge() {
+    let t = "offline_migration_puts_a_bridged_ct_on_dests_bridge";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let Some(client) = lan(&h, t) else { return };
+    let cidr = format!("{LAN}.11/24");
+    let (ctid, _) = running_ct(&h, &["--ipadd", &cidr, "--bridge", "mbr0"]);
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}")]);
+    assert!(out.ok(), "{out}");
+    assert_on_bridge(&h.dst, &ctid, "DEST");
+    assert!(host_link(&h.src, &format!("vc{ctid}")).is_none());
+    h.dst
+        .cmd(&["exec", &ctid, "sh", "-c", ECHO_SERVER])
+        .assert_ok();
+    let mut conn = tcp_connect_in(&client, &format!("{LAN}.11:7007"));
+    assert_eq!(tcp_echo(&mut conn, "on DEST", ECHO_TIMEOUT), "on DEST");
 }

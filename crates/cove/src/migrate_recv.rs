@@ -218,12 +218,23 @@ pub fn facts(
         cgroup_mode,
         criu,
         template_present: paths.template(template).join("rootfs").is_dir(),
-        bridge_present: bridge.map(|b| Path::new("/sys/class/net").join(b).exists()),
+        bridge_present: match bridge {
+            None => None,
+            Some(b) => Some(bridge_exists(b)?),
+        },
         free_bytes: free_bytes(&paths.data),
         existing_ct,
         pending,
         units_installed: None,
     })
+}
+
+/// Whether this network namespace has an interface `name` (asked over
+/// netlink: /sys/class/net shows the namespace sysfs was mounted in, not
+/// necessarily cove's).
+fn bridge_exists(name: &str) -> Result<bool> {
+    let mut nl = cove_net::Netlink::open()?;
+    Ok(cove_net::link::find(&mut nl, name)?.is_some())
 }
 
 fn criu_check() -> String {
