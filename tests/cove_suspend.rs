@@ -319,3 +319,80 @@ fn suspend_refuses_a_dump_dir_that_holds_files() {
     env.cmd(&["stop", "--fast", &ctid]).assert_ok();
     env.assert_ct_cleaned_up(&ctid);
 }
+
+/// A daemon in the CT holding a deleted 2 MiB file open: CRIU refuses to
+/// dump it (a deleted file's contents go into the images only up to its
+/// ghost limit, 1 MiB), after it wrote part of the images.
+const HOLD_GHOST: &str = "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; \
+    dd if=/dev/zero of=/root/ghost bs=1M count=2; exec 3</root/ghost; rm /root/ghost; \
+    : >/root/ready; exec sleep 100000' &) ; true";
+
+/// A suspend CRIU refuses leaves no images behind: a `--dump-dir` cove
+/// made is gone, an empty one of the user's is empty again, cove's own
+/// one is gone too; the CT runs on, and CRIU's log is kept as
+/// `<ct>/suspend-failed.log`, which the error names.
+#[test]
+fn failed_suspend_removes_the_images_it_wrote() {
+    let test = "failed_suspend_removes_the_images_it_wrote";
+    if !needs_criu(test) {
+        return;
+    }
+    let Some(env) = CoveEnv::with_busybox(test) else {
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    env.cmd_timeout(&["start", &ctid], CRIU_TIMEOUT).assert_ok();
+    env.cmd_timeout(&["exec", &ctid, "sh", "-c", HOLD_GHOST], CRIU_TIMEOUT)
+        .assert_ok();
+    let t = Instant::now();
+    while !env
+        .cmd_timeout(&["exec", &ctid, "test", "-e", "/root/ready"], CRIU_TIMEOUT)
+        .ok()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the holder never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tmp = TempDir::new(test);
+    let fresh = tmp.path.join("fresh");
+    let empty = tmp.path.join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    let kept_log = env.ct_dir(&ctid).join("suspend-failed.log");
+    for dir in [Some(&fresh), Some(&empty), None] {
+        let mut args = vec!["suspend".to_string(), ctid.clone()];
+        if let Some(d) = dir {
+            args.extend(["--dump-dir".to_string(), d.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = env.cmd_timeout(&args, CRIU_TIMEOUT);
+        assert!(!out.ok(), "CRIU dumped a deleted 2 MiB file: {out}");
+        assert!(out.stderr.contains("ghost"), "not CRIU's refusal: {out}");
+        assert!(
+            out.stderr.contains(&kept_log.display().to_string()),
+            "the error does not name the kept log: {out}"
+        );
+        let log = fs::read_to_string(&kept_log).unwrap_or_default();
+        assert!(
+            log.contains("Error"),
+            "no CRIU log kept at {}",
+            kept_log.display()
+        );
+        match dir {
+            Some(d) if d == &fresh => assert!(!d.exists(), "{} left", d.display()),
+            Some(d) => {
+                let left: Vec<_> = fs::read_dir(d).expect("read_dir").flatten().collect();
+                assert!(left.is_empty(), "left in {}: {left:?}", d.display());
+            }
+            None => {
+                let own = env.ct_dir(&ctid).join("dump");
+                assert!(!own.exists(), "{} left", own.display());
+            }
+        }
+        assert!(!env.ct_dir(&ctid).join("suspended.json").exists());
+        assert_eq!(env.status_json(&ctid)["status"], "running", "{out}");
+    }
+    env.cmd(&["stop", "--fast", &ctid]).assert_ok();
+    env.assert_ct_cleaned_up(&ctid);
+}

@@ -103,6 +103,60 @@ fn build_list_import_remove() {
     );
 }
 
+/// The tests' template cache (target/test-rootfs, here a scratch copy of
+/// it) follows its recipe: kept while the recipe is the same, built again
+/// once any file of the recipe changes.
+#[test]
+fn template_cache_is_rebuilt_when_its_recipe_changes() {
+    let test = "template_cache_is_rebuilt_when_its_recipe_changes";
+    let Some(env) = CoveEnv::new(test) else {
+        return;
+    };
+    let tmp = TempDir::new(test);
+    let recipes = tmp.join("recipes");
+    let recipe = recipes.join("tiny");
+    fs::create_dir_all(&recipe).unwrap();
+    fs::write(
+        recipe.join("manifest.toml"),
+        "name = \"tiny\"\nbuild = \"build\"\n",
+    )
+    .unwrap();
+    // Each build leaves a stamp of its own in the rootfs.
+    let script = recipe.join("build");
+    fs::write(
+        &script,
+        "#!/bin/sh\nset -e\nmkdir -p \"$1/sbin\"\n: >\"$1/sbin/init\"\ncat /proc/sys/kernel/random/uuid >\"$1/stamp\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let cache = tmp.join("cache/cove-tiny");
+    let build = || {
+        let dir = cached_template_in(&env.bin, &recipes, &cache, "tiny", "rootfs/stamp")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dir, cache);
+        fs::read_to_string(dir.join("rootfs/stamp")).unwrap()
+    };
+    let first = build();
+    assert_eq!(build(), first, "the same recipe was built again");
+    // A changed manifest is a changed recipe, like a changed script.
+    fs::write(
+        recipe.join("manifest.toml"),
+        "name = \"tiny\"\nbuild = \"build\"\ndescription = \"changed\"\n",
+    )
+    .unwrap();
+    let second = build();
+    assert_ne!(second, first, "a changed recipe was not built again");
+    assert_eq!(build(), second, "the changed recipe was built twice");
+    let leftovers: Vec<_> = fs::read_dir(tmp.join("cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "cove-tiny")
+        .collect();
+    assert!(leftovers.is_empty(), "left in the cache: {leftovers:?}");
+}
+
 #[test]
 fn bad_templates_are_refused_without_leftovers() {
     let Some(env) = CoveEnv::new("bad_templates") else {

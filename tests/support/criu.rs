@@ -134,6 +134,16 @@ pub fn assert_one_unbroken_count(c: &[u64], context: &str) {
 /// `crit show DIR/stats-dump`: CRIU's own reader of its images; the frozen
 /// time and pages written it reports.
 pub fn crit_stats(dir: &str) -> (u64, u64) {
+    let dump = crit_dump_stats(dir);
+    let frozen = dump["frozen_time"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no frozen_time in {dir}/stats-dump: {dump}"));
+    (frozen, dump["pages_written"].as_u64().unwrap_or(0))
+}
+
+/// The dump entry of `crit show DIR/stats-dump`, whole (freezing, frozen,
+/// memdump, memwrite and irmap times in microseconds, page counts).
+pub fn crit_dump_stats(dir: &str) -> Value {
     let crit = std::env::var_os("COVE_CRIT_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/crit"));
@@ -148,11 +158,7 @@ pub fn crit_stats(dir: &str) -> (u64, u64) {
     let v: Value = out
         .stdout_json()
         .unwrap_or_else(|e| panic!("crit show {path}: {e}"));
-    let dump = &v["entries"][0]["dump"];
-    let frozen = dump["frozen_time"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no frozen_time in {path}: {v}"));
-    (frozen, dump["pages_written"].as_u64().unwrap_or(0))
+    v["entries"][0]["dump"].clone()
 }
 
 /// Also decodes the inventory and the process tree with crit.

@@ -1835,27 +1835,90 @@ pub fn cgroup_value(env: &CoveEnv, ctid: &str, files: &[&str]) -> Option<String>
 
 /// Template NAME built once per machine by `cove template build` into
 /// target/test-rootfs/cove-NAME (`marker` is a path that proves it built).
+/// The key of recipe rootfs-templates/NAME: `sha256sum` of each of its
+/// files (relative names, sorted), as scripts/vmtest computes it for the
+/// same cache. A cached template whose key differs is built again.
+pub const RECIPE_KEY_FILE: &str = "recipe.sha256";
+
+/// The key of the recipe in directory `recipe`.
+pub fn recipe_key(recipe: &Path) -> Result<String, String> {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum --",
+        ])
+        .current_dir(recipe)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| format!("sha256sum of {}: {e}", recipe.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() || text.is_empty() {
+        return Err(format!(
+            "sha256sum of {}: {}",
+            recipe.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(text)
+}
+
+/// Whether `dir` holds a template built (marker present) from the recipe
+/// whose key is `key`.
+fn cache_fresh(dir: &Path, marker: &str, key: &str) -> bool {
+    dir.join(marker).symlink_metadata().is_ok()
+        && fs::read_to_string(dir.join(RECIPE_KEY_FILE)).is_ok_and(|k| k == key)
+}
+
+/// Template `name` built by `cove template build` from its recipe in
+/// rootfs-templates, kept in target/test-rootfs/cove-NAME with the
+/// recipe's key: a changed recipe is built again.
 fn cached_template(bin: &Path, name: &str, marker: &str) -> Result<PathBuf, String> {
+    cached_template_in(
+        bin,
+        &workspace_root().join("rootfs-templates"),
+        &workspace_root().join(format!("target/test-rootfs/cove-{name}")),
+        name,
+        marker,
+    )
+}
+
+/// Template `name` built from its recipe in `recipes` into `dir` (a
+/// template directory: rootfs/, manifest.toml and the recipe's key), or
+/// `dir` as it is when it holds `marker` and the key of today's recipe.
+pub fn cached_template_in(
+    bin: &Path,
+    recipes: &Path,
+    dir: &Path,
+    name: &str,
+    marker: &str,
+) -> Result<PathBuf, String> {
     // One build at a time in this process: the scratch store is named by
     // the pid, so two tests of one binary building at once would share it
     // (and one would remove it under the other's feet).
     static BUILDING: Mutex<()> = Mutex::new(());
     let _one = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = workspace_root().join(format!("target/test-rootfs/cove-{name}"));
-    if dir.join(marker).symlink_metadata().is_ok() {
+    let dir = dir.to_path_buf();
+    let key = recipe_key(&recipes.join(name))?;
+    if cache_fresh(&dir, marker, &key) {
         return Ok(dir);
     }
     let parent = dir.parent().ok_or("no parent")?.to_path_buf();
+    if dir.symlink_metadata().is_ok() {
+        // Built from another recipe: out of the way first (a rename, so a
+        // test binary copying from it meanwhile keeps its files), then gone.
+        let stale = parent.join(format!(".stale-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&stale);
+        if fs::rename(&dir, &stale).is_ok() {
+            let _ = fs::remove_dir_all(&stale);
+        }
+    }
     let scratch = parent.join(format!(".cove-store-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&scratch);
     let out = Command::new(bin)
         .args(["template", "build", name])
         .env("COVE_DATA", &scratch)
         .env("COVE_RUN", scratch.join("run"))
-        .env(
-            "COVE_TEMPLATES_DIR",
-            workspace_root().join("rootfs-templates"),
-        )
+        .env("COVE_TEMPLATES_DIR", recipes)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
@@ -1867,10 +1930,17 @@ fn cached_template(bin: &Path, name: &str, marker: &str) -> Result<PathBuf, Stri
         ));
     }
     let built = scratch.join("templates").join(name);
+    if let Err(e) = fs::write(built.join(RECIPE_KEY_FILE), &key) {
+        let _ = fs::remove_dir_all(&scratch);
+        return Err(format!(
+            "write {}: {e}",
+            built.join(RECIPE_KEY_FILE).display()
+        ));
+    }
     let result = match fs::rename(&built, &dir) {
         Ok(()) => Ok(dir.clone()),
         // Another test binary won the race; its template is as good.
-        Err(_) if dir.join(marker).symlink_metadata().is_ok() => Ok(dir.clone()),
+        Err(_) if cache_fresh(&dir, marker, &key) => Ok(dir.clone()),
         Err(e) => Err(format!(
             "rename {} -> {}: {e}",
             built.display(),

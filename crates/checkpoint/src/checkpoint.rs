@@ -44,6 +44,11 @@ pub struct CheckpointOptions {
     pub status_fd: Option<i32>,
     /// Filesystems CRIU may dump though it does not know them (hugetlbfs).
     pub enable_fs: Vec<String>,
+    /// Directories (or files), absolute in the container's root, where
+    /// CRIU looks for the path of an inotify watch it cannot reopen by
+    /// its file handle (an overlayfs root cannot decode handles), before
+    /// its own fixed list (/etc, /var/log, ...). Missing ones are skipped.
+    pub irmap_scan_paths: Vec<String>,
     /// Record the container's cgroup subtree (every directory below its
     /// cgroup) in the images, for [`crate::RestoreOptions::cgroup_tree`].
     pub cgroup_tree: bool,
@@ -193,6 +198,7 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
         freeze_cgroup: layout::freeze_cgroup(&c.saved.cgroup_paths),
         page_server: o.page_server.clone(),
         enable_fs: o.enable_fs.clone(),
+        irmap_scan_paths: existing_in(pid, &o.irmap_scan_paths),
         ..Default::default()
     };
     if let Some(p) = &o.parent_path {
@@ -264,6 +270,19 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
         images: o.image_path.clone(),
         stats,
     })
+}
+
+/// The paths of `paths` (absolute in the container) that exist in the
+/// container of `pid`: CRIU logs an `Error` line for each one it cannot
+/// stat, which would hide the line naming a real failure.
+fn existing_in(pid: i32, paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .filter(|p| {
+            p.starts_with('/') && std::fs::symlink_metadata(format!("/proc/{pid}/root{p}")).is_ok()
+        })
+        .cloned()
+        .collect()
 }
 
 /// Bind mounts, cgroup v1 bind mounts, masked files and device nodes are

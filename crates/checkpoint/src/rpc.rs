@@ -110,6 +110,9 @@ pub struct Opts {
     pub config_file: Option<String>,
     /// Filesystems CRIU may dump although it does not know them.
     pub enable_fs: Vec<String>,
+    /// Where CRIU looks for the path of an inotify watch whose file handle
+    /// it cannot open (--irmap-scan-path), as the dumped tasks see them.
+    pub irmap_scan_paths: Vec<String>,
 }
 
 impl Opts {
@@ -170,6 +173,9 @@ impl Opts {
         }
         if let Some(mode) = self.manage_cgroups_mode {
             e.uint(34, mode as u64);
+        }
+        for p in &self.irmap_scan_paths {
+            e.string(36, p);
         }
         for x in &self.external {
             e.string(37, x);
@@ -347,6 +353,20 @@ mod tests {
         assert_eq!(fields[0], (1, Value::Varint(3)));
         assert_eq!(fields[1].0, 23);
         assert_eq!(fields[2].0, 23);
+        assert_eq!(fields.len(), 3);
+    }
+
+    #[test]
+    fn irmap_scan_paths_are_criu_field_36() {
+        let o = Opts {
+            images_dir_fd: 3,
+            irmap_scan_paths: vec!["/usr/share/dbus-1".into(), "/etc/localtime".into()],
+            ..Default::default()
+        };
+        let b = o.encode().into_bytes();
+        let fields: Vec<_> = Fields::new(&b).collect::<Result<_, _>>().unwrap();
+        assert_eq!(fields[1], (36, Value::Bytes(b"/usr/share/dbus-1")));
+        assert_eq!(fields[2], (36, Value::Bytes(b"/etc/localtime")));
         assert_eq!(fields.len(), 3);
     }
 

@@ -64,15 +64,11 @@ fn from_checkpoint(e: cove_checkpoint::Error) -> Error {
     }
 }
 
-/// What `cove suspend` asks CRIU for (suspend.rs's checkpoint options).
+/// What `cove suspend` asks CRIU for: a CT dumped for migration is
+/// restored on DEST by `cove resume`, which expects the same images (its
+/// cgroup tree, systemd's hugetlbfs, its inotify watches by path).
 fn options(dir: &Path) -> CheckpointOptions {
-    CheckpointOptions {
-        criu: "criu".into(),
-        image_path: dir.to_path_buf(),
-        tcp_established: true,
-        file_locks: true,
-        ..Default::default()
-    }
+    crate::suspend::checkpoint_options(dir)
 }
 
 pub(crate) fn dump_dir(ct: &CtPaths) -> PathBuf {

@@ -62,18 +62,41 @@ fn from_checkpoint(e: cove_checkpoint::Error) -> Error {
     }
 }
 
+/// Where the daemons of a system CT keep inotify watches that CRIU must
+/// find a path for, as the CT sees them. The CT's root is an overlay,
+/// which cannot open a watch's file handle again, so CRIU looks the inode
+/// up by scanning directories ("irmap"): these first, then its own fixed
+/// list (/etc, /var/log, /var/spool, /usr/share/dbus-1/system-services,
+/// polkit's actions, ...), which misses dbus-daemon's
+/// /usr/share/dbus-1/system.d and fails the dump ("fsnotify: Can't dump
+/// that handle"). Small directories, scanned while the CT is frozen;
+/// the ones a CT lacks are skipped.
+pub const IRMAP_SCAN_PATHS: &[&str] = &[
+    // systemd: timezone changes.
+    "/etc/localtime",
+    // dbus-daemon: its configuration and service directories.
+    "/usr/share/dbus-1",
+    "/etc/dbus-1",
+    "/usr/local/share/dbus-1",
+    "/usr/lib/dbus-1",
+    // polkitd: its rules and actions.
+    "/usr/share/polkit-1",
+    "/etc/polkit-1",
+];
+
 /// A system CT keeps what a whole machine keeps across a suspend: its
 /// network namespace (addresses, routes, established TCP connections) and
 /// its file locks. For a systemd inside (../shared/CRIU-SYSTEMD.md): the
-/// hugetlbfs it mounts, and its cgroup subtree with the empty slices it
-/// watches.
-fn checkpoint_options(dump_dir: &Path) -> CheckpointOptions {
+/// hugetlbfs it mounts, its cgroup subtree with the empty slices it
+/// watches, and the paths of the inotify watches of its daemons.
+pub(crate) fn checkpoint_options(dump_dir: &Path) -> CheckpointOptions {
     CheckpointOptions {
         criu: "criu".into(),
         image_path: dump_dir.to_path_buf(),
         tcp_established: true,
         file_locks: true,
         enable_fs: vec!["hugetlbfs".into()],
+        irmap_scan_paths: IRMAP_SCAN_PATHS.iter().map(|p| p.to_string()).collect(),
         cgroup_tree: true,
         ..Default::default()
     }
@@ -197,39 +220,18 @@ pub fn suspend(
         }
     };
     let monitor = MonitorRecord::read(&ct.monitor);
-    // Iterative migration's first half: pre-dumps into dir/pre-1..N, each
-    // on top of the one before (CRIU's soft-dirty tracking), the final
-    // dump into dir on top of the last.
-    let mut pre = Vec::new();
-    let mut parent: Option<PathBuf> = None;
-    for i in 1..=pre_dumps {
-        let name = PathBuf::from(format!("pre-{i}"));
-        let done = dump(
-            &ct,
-            &ctid,
-            &cfg,
-            &DumpRequest {
-                dir: &dir.join(&name),
-                // Relative to the image directory, as CRIU wants it.
-                parent: parent.as_ref().map(|p| Path::new("..").join(p)).as_deref(),
-                pre_dump: true,
-                page_server: None,
-            },
-        )?;
-        pre.push(done);
-        parent = Some(name);
-    }
-    let stats = dump(
-        &ct,
-        &ctid,
-        &cfg,
-        &DumpRequest {
-            dir: &dir,
-            parent: parent.as_deref(),
-            pre_dump: false,
-            page_server: None,
-        },
-    )?;
+    // The log of an earlier failed suspend is stale from here.
+    let _ = std::fs::remove_file(ct.dir.join(FAILED_LOG));
+    let (pre, stats) = match dump_all(&ct, &ctid, &cfg, &dir, pre_dumps) {
+        Ok(done) => done,
+        Err(e) => {
+            // The CT runs on (CRIU thaws it): what the failed dump wrote
+            // goes, but for CRIU's log, kept beside the CT's config.
+            let e = keep_failed_log(&ct, &dir, e);
+            clear_dump_dir(&dir, made_dump_dir);
+            return Err(e);
+        }
+    };
     let rec = Suspended {
         ctid: ctid.to_string(),
         dump_dir: dir,
@@ -247,24 +249,107 @@ pub fn suspend(
     Ok(rec)
 }
 
-/// Removes what suspend wrote: the directory if suspend made it, else
-/// only its entries (it was empty before).
-fn remove_dump(rec: &Suspended) {
-    if rec.made_dump_dir {
-        let _ = std::fs::remove_dir_all(&rec.dump_dir);
-        return;
+/// The pre-dumps and the final dump of `suspend` into `dir`.
+fn dump_all(
+    ct: &CtPaths,
+    ctid: &Ctid,
+    cfg: &CtConfig,
+    dir: &Path,
+    pre_dumps: u32,
+) -> Result<(Vec<PreDump>, PreDump)> {
+    // Iterative migration's first half: pre-dumps into dir/pre-1..N, each
+    // on top of the one before (CRIU's soft-dirty tracking), the final
+    // dump into dir on top of the last.
+    let mut pre = Vec::new();
+    let mut parent: Option<PathBuf> = None;
+    for i in 1..=pre_dumps {
+        let name = PathBuf::from(format!("pre-{i}"));
+        let done = dump(
+            ct,
+            ctid,
+            cfg,
+            &DumpRequest {
+                dir: &dir.join(&name),
+                // Relative to the image directory, as CRIU wants it.
+                parent: parent.as_ref().map(|p| Path::new("..").join(p)).as_deref(),
+                pre_dump: true,
+                page_server: None,
+            },
+        )?;
+        pre.push(done);
+        parent = Some(name);
     }
-    for entry in std::fs::read_dir(&rec.dump_dir)
+    let stats = dump(
+        ct,
+        ctid,
+        cfg,
+        &DumpRequest {
+            dir,
+            parent: parent.as_deref(),
+            pre_dump: false,
+            page_server: None,
+        },
+    )?;
+    Ok((pre, stats))
+}
+
+/// Where the CRIU log of a failed suspend is kept.
+pub const FAILED_LOG: &str = "suspend-failed.log";
+
+/// CRIU's log of the failed dump in `dir` (the final dump's, else the
+/// last pre-dump's) moved to `<ct>/suspend-failed.log`, and `e` pointing
+/// there instead.
+fn keep_failed_log(ct: &CtPaths, dir: &Path, e: Error) -> Error {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-    {
+        .map(|d| d.path().join("dump.log"))
+        .filter(|p| p.is_file())
+        .collect();
+    // pre-1 .. pre-N by number: the failed one is the last.
+    logs.sort_by_key(|p| {
+        p.parent()
+            .and_then(|d| d.file_name())
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("pre-"))
+            .and_then(|n| n.parse::<u32>().ok())
+    });
+    let Some(log) = Some(dir.join("dump.log"))
+        .filter(|p| p.is_file())
+        .or_else(|| logs.pop())
+    else {
+        return e;
+    };
+    let kept = ct.dir.join(FAILED_LOG);
+    let moved = std::fs::rename(&log, &kept).is_ok() || std::fs::copy(&log, &kept).is_ok();
+    match e {
+        Error::Tool(m) if moved => {
+            Error::Tool(m.replace(&log.display().to_string(), &kept.display().to_string()))
+        }
+        e => e,
+    }
+}
+
+/// Removes what suspend wrote in `dir`: the directory if suspend made it,
+/// else only its entries (it was empty before).
+fn clear_dump_dir(dir: &Path, made: bool) {
+    if made {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = entry.path();
         let _ = match entry.file_type() {
             Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p),
             _ => std::fs::remove_file(&p),
         };
     }
+}
+
+/// Removes what suspend wrote (after a resume).
+fn remove_dump(rec: &Suspended) {
+    clear_dump_dir(&rec.dump_dir, rec.made_dump_dir);
 }
 
 /// `cove resume CTID`: a new monitor restores the CT from its dump.

@@ -72,6 +72,7 @@ pub fn checkpoint(cli: &Cli, a: &CheckpointArgs) -> Res {
         status_fd: (a.status_fd >= 0).then_some(a.status_fd),
         // runc sends neither.
         enable_fs: Vec::new(),
+        irmap_scan_paths: Vec::new(),
         cgroup_tree: false,
     };
     let done = cove_checkpoint::checkpoint(&cli.root, &a.id, &o).map_err(|e| e.to_string())?;
