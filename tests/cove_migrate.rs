@@ -15,7 +15,10 @@
 //! DEST clean), `--abort` after a killed `cove`, and bad input. Online
 //! (`--online`, where CRIU works: the VM lane): a counting process goes on
 //! on DEST with the same pids inside; a failed restore on DEST resumes the
-//! source; where CRIU cannot work the pre-flight check says so.
+//! source; where CRIU cannot work the pre-flight check says so. A CT on a
+//! bridge both hosts share with a client in a third namespace keeps one
+//! TCP connection through a rolled-back and a real online move; a CT that
+//! starts at boot does on DEST.
 
 mod support;
 
@@ -144,11 +147,14 @@ exec '{bin}' "$@"
     )
     .unwrap();
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    let setenv: Vec<String> = dst
+    // Each host's systemd unit directory is one of the test's (empty
+    // until a test installs cove's units there).
+    let mut setenv: Vec<String> = dst
         .envs()
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    setenv.push(format!("COVE_SYSTEMD_DIR={}", p("dst-units")));
     fs::write(
         dir.join("sshd_config"),
         format!(
@@ -242,7 +248,27 @@ impl Hosts {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut c = self.src.command(&refs);
         c.env("COVE_REMOTE_BIN", self.dir.join("cove-dest"));
+        c.env("COVE_SYSTEMD_DIR", self.units("src"));
         c
+    }
+
+    /// A host's systemd unit directory ("src" or "dst").
+    fn units(&self, side: &str) -> std::path::PathBuf {
+        self.dir.join(&format!("{side}-units"))
+    }
+
+    /// `cove ARGS` on the source with its unit directory.
+    fn src_units_cmd(&self, args: &[&str]) -> Out {
+        let mut c = self.src.command(args);
+        c.env("COVE_SYSTEMD_DIR", self.units("src"));
+        run_child(c, &self.dir.path, MIGRATE_TIMEOUT)
+    }
+
+    /// The link that makes CT `ctid` start at boot on a host.
+    fn wants(&self, side: &str, ctid: &str) -> std::path::PathBuf {
+        self.units(side)
+            .join("cove.target.wants")
+            .join(format!("cove@{ctid}.service"))
     }
 
     fn migrate(&self, extra: &[&str]) -> Out {
@@ -621,6 +647,86 @@ fn bad_input_is_one_line_and_changes_nothing() {
     h.assert_dest_clean(&ctid, false);
 }
 
+/// A CT that starts at boot on the source does on DEST after the move:
+/// its instance enabled there, gone here; refused up front when DEST has
+/// no cove units; a copy kept with --keep-src no longer boots here.
+#[test]
+fn offline_migration_keeps_a_ct_starting_at_boot() {
+    let t = "offline_migration_keeps_a_ct_starting_at_boot";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let dest = format!("root@{DST_ADDR}");
+    let src_units = h.units("src").display().to_string();
+    h.src
+        .cmd(&["systemd", "install", "--dir", &src_units])
+        .assert_ok();
+    let (ctid, hostname) = running_ct(&h, &[]);
+    h.src_units_cmd(&["set", &ctid, "--onboot", "yes", "--bootorder", "5"])
+        .assert_ok();
+    assert!(h.wants("src", &ctid).exists(), "not enabled on the source");
+
+    // DEST has no cove units: the CT could not start at boot there.
+    let out = h.migrate(&[&ctid, &dest]);
+    assert_cove_refused(&out, 50);
+    assert!(
+        out.stderr.contains("starts at boot") && out.stderr.contains("systemd install"),
+        "{out}"
+    );
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, false);
+    assert!(h.wants("src", &ctid).exists(), "disabled on the source");
+
+    let dst_units = h.units("dst").display().to_string();
+    h.dst
+        .cmd(&["systemd", "install", "--dir", &dst_units])
+        .assert_ok();
+    let out = h.migrate(&[&ctid, &dest]);
+    assert!(out.ok(), "{out}");
+    assert!(Hosts::running(&h.dst, &ctid), "not running on DEST");
+    assert_eq!(
+        fs::read_link(h.wants("dst", &ctid)).ok(),
+        Some(h.units("dst").join("cove@.service")),
+        "CT {ctid} does not start at boot on DEST"
+    );
+    let toml = fs::read_to_string(h.dst.ct_dir(&ctid).join("ct.toml")).unwrap();
+    assert!(
+        toml.contains("onboot = true") && toml.contains("bootorder = 5"),
+        "{toml}"
+    );
+    assert!(
+        h.wants("src", &ctid).symlink_metadata().is_err(),
+        "the source still starts CT {ctid} at boot"
+    );
+    let out = h.dst.cmd(&["list", "-H", "-o", "ctid,onboot"]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [ctid.as_str(), "yes"]),
+        "{out}"
+    );
+
+    // --keep-src: DEST boots it, the stopped copy here does not.
+    let (ctid2, _) = running_ct(&h, &[]);
+    h.src_units_cmd(&["set", &ctid2, "--onboot", "yes"])
+        .assert_ok();
+    let out = h.migrate(&[&ctid2, &dest, "--keep-src"]);
+    assert!(out.ok(), "{out}");
+    assert!(
+        out.stdout.contains("no longer started at boot here"),
+        "{out}"
+    );
+    assert!(h.wants("dst", &ctid2).exists(), "not enabled on DEST");
+    assert!(
+        h.wants("src", &ctid2).symlink_metadata().is_err(),
+        "the kept copy still starts at boot"
+    );
+    let toml = fs::read_to_string(h.src.ct_dir(&ctid2).join("ct.toml")).unwrap();
+    assert!(!toml.contains("onboot = true"), "{toml}");
+    assert_eq!(h.src.status_json(&ctid2)["status"], "stopped");
+}
+
 // ---------------------------------------------------------------- online
 
 /// One CRIU operation has been seen taking a minute in the VM lane
@@ -712,6 +818,16 @@ fn online_migration_keeps_the_ct_counting() {
         report["downtime_seconds"].as_f64().unwrap_or(-1.0),
     );
     assert_eq!(report["mode"], "online", "{out}");
+    // Whether CRIU could move memory lazily here (userfaultfd for a whole
+    // process tree): for the record, cove does not use lazy pages.
+    let lazy = Command::new(criu_bin().expect("criu"))
+        .args(["check", "--feature", "uffd-noncoop"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+                + String::from_utf8_lossy(&o.stderr).trim()
+        });
+    println!("FIGURES {t}: criu check --feature uffd-noncoop: {lazy:?}");
     assert!(
         !online["precopy"].as_array().unwrap().is_empty(),
         "no pre-copy round: {out}"
@@ -802,4 +918,178 @@ fn online_where_criu_cannot_work_is_refused_before_anything() {
     assert_eq!(init_pid(&h.src, &ctid), pid, "the CT was restarted");
     h.assert_source_as_before(&ctid, &hostname);
     h.assert_dest_clean(&ctid, false);
+}
+
+// ------------------------------------------------------- online, with a veth
+
+/// The CTs' network in the online tests with a veth.
+const LAN: &str = "198.18.9";
+/// An echo server in the CT, adopted by its init (so it is dumped).
+const ECHO_SERVER: &str =
+    "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; exec nc -ll -p 7007 -e cat' &); true";
+/// How long an answer may take: the first after a move waits for the
+/// CT's restore to finish, under emulation.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// One Ethernet segment both hosts are on, as two hosts on one switch: a
+/// third namespace (the client's) with a bridge `lan0` ({LAN}.100) that
+/// each host's bridge `mbr0` has a port on (`up0` there, `lsrc`/`ldst` in
+/// the client's). A CT on `mbr0` is reachable from the client on either
+/// host, once the bridges learned behind which port its MAC is.
+fn lan(h: &Hosts, test: &str) -> Option<HostNetns> {
+    let client = HostNetns::new(test)?;
+    client
+        .ip(&["link", "add", "lan0", "type", "bridge"])
+        .assert_ok();
+    client
+        .ip(&["addr", "add", &format!("{LAN}.100/24"), "dev", "lan0"])
+        .assert_ok();
+    client.ip(&["link", "set", "lan0", "up"]).assert_ok();
+    for (host, port) in [(&h.src, "lsrc"), (&h.dst, "ldst")] {
+        let ns = host.netns.as_ref().expect("the host's namespace");
+        client
+            .ip(&[
+                "link", "add", port, "type", "veth", "peer", "name", "up0", "netns", &ns.name,
+            ])
+            .assert_ok();
+        client
+            .ip(&["link", "set", port, "master", "lan0", "up"])
+            .assert_ok();
+        ns.ip(&["link", "add", "mbr0", "type", "bridge"])
+            .assert_ok();
+        ns.ip(&["link", "set", "up0", "master", "mbr0", "up"])
+            .assert_ok();
+        ns.ip(&["link", "set", "mbr0", "up"]).assert_ok();
+    }
+    Some(client)
+}
+
+/// `ip -o link show DEV` in a host's namespace: None when it has no DEV.
+fn host_link(env: &CoveEnv, dev: &str) -> Option<String> {
+    let out = env
+        .netns
+        .as_ref()
+        .expect("the host's namespace")
+        .ip(&["-o", "link", "show", dev]);
+    out.ok().then(|| out.stdout)
+}
+
+/// The CT's veth end is on `mbr0` and up in this host's namespace.
+#[track_caller]
+fn assert_on_bridge(env: &CoveEnv, ctid: &str, side: &str) {
+    let link = host_link(env, &format!("vc{ctid}"))
+        .unwrap_or_else(|| panic!("no veth end of CT {ctid} on the {side}"));
+    assert!(
+        link.contains("master mbr0") && link.contains("state UP"),
+        "the CT's veth end is not up on mbr0 on the {side}:\n{link}"
+    );
+}
+
+/// A CT with an address on the shared segment keeps one TCP connection
+/// from the client's namespace through a migration that DEST's restore
+/// fails (rolled back: the source CT runs on, its network working) and
+/// then through the real move: the connection sees no reset, carries data
+/// both ways after each, and the CT's address answers on DEST, its veth
+/// on DEST's bridge, nothing of it left on the source.
+#[test]
+fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
+    let t = "online_migration_moves_a_networked_ct_with_its_tcp_connection";
+    let Some(h) = setup(t) else { return };
+    if !needs_criu(t) {
+        return;
+    }
+    let Some(client) = lan(&h, t) else { return };
+    let dest = format!("root@{DST_ADDR}");
+    let ip = format!("{LAN}.10");
+    let cidr = format!("{ip}/24");
+    let (ctid, hostname) = running_ct(&h, &["--ipadd", &cidr, "--bridge", "mbr0"]);
+    h.src
+        .cmd_timeout(&["exec", &ctid, "sh", "-c", ECHO_SERVER], CRIU_TIMEOUT)
+        .assert_ok();
+    let server = format!("{ip}:7007");
+    let mut conn = tcp_connect_in(&client, &server);
+    assert_eq!(tcp_echo(&mut conn, "before", ECHO_TIMEOUT), "before");
+    let local = conn.local_addr().expect("local address");
+    let host_veth = format!("vc{ctid}");
+
+    // DEST's restore fails: its busybox template is empty.
+    let broken = h.dst.data.join("templates/busybox");
+    fs::create_dir_all(broken.join("rootfs")).unwrap();
+    let c = h.migrate_cmd(&[&ctid, &dest, "--online", "--precopy-rounds", "0"]);
+    let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
+    assert_cove_refused(&out, 52);
+    assert!(out.stderr.contains("rolled back"), "{out}");
+    assert!(Hosts::running(&h.src, &ctid), "source not running");
+    assert_eq!(
+        tcp_echo(&mut conn, "after the rollback", ECHO_TIMEOUT),
+        "after the rollback"
+    );
+    assert_on_bridge(&h.src, &ctid, "source");
+    assert!(
+        host_link(&h.dst, &host_veth).is_none(),
+        "the CT's veth end left on DEST"
+    );
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, true);
+
+    // The move.
+    fs::remove_dir_all(&broken).unwrap();
+    // No pre-copy (the counting test has it): the VM lane gives this
+    // binary 600 s.
+    let c = h.migrate_cmd(&[&ctid, &dest, "--online", "--json", "--precopy-rounds", "0"]);
+    let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
+    assert!(out.ok(), "{out}");
+    let report = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
+    let online = &report["online"];
+    println!(
+        "FIGURES {t}: precopy {} frozen_ms {} dump_s {:.3} transfer_s {:.3} restore_s {:.3} downtime_s {:.3}",
+        online["precopy"],
+        online["frozen_ms"],
+        online["dump_seconds"].as_f64().unwrap_or(-1.0),
+        online["transfer_seconds"].as_f64().unwrap_or(-1.0),
+        online["restore_seconds"].as_f64().unwrap_or(-1.0),
+        report["downtime_seconds"].as_f64().unwrap_or(-1.0),
+    );
+    assert!(Hosts::running(&h.dst, &ctid), "not running on DEST");
+    // The same connection, both ways, from the same client port.
+    let t0 = Instant::now();
+    assert_eq!(
+        tcp_echo(&mut conn, "after the move", ECHO_TIMEOUT),
+        "after the move"
+    );
+    println!(
+        "FIGURES {t}: first answer after the move in {:.3} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(conn.local_addr().expect("local address"), local);
+    assert_eq!(tcp_echo(&mut conn, "and again", ECHO_TIMEOUT), "and again");
+    assert_on_bridge(&h.dst, &ctid, "DEST");
+    assert!(
+        host_link(&h.src, &host_veth).is_none(),
+        "the CT's veth end left on the source"
+    );
+    let addr = h.dst.cmd_timeout(
+        &["exec", &ctid, "ip", "-4", "addr", "show", "eth0"],
+        CRIU_TIMEOUT,
+    );
+    assert!(addr.stdout.contains(&cidr), "{addr}");
+    let out = h
+        .dst
+        .cmd_timeout(&["exec", &ctid, "hostname"], CRIU_TIMEOUT);
+    assert_eq!(out.stdout.trim(), hostname, "{out}");
+    // A new connection reaches it there too.
+    let mut second = tcp_connect_in(&client, &server);
+    assert_eq!(tcp_echo(&mut second, "new", ECHO_TIMEOUT), "new");
+    drop(second);
+    drop(conn);
+    assert!(!h.src.ct_dir(&ctid).exists(), "CT left on the source");
+    h.src.assert_ct_cleaned_up(&ctid);
+    h.dst
+        .cmd_timeout(&["stop", &ctid], CRIU_TIMEOUT)
+        .assert_ok();
+    h.dst.assert_ct_cleaned_up(&ctid);
+    assert!(
+        host_link(&h.dst, &host_veth).is_none(),
+        "stop on DEST left the veth"
+    );
 }

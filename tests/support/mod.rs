@@ -2349,3 +2349,50 @@ pub fn wait_system_settled(env: &CoveEnv, ctid: &str, timeout: Duration) -> (Str
     }
     (last, t.elapsed())
 }
+
+// ---------------------------------------------------------------- a TCP peer in a namespace
+
+/// A TCP connection made from a thread of this test that entered `ns`
+/// (setns on that thread only: the socket belongs to the namespace it was
+/// made in), with retries while the server comes up.
+pub fn tcp_connect_in(ns: &HostNetns, addr: &str) -> std::net::TcpStream {
+    let path = ns.path.clone();
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    std::thread::spawn(move || {
+        let f = File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        // SAFETY: setns on an fd we own; it changes this thread's network
+        // namespace only, and the thread ends right after.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+                Ok(s) => return s,
+                Err(e) if Instant::now() >= deadline => panic!("connect to {addr}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(300)),
+            }
+        }
+    })
+    .join()
+    .expect("the connecting thread")
+}
+
+/// Sends a line on `s` and reads the line that comes back (an echo
+/// server); panics on a reset, an early end or `timeout` without one.
+#[track_caller]
+pub fn tcp_echo(s: &mut std::net::TcpStream, line: &str, timeout: Duration) -> String {
+    use std::io::Read;
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    s.write_all(format!("{line}\n").as_bytes())
+        .unwrap_or_else(|e| panic!("send {line:?}: {e}"));
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"\n") {
+        match s.read(&mut buf) {
+            Ok(0) => panic!("the connection ended before the answer to {line:?} (got {got:?})"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer to {line:?} (got {got:?}): {e}"),
+        }
+    }
+    String::from_utf8_lossy(&got).trim_end().to_string()
+}

@@ -481,6 +481,10 @@ fn preflight(
     if online {
         check.push("--online");
     }
+    let onboot = cfg.onboot == Some(true);
+    if onboot {
+        check.push("--onboot");
+    }
     // Both sides at once: `criu check` takes a while where CRIU runs
     // emulated.
     let (here, text) = std::thread::scope(|sc| {
@@ -522,6 +526,11 @@ fn preflight(
             bridge.as_deref().unwrap_or("?")
         ));
     }
+    if onboot && there.units_installed != Some(true) {
+        problems.push(format!(
+            "CT {ctid} starts at boot, but cove's systemd units are not installed on DEST (run cove systemd install there)"
+        ));
+    }
     if there.free_bytes < need {
         problems.push(format!(
             "free space on DEST's data directory: {} needed, {} free",
@@ -545,11 +554,6 @@ fn preflight(
             problems.push(format!(
                 "kernel: {} here, {} on DEST (online migration needs the same kernel)",
                 here.kernel, there.kernel
-            ));
-        }
-        if cfg.net.enabled() {
-            problems.push(format!(
-                "CT {ctid} has a network interface: online migration of a networked CT is not supported yet (migrate it offline)"
             ));
         }
     }
@@ -646,6 +650,7 @@ fn migrate(paths: &Paths, args: &MigrateArgs, dest: &str) -> Result<Report> {
                 &remote,
                 &ctid,
                 &ct,
+                &cfg,
                 args,
                 &mut journal,
                 &mut progress,
@@ -810,8 +815,24 @@ fn finish(paths: &Paths, remote: &Remote, ctid: &Ctid, journal: &Journal) -> Res
         if journal.online {
             remove_dump(&ct);
         }
+        // DEST boots it now; the copy kept here must not come up with
+        // the same addresses at this host's next boot.
+        let mut cfg = CtConfig::load(&ct.config, ctid)?;
+        let was_onboot = cfg.onboot == Some(true);
+        if was_onboot {
+            cfg.onboot = Some(false);
+            cfg.save(&ct.config)?;
+            crate::systemd::sync_onboot(paths)?;
+        }
         remove_journal(&ct);
-        Ok(format!("CT {ctid} kept here, stopped (--keep-src)"))
+        Ok(format!(
+            "CT {ctid} kept here, stopped (--keep-src){}",
+            if was_onboot {
+                ", no longer started at boot here"
+            } else {
+                ""
+            }
+        ))
     } else {
         lifecycle::destroy(paths, ctid.as_str(), true)?;
         Ok(format!("CT {ctid} removed here"))

@@ -22,15 +22,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use cove_checkpoint::CheckpointOptions;
-
+use crate::config::CtConfig;
 use crate::ctid::Ctid;
 use crate::error::{Error, Result};
 use crate::lifecycle;
 use crate::migrate::{human, write_journal, Journal, MigrateArgs, Progress, Remote};
 use crate::paths::CtPaths;
 use crate::runstate::MonitorRecord;
-use crate::suspend::{PreDump, Suspended};
+use crate::suspend::{self, DumpRequest, Suspended};
 
 /// suspend.rs's record of a suspended CT (its `RECORD`).
 pub(crate) const SUSPENDED: &str = "suspended.json";
@@ -56,21 +55,6 @@ pub struct OnlineReport {
     pub restore_seconds: f64,
 }
 
-fn from_checkpoint(e: cove_checkpoint::Error) -> Error {
-    match e {
-        cove_checkpoint::Error::Invalid(m) => Error::BadInput(m),
-        cove_checkpoint::Error::Engine(e) => Error::Engine(e),
-        e => Error::Tool(e.to_string()),
-    }
-}
-
-/// What `cove suspend` asks CRIU for: a CT dumped for migration is
-/// restored on DEST by `cove resume`, which expects the same images (its
-/// cgroup tree, systemd's hugetlbfs, its inotify watches by path).
-fn options(dir: &Path) -> CheckpointOptions {
-    crate::suspend::checkpoint_options(dir)
-}
-
 pub(crate) fn dump_dir(ct: &CtPaths) -> PathBuf {
     ct.dir.join("dump")
 }
@@ -82,6 +66,7 @@ pub(crate) fn move_online(
     remote: &Remote,
     ctid: &Ctid,
     ct: &CtPaths,
+    cfg: &CtConfig,
     args: &MigrateArgs,
     journal: &mut Journal,
     progress: &mut Progress,
@@ -112,12 +97,19 @@ pub(crate) fn move_online(
     for i in 1..=args.precopy_rounds {
         let t = Instant::now();
         let name = format!("pre-{i}");
-        let mut o = options(&dump.join(&name));
-        o.pre_dump = true;
-        o.parent_path = parent.as_ref().map(|p| PathBuf::from(format!("../{p}")));
-        let done = cove_checkpoint::checkpoint(&ct.oci_root, ctid.as_str(), &o)
-            .map_err(from_checkpoint)?;
-        let st = done.stats.unwrap_or_default();
+        // Each on top of the one before, relative to its own directory
+        // (CRIU's rule).
+        let st = suspend::dump(
+            ct,
+            ctid,
+            cfg,
+            &DumpRequest {
+                dir: &dump.join(&name),
+                parent: parent.as_ref().map(|p| Path::new("..").join(p)).as_deref(),
+                pre_dump: true,
+                page_server: None,
+            },
+        )?;
         let member = format!("./dump/{name}");
         let n = remote.send_tar(
             &ct.dir,
@@ -145,11 +137,8 @@ pub(crate) fn move_online(
                 human(n)
             ),
         );
-        pre.push(PreDump {
-            frozen_time_us: st.frozen_time_us,
-            pages_written: st.pages_written,
-        });
         rounds.push(round);
+        pre.push(st);
         parent = Some(name);
         // The dirty set stopped shrinking: more rounds would not shorten
         // the freeze.
@@ -162,11 +151,19 @@ pub(crate) fn move_online(
     let t = Instant::now();
     *down = t;
     let monitor = MonitorRecord::read(&ct.monitor);
-    let mut o = options(&dump);
-    o.parent_path = parent.map(PathBuf::from);
-    let done =
-        cove_checkpoint::checkpoint(&ct.oci_root, ctid.as_str(), &o).map_err(from_checkpoint)?;
-    let st = done.stats.unwrap_or_default();
+    // With a veth, the dump notes its host end (cove-net.json): DEST's
+    // restore makes it there and puts it on DEST's bridge.
+    let st = suspend::dump(
+        ct,
+        ctid,
+        cfg,
+        &DumpRequest {
+            dir: &dump,
+            parent: parent.as_deref().map(Path::new),
+            pre_dump: false,
+            page_server: None,
+        },
+    )?;
     let rec = Suspended {
         ctid: ctid.to_string(),
         dump_dir: dump.clone(),

@@ -49,6 +49,9 @@ pub enum RecvAction {
         bridge: Option<String>,
         #[arg(long)]
         online: bool,
+        /// The CT starts at boot: say whether cove's units are installed
+        #[arg(long)]
+        onboot: bool,
     },
     /// Receive a template as a tar stream on stdin
     Template { name: String },
@@ -68,7 +71,8 @@ pub enum RecvAction {
         #[arg(long, conflicts_with = "run")]
         restore: bool,
     },
-    /// The source took the CT as moved: it stays here for good
+    /// The source took the CT as moved: it stays here for good (and
+    /// starts at boot here if it did there)
     Confirm { ctid: String },
     /// Remove what a migration of CTID left here, unless confirmed
     Abort {
@@ -99,6 +103,10 @@ pub struct Facts {
     /// A migration of this CTID was received and not finished.
     #[serde(default)]
     pub pending: bool,
+    /// Whether cove's systemd units are installed (asked only for a CT
+    /// that starts at boot: DEST enables its instance).
+    #[serde(default)]
+    pub units_installed: Option<bool>,
 }
 
 fn staging(paths: &Paths, ctid: &Ctid) -> PathBuf {
@@ -120,9 +128,10 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
             template,
             bridge,
             online,
+            onboot,
         } => {
             let ctid = Ctid::parse(ctid)?;
-            let f = facts(
+            let mut f = facts(
                 paths,
                 Some(&ctid),
                 name.as_deref(),
@@ -130,6 +139,9 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
                 bridge.as_deref(),
                 *online,
             )?;
+            if *onboot {
+                f.units_installed = Some(crate::systemd::check_installed().is_ok());
+            }
             println!(
                 "{}",
                 serde_json::to_string(&f).map_err(|e| Error::Tool(e.to_string()))?
@@ -149,13 +161,8 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
             Ok(0)
         }
         RecvAction::Confirm { ctid } => {
-            let ctid = Ctid::parse(ctid)?;
-            let marker = paths.ct(&ctid).dir.join(MARKER);
-            match std::fs::remove_file(&marker) {
-                Ok(()) => Ok(0),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-                Err(e) => Err(Error::io("remove", marker, e)),
-            }
+            confirm(paths, &Ctid::parse(ctid)?)?;
+            Ok(0)
         }
         RecvAction::Abort { ctid, template } => {
             for note in abort(paths, &Ctid::parse(ctid)?, template.as_deref())? {
@@ -215,6 +222,7 @@ pub fn facts(
         free_bytes: free_bytes(&paths.data),
         existing_ct,
         pending,
+        units_installed: None,
     })
 }
 
@@ -394,6 +402,23 @@ fn resume_received(paths: &Paths, ctid: &Ctid) -> Result<()> {
     let json = serde_json::to_vec_pretty(&rec).map_err(|e| Error::Tool(e.to_string()))?;
     cove_engine::state::write_atomic(&rec_path, &json)?;
     crate::suspend::resume(paths, ctid.as_str())
+}
+
+/// The CT is this host's for good: its marker goes, and a CT that
+/// starts at boot gets its unit enabled here (in its boot order).
+fn confirm(paths: &Paths, ctid: &Ctid) -> Result<()> {
+    let ct = paths.ct(ctid);
+    let marker = ct.dir.join(MARKER);
+    match std::fs::remove_file(&marker) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove", marker, e)),
+    }
+    let cfg = CtConfig::load(&ct.config, ctid)?;
+    if cfg.onboot == Some(true) {
+        crate::systemd::sync_onboot(paths)?;
+    }
+    Ok(())
 }
 
 /// Removes a staged or unconfirmed CT of `ctid` (and `template` if this

@@ -397,7 +397,17 @@ fn run(launch: &Launch, lock: Lock, readiness: &mut Readiness) -> Result<Outcome
             created.pid,
             created.pidfd.as_fd(),
         )?,
-        Some(_) => net::setup_restored(&ct, ctid, &launch.cfg.net)?,
+        Some(_) => {
+            if let Some(note) = net::setup_restored(
+                &ct,
+                ctid,
+                &launch.cfg.net,
+                created.pid,
+                created.pidfd.as_fd(),
+            )? {
+                log(&note);
+            }
+        }
     }
     let master = listener.receive_master()?;
     drop(listener);

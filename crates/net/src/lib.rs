@@ -13,12 +13,14 @@
 //! | `addr` | IPv4/IPv6 addresses on a link |
 //! | `route` | routes through a link or a gateway |
 //! | `neigh` | neighbour proxy entries (proxy ARP / NDP for single addresses) |
+//! | `arp` | gratuitous ARP: addresses announced at an interface's MAC (after a move) |
 //! | `sysctl` | proxy_arp, forwarding, proxy_ndp |
 //! | `netns` | run a closure in another network namespace (a forked child) |
 //! | `nft` | a table of cove's own: DNAT rules for published ports; per-CT source guards on the veth's ingress |
 //! | `cidr` | an address with its prefix length |
 
 pub mod addr;
+pub mod arp;
 pub mod cidr;
 pub mod link;
 pub mod neigh;

@@ -182,9 +182,22 @@ pub fn setup(
 /// under its old name here (`veth[eth0]:vc<CTID>`); that end is put on
 /// the bridge (or given its routes) and the published ports come back.
 /// The CT's established connections go on once its host end is up.
-pub fn setup_restored(ct: &CtPaths, ctid: &Ctid, net: &NetConfig) -> Result<()> {
+///
+/// The CT may have been dumped on another host (`cove migrate --online`):
+/// its IPv4 addresses are then announced by gratuitous ARP (from its eth0
+/// when bridged, on the uplink when routed), so that the bridges and
+/// switches between it and its peers learn where its MAC is now. Returns
+/// a note when that announcement failed (the CT runs; peers find it once
+/// their caches expire).
+pub fn setup_restored(
+    ct: &CtPaths,
+    ctid: &Ctid,
+    net: &NetConfig,
+    init_pid: i32,
+    init_pidfd: BorrowedFd,
+) -> Result<Option<String>> {
     if !net.enabled() {
-        return Ok(());
+        return Ok(None);
     }
     let _lock = net_lock(ct)?;
     let mut nl = Netlink::open()?;
@@ -200,7 +213,39 @@ pub fn setup_restored(ct: &CtPaths, ctid: &Ctid, net: &NetConfig) -> Result<()> 
             "the restored CT's veth end {host} is not in this network namespace"
         )));
     }
-    host_side(&mut nl, ct, ctid, &mut rec, &host, net)
+    host_side(&mut nl, ct, ctid, &mut rec, &host, net)?;
+    Ok(announce(ctid, net, init_pid, init_pidfd)
+        .err()
+        .map(|e| format!("CT {ctid}: its addresses not announced: {e}")))
+}
+
+/// Gratuitous ARP for the CT's IPv4 addresses where its peers will see
+/// it: from eth0 inside the CT (bridged), or from the uplink here for the
+/// proxy ARP entries (routed).
+fn announce(ctid: &Ctid, net: &NetConfig, init_pid: i32, init_pidfd: BorrowedFd) -> Result<()> {
+    let v4: Vec<std::net::Ipv4Addr> = net
+        .ip
+        .iter()
+        .filter_map(|c| match c.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    if v4.is_empty() {
+        return Ok(());
+    }
+    match net.netif() {
+        Netif::Bridged => {
+            let ns = init_netns(ctid, init_pid, init_pidfd)?;
+            netns::run_in(ns.as_fd(), move || cove_net::arp::announce(CT_IFNAME, &v4))?;
+        }
+        Netif::Routed => {
+            if let Some(up) = &net.uplink {
+                cove_net::arp::announce(up, &v4)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The host end `host` of the CT's veth (which exists) on the bridge, or
