@@ -1098,7 +1098,7 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
 // ------------------------------------------------------- online, systemd
 
 /// A debian-12 CT, systemd as its init (where CRIU works: the VM lane),
-/// moves online to a DEST that lacks its template: there `systemctl
+/// moves online to a DEST that has its template: there `systemctl
 /// is-system-running` answers as before the move, PID 1 is the same
 /// systemd (its own start timestamp, journald's pid and start, a file in
 /// its /run all kept), a unit starts, and nothing of the CT is left on
@@ -1124,6 +1124,24 @@ fn online_migration_moves_a_debian_ct_with_systemd_running() {
     )
     .unwrap();
     drop(deb);
+    // DEST has the template installed, as a host of a cluster would: its
+    // own copy (other inodes than the source's). Sending 216 MB of it
+    // over ssh takes minutes under the VM lane's emulation, more than
+    // this binary's 600 s allow beside the other online tests; the
+    // busybox tests show a template sent.
+    let dst_store = h.dst.data.join("templates");
+    fs::create_dir_all(&dst_store).unwrap();
+    run_command(
+        Path::new("cp"),
+        &[
+            "-a".to_string(),
+            store.join("debian-12").display().to_string(),
+            dst_store.join("debian-12").display().to_string(),
+        ],
+        &h.dir.path,
+        Duration::from_secs(300),
+    )
+    .assert_ok();
     let ctid = h.src.new_ctid();
     let hostname = format!("deb{ctid}");
     h.src
@@ -1203,8 +1221,21 @@ fn online_migration_moves_a_debian_ct_with_systemd_running() {
         report["bytes_sent"],
         report["total_seconds"].as_f64().unwrap_or(-1.0),
     );
+    let phases: Vec<String> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {:.2}s",
+                p["phase"].as_str().unwrap_or("?"),
+                p["seconds"].as_f64().unwrap_or(-1.0)
+            )
+        })
+        .collect();
+    println!("MEASURE {t}: phases {}", phases.join(", "));
     assert_eq!(report["mode"], "online", "{out}");
-    assert_eq!(report["template_sent"], true, "{out}");
+    assert_eq!(report["template_sent"], false, "{out}");
     assert!(online["frozen_ms"].as_f64().unwrap() > 0.0, "{out}");
     assert!(report["downtime_seconds"].as_f64().unwrap() > 0.0, "{out}");
 
