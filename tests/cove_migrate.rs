@@ -356,8 +356,9 @@ fn run_child(mut c: Command, io: &Path, timeout: Duration) -> Out {
     }
 }
 
-/// The VM lane gives a test binary 1000 s (more than others: see scripts/vmtest.d/guest), and under emulation each of
-/// these tests takes a minute or more: there it runs only the online ones
+/// The VM lane gives this binary 1000 s (scripts/vmtest.d/guest), and
+/// under emulation each of these tests takes a minute or more: there it
+/// runs only the online ones
 /// (what needs CRIU); the offline ones run in the host lane.
 fn offline_here(test: &str) -> bool {
     if in_vm_lane() {
