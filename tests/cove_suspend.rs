@@ -155,51 +155,8 @@ fn suspend_where_criu_cannot_work_leaves_the_ct_running() {
     let _ = fs::metadata(env.ct_dir(&ctid));
 }
 
-/// A TCP connection from a thread of this test in `ns` (setns on that
-/// thread only: the socket belongs to the namespace it was made in), with
-/// retries while the server in the CT comes up.
-fn connect_in(ns: &HostNetns, addr: &str) -> std::net::TcpStream {
-    let path = ns.path.clone();
-    let addr: std::net::SocketAddr = addr.parse().expect("address");
-    std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        let f = fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        // SAFETY: setns on an fd we own; it changes this thread's network
-        // namespace only, and the thread ends right after.
-        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
-                Ok(s) => return s,
-                Err(e) if Instant::now() >= deadline => panic!("connect to {addr}: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(300)),
-            }
-        }
-    })
-    .join()
-    .expect("the connecting thread")
-}
-
-/// Sends a line and reads what comes back (the CT echoes it).
-#[track_caller]
-fn echo(s: &mut std::net::TcpStream, line: &str) -> String {
-    use std::io::{Read, Write};
-    s.set_read_timeout(Some(Duration::from_secs(90)))
-        .expect("timeout");
-    s.write_all(format!("{line}\n").as_bytes())
-        .unwrap_or_else(|e| panic!("send {line:?}: {e}"));
-    let mut got = Vec::new();
-    let mut buf = [0u8; 256];
-    while !got.ends_with(b"\n") {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("no answer to {line:?} (got {got:?}): {e}"),
-        }
-    }
-    String::from_utf8_lossy(&got).trim_end().to_string()
-}
+/// How long the CT's echo may take to answer under emulation.
+const ECHO_WAIT: Duration = Duration::from_secs(90);
 
 #[test]
 fn suspended_ct_keeps_its_address_and_an_open_tcp_connection() {
@@ -229,8 +186,11 @@ fn suspended_ct_keeps_its_address_and_an_open_tcp_connection() {
     )
     .assert_ok();
     let ns = env.netns.as_ref().expect("netns");
-    let mut conn = connect_in(ns, "198.18.7.2:7007");
-    assert_eq!(echo(&mut conn, "before suspend"), "before suspend");
+    let mut conn = tcp_connect_in(ns, "198.18.7.2:7007");
+    assert_eq!(
+        tcp_echo(&mut conn, "before suspend", ECHO_WAIT),
+        "before suspend"
+    );
     let local = conn.local_addr().expect("local address");
 
     let out = env.cmd_timeout(&["suspend", &ctid, "--json"], CRIU_TIMEOUT);
@@ -253,7 +213,10 @@ fn suspended_ct_keeps_its_address_and_an_open_tcp_connection() {
         .assert_ok();
     assert_eq!(env.status_json(&ctid)["status"], "running");
     // The same connection carries data both ways after the resume.
-    assert_eq!(echo(&mut conn, "after resume"), "after resume");
+    assert_eq!(
+        tcp_echo(&mut conn, "after resume", ECHO_WAIT),
+        "after resume"
+    );
     assert_eq!(conn.local_addr().expect("local address"), local);
     // The host end is back on the bridge; inside, the address and route.
     let link = ns.ip(&["-o", "link", "show", &host_veth]);
@@ -274,9 +237,12 @@ fn suspended_ct_keeps_its_address_and_an_open_tcp_connection() {
         "the default route is gone after resume:\n{route}"
     );
     // A new connection works too.
-    let mut second = connect_in(ns, "198.18.7.2:7007");
+    let mut second = tcp_connect_in(ns, "198.18.7.2:7007");
     drop(conn);
-    assert_eq!(echo(&mut second, "new connection"), "new connection");
+    assert_eq!(
+        tcp_echo(&mut second, "new connection", ECHO_WAIT),
+        "new connection"
+    );
     drop(second);
     env.cmd_timeout(&["stop", &ctid], CRIU_TIMEOUT).assert_ok();
     env.assert_ct_cleaned_up(&ctid);
