@@ -738,43 +738,11 @@ fn offline_migration_keeps_a_ct_starting_at_boot() {
 /// (a pre-dump, the dump, the restore) besides `criu check` on both sides.
 const CRIU_TIMEOUT: Duration = Duration::from_secs(540);
 
-/// A counter daemonised inside the CT (the init adopts it).
-const START_COUNTER: &str = "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; i=0; \
-    while :; do i=$((i+1)); echo $i >> /root/count; sleep 0.2; done' &) ; true";
-
-fn init_pid(env: &CoveEnv, ctid: &str) -> i32 {
-    let st = env.status_json(ctid);
-    st["init_pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or_else(|| panic!("no init pid: {st}"))
-}
-
-/// The CT's count, read through its init's root.
-fn counts(env: &CoveEnv, ctid: &str) -> Vec<u64> {
-    fs::read_to_string(format!("/proc/{}/root/root/count", init_pid(env, ctid)))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-fn wait_counts(env: &CoveEnv, ctid: &str, n: usize) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let c = counts(env, ctid);
-        if c.len() >= n || Instant::now() >= deadline {
-            return c;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Asserts the count went on from 1 without a restart or a gap.
 #[track_caller]
 fn assert_counting_on(env: &CoveEnv, ctid: &str) {
-    let c = counts(env, ctid);
-    let c = wait_counts(env, ctid, c.len() + 3);
+    let c = env.ct_counts(ctid);
+    let c = env.wait_ct_counts(ctid, c.len() + 3);
     for (i, v) in c.iter().enumerate() {
         assert_eq!(*v, i as u64 + 1, "the count restarted or skipped: {c:?}");
     }
@@ -784,9 +752,9 @@ fn assert_counting_on(env: &CoveEnv, ctid: &str) {
 fn counting_ct(h: &Hosts) -> (String, String) {
     let (ctid, hostname) = running_ct(h, &[]);
     h.src
-        .cmd_timeout(&["exec", &ctid, "sh", "-c", START_COUNTER], CRIU_TIMEOUT)
+        .cmd_timeout(&["exec", &ctid, "sh", "-c", CT_START_COUNTER], CRIU_TIMEOUT)
         .assert_ok();
-    wait_counts(&h.src, &ctid, 3);
+    h.src.wait_ct_counts(&ctid, 3);
     (ctid, hostname)
 }
 
@@ -798,7 +766,7 @@ fn online_migration_keeps_the_ct_counting() {
         return;
     }
     let (ctid, hostname) = counting_ct(&h);
-    let tree = tree_of(init_pid(&h.src, &ctid));
+    let tree = tree_of(h.src.ct_init_pid(&ctid));
     // One pre-copy round: each takes a minute in the VM lane.
     let c = h.migrate_cmd(&[
         &ctid,
@@ -842,7 +810,7 @@ fn online_migration_keeps_the_ct_counting() {
     assert!(Hosts::running(&h.dst, &ctid), "not running on DEST");
     assert_eq!(
         tree,
-        tree_of(init_pid(&h.dst, &ctid)),
+        tree_of(h.dst.ct_init_pid(&ctid)),
         "the pids inside changed"
     );
     assert_counting_on(&h.dst, &ctid);
@@ -880,11 +848,11 @@ fn online_where_criu_cannot_work_is_refused_before_anything() {
     }
     let Some(h) = setup(t) else { return };
     let (ctid, hostname) = running_ct(&h, &[]);
-    let pid = init_pid(&h.src, &ctid);
+    let pid = h.src.ct_init_pid(&ctid);
     let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}"), "--online"]);
     assert_cove_refused(&out, 50);
     assert!(out.stderr.contains("CRIU here"), "{out}");
-    assert_eq!(init_pid(&h.src, &ctid), pid, "the CT was restarted");
+    assert_eq!(h.src.ct_init_pid(&ctid), pid, "the CT was restarted");
     h.assert_source_as_before(&ctid, &hostname);
     h.assert_dest_clean(&ctid, false);
 }
@@ -976,10 +944,10 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
         .cmd_timeout(&["exec", &ctid, "sh", "-c", ECHO_SERVER], CRIU_TIMEOUT)
         .assert_ok();
     h.src
-        .cmd_timeout(&["exec", &ctid, "sh", "-c", START_COUNTER], CRIU_TIMEOUT)
+        .cmd_timeout(&["exec", &ctid, "sh", "-c", CT_START_COUNTER], CRIU_TIMEOUT)
         .assert_ok();
-    wait_counts(&h.src, &ctid, 3);
-    let tree = tree_of(init_pid(&h.src, &ctid));
+    h.src.wait_ct_counts(&ctid, 3);
+    let tree = tree_of(h.src.ct_init_pid(&ctid));
     let server = format!("{ip}:7007");
     let mut conn = tcp_connect_in(&client, &server);
     assert_eq!(tcp_echo(&mut conn, "before", ECHO_TIMEOUT), "before");
@@ -1001,7 +969,7 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     // The same processes here, counting on.
     assert_eq!(
         tree,
-        tree_of(init_pid(&h.src, &ctid)),
+        tree_of(h.src.ct_init_pid(&ctid)),
         "the pids inside changed"
     );
     assert_counting_on(&h.src, &ctid);
@@ -1049,7 +1017,7 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     assert_on_bridge(&h.dst, &ctid, "DEST");
     assert_eq!(
         tree,
-        tree_of(init_pid(&h.dst, &ctid)),
+        tree_of(h.dst.ct_init_pid(&ctid)),
         "the pids inside changed"
     );
     assert!(

@@ -17,27 +17,6 @@ use support::*;
 
 const CRIU_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// A counter daemonised inside the CT (its parent exits, so the CT's init
-/// adopts it: CRIU dumps the tree below the init).
-const START_COUNTER: &str = "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; i=0; \
-    while :; do i=$((i+1)); echo $i >> /root/count; sleep 0.2; done' &) ; true";
-
-fn init_pid(env: &CoveEnv, ctid: &str) -> i32 {
-    let st = env.status_json(ctid);
-    st["init_pid"]
-        .as_i64()
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or_else(|| panic!("no init pid: {st}"))
-}
-
-fn counts(env: &CoveEnv, ctid: &str) -> Vec<u64> {
-    numbers_in(init_pid(env, ctid), "/root/count")
-}
-
-fn wait_counts(env: &CoveEnv, ctid: &str, n: usize) -> Vec<u64> {
-    wait_numbers(n, || counts(env, ctid))
-}
-
 #[test]
 fn suspended_ct_resumes_counting_with_the_same_pids() {
     let test = "suspended_ct_resumes_counting_with_the_same_pids";
@@ -49,10 +28,10 @@ fn suspended_ct_resumes_counting_with_the_same_pids() {
     }
     let ctid = env.create_busybox(&[]);
     env.cmd_timeout(&["start", &ctid], CRIU_TIMEOUT).assert_ok();
-    env.cmd_timeout(&["exec", &ctid, "sh", "-c", START_COUNTER], CRIU_TIMEOUT)
+    env.cmd_timeout(&["exec", &ctid, "sh", "-c", CT_START_COUNTER], CRIU_TIMEOUT)
         .assert_ok();
-    wait_counts(&env, &ctid, 3);
-    let before = tree_of(init_pid(&env, &ctid));
+    env.wait_ct_counts(&ctid, 3);
+    let before = tree_of(env.ct_init_pid(&ctid));
     let monitor_before = env.monitor_pid(&ctid);
 
     // One pre-dump while the CT runs, then the final dump on top of it.
@@ -97,14 +76,14 @@ fn suspended_ct_resumes_counting_with_the_same_pids() {
         monitor_before,
         "no new monitor after resume"
     );
-    let c = counts(&env, &ctid);
-    let c = wait_counts(&env, &ctid, c.len() + 3);
+    let c = env.ct_counts(&ctid);
+    let c = env.wait_ct_counts(&ctid, c.len() + 3);
     for (i, v) in c.iter().enumerate() {
         assert_eq!(*v, i as u64 + 1, "the count restarted or skipped: {c:?}");
     }
     assert_eq!(
         before,
-        tree_of(init_pid(&env, &ctid)),
+        tree_of(env.ct_init_pid(&ctid)),
         "the pids inside changed"
     );
     assert!(!Path::new(&dump).exists(), "the dump stays after resume");

@@ -1665,6 +1665,26 @@ impl CoveEnv {
 
     /// `cove status CTID --json`.
     #[track_caller]
+    /// The CT's init pid from `cove status --json`.
+    pub fn ct_init_pid(&self, ctid: &str) -> i32 {
+        let st = self.status_json(ctid);
+        st["init_pid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or_else(|| panic!("no init pid: {st}"))
+    }
+
+    /// What [`CT_START_COUNTER`] wrote so far in CT `ctid`, read through its
+    /// init's root.
+    pub fn ct_counts(&self, ctid: &str) -> Vec<u64> {
+        numbers_in(self.ct_init_pid(ctid), "/root/count")
+    }
+
+    /// Waits until the CT's counter has written at least `n` numbers.
+    pub fn wait_ct_counts(&self, ctid: &str, n: usize) -> Vec<u64> {
+        wait_numbers(n, || self.ct_counts(ctid))
+    }
+
     pub fn status_json(&self, ctid: &str) -> Value {
         let out = self.cmd(&["status", ctid, "--json"]);
         out.assert_ok();
@@ -2477,6 +2497,12 @@ impl Drop for HostNetns {
 
 /// The numbers in a file inside the container, one a line, read from the
 /// host through its init's root (no exec: exec is slow under emulation).
+/// A counter daemonised inside a `cove` CT (`sh -c` it with `cove exec`):
+/// its parent exits, so the CT's init adopts it (CRIU dumps the tree below
+/// the init); 1, 2, 3... into /root/count every 0.2 s.
+pub const CT_START_COUNTER: &str = "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; i=0; \
+    while :; do i=$((i+1)); echo $i >> /root/count; sleep 0.2; done' &) ; true";
+
 pub fn numbers_in(pid: i32, path: &str) -> Vec<u64> {
     fs::read_to_string(format!("/proc/{pid}/root{path}"))
         .unwrap_or_default()
