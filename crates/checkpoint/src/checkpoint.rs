@@ -1,7 +1,7 @@
 //! `checkpoint`: dump (or pre-dump) a running container's process tree
 //! into an image directory with the options runc sends for the same flags.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +40,10 @@ pub struct CheckpointOptions {
     pub auto_dedup: bool,
     pub lazy_pages: bool,
     pub page_server: Option<(String, i32)>,
+    /// Pages go over this socket, already connected to a page server
+    /// (`criu page-server --ps-socket` at its other end), instead of to an
+    /// address: the caller chooses the transport (an ssh session, say).
+    pub page_server_fd: Option<RawFd>,
     /// Gets a 0 byte once the lazy-pages server is ready.
     pub status_fd: Option<i32>,
     /// Filesystems CRIU may dump though it does not know them (hugetlbfs).
@@ -197,6 +201,7 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
         config_file: layout::config_file(&spec),
         freeze_cgroup: layout::freeze_cgroup(&c.saved.cgroup_paths),
         page_server: o.page_server.clone(),
+        page_server_fd: o.page_server_fd,
         enable_fs: o.enable_fs.clone(),
         irmap_scan_paths: existing_in(pid, &o.irmap_scan_paths),
         ..Default::default()
@@ -248,6 +253,7 @@ pub fn checkpoint(root: &Path, id: &str, o: &CheckpointOptions) -> Result<Checkp
     let log = log_dir.join("dump.log");
     let mut pass = vec![images.as_raw_fd()];
     pass.extend(work.as_ref().map(|w| w.as_raw_fd()));
+    pass.extend(o.page_server_fd);
     let mut w = Worker::spawn(&o.criu, Stdio3::Null, &pass)?;
     w.call(
         kind,

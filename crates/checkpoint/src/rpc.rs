@@ -82,6 +82,9 @@ pub struct Opts {
     pub log_file: Option<String>,
     /// Page server address and port.
     pub page_server: Option<(String, i32)>,
+    /// A socket already connected to a page server (swrk mode only: the
+    /// fd is CRIU's, inherited).
+    pub page_server_fd: Option<i32>,
     pub notify_scripts: bool,
     pub root: Option<String>,
     pub parent_img: Option<String>,
@@ -137,6 +140,10 @@ impl Opts {
         if let Some((addr, port)) = &self.page_server {
             let mut ps = Encoder::new();
             ps.string(1, addr).int32(2, *port);
+            e.message(11, ps);
+        } else if let Some(fd) = self.page_server_fd {
+            let mut ps = Encoder::new();
+            ps.int32(4, fd);
             e.message(11, ps);
         }
         e.flag(12, self.notify_scripts);
@@ -368,6 +375,25 @@ mod tests {
         assert_eq!(fields[1], (36, Value::Bytes(b"/usr/share/dbus-1")));
         assert_eq!(fields[2], (36, Value::Bytes(b"/etc/localtime")));
         assert_eq!(fields.len(), 3);
+    }
+
+    #[test]
+    fn a_page_server_socket_is_criu_page_server_info_fd_4() {
+        let o = Opts {
+            images_dir_fd: 3,
+            page_server_fd: Some(9),
+            ..Default::default()
+        };
+        let b = o.encode().into_bytes();
+        let fields: Vec<_> = Fields::new(&b).collect::<Result<_, _>>().unwrap();
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[1].0, 11);
+        let Value::Bytes(ps) = fields[1].1 else {
+            panic!("criu_page_server_info is not a message: {:?}", fields[1]);
+        };
+        let inner: Vec<_> = Fields::new(ps).collect::<Result<_, _>>().unwrap();
+        // Only the fd: no address (CRIU would connect to it) and no port.
+        assert_eq!(inner, vec![(4, Value::Varint(9))]);
     }
 
     #[test]

@@ -234,6 +234,12 @@ pub fn first_error(log: &Path) -> Option<String> {
         .lines()
         .map_while(|l| l.ok())
         .find_map(|l| {
+            // CRIU sets TCP_CORK/TCP_NODELAY on its page-server socket and
+            // logs an error when that socket is not TCP (a socketpair
+            // handed over with --ps-socket): never the cause of anything.
+            if l.contains("Unable to restore TCP_") {
+                return None;
+            }
             let at = l.find("Error (")?;
             let rest = &l[at + "Error (".len()..];
             let (place, msg) = rest.split_once("): ")?;

@@ -69,6 +69,7 @@ pub fn checkpoint(cli: &Cli, a: &CheckpointArgs) -> Res {
         auto_dedup: a.criu.auto_dedup,
         lazy_pages: a.criu.lazy_pages,
         page_server: a.page_server.as_deref().map(page_server).transpose()?,
+        page_server_fd: None,
         status_fd: (a.status_fd >= 0).then_some(a.status_fd),
         // runc sends neither.
         enable_fs: Vec::new(),
