@@ -140,6 +140,7 @@ fn setup(test: &str) -> Option<Hosts> {
 fault=$(cat '{dir}/fault' 2>/dev/null)
 case "$2:$fault" in
 receive:cut) head -c 65536 | '{bin}' "$@"; exit $? ;;
+pages:pagecut) dd iflag=count_bytes count=65536 bs=65536 status=none | '{bin}' "$@"; exit $? ;;
 start:hang) echo $$ > '{dir}/hang.pid'; exec sleep 120 ;;
 esac
 exec '{bin}' "$@"
@@ -323,6 +324,37 @@ impl Hosts {
     }
 }
 
+/// What runs, and the last lines of the logs written in the last half
+/// hour under the test directories (CRIU's dump, restore and page-server
+/// logs, the monitors', DEST's sshd): for a test that hangs or fails.
+fn diagnose(io: &Path) {
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,ppid,stat,wchan:24,args", "--forest"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    eprintln!("{ps}");
+    let logs = Command::new("find")
+        .args([
+            io.parent().unwrap_or(io).to_str().unwrap_or("/tmp"),
+            "-name",
+            "*.log",
+            "-mmin",
+            "-30",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for log in logs.lines() {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(25).collect();
+        eprintln!("--- {log} (last lines)");
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+    }
+}
+
 /// Runs a prepared command with its output in files, killed at `timeout`.
 fn run_child(mut c: Command, io: &Path, timeout: Duration) -> Out {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -342,6 +374,8 @@ fn run_child(mut c: Command, io: &Path, timeout: Duration) -> Out {
             break st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
         }
         if Instant::now() > deadline {
+            eprintln!("TIMEOUT after {timeout:?}: {cmdline}");
+            diagnose(io);
             let _ = child.kill();
             let _ = child.wait();
             break -1;
@@ -767,6 +801,34 @@ fn online_migration_keeps_the_ct_counting() {
     }
     let (ctid, hostname) = counting_ct(&h);
     let tree = tree_of(h.src.ct_init_pid(&ctid));
+
+    // The final dump's pages cut after 64 KiB on their way to DEST's page
+    // server: the CT, frozen here for the dump, runs on.
+    h.fault("pagecut");
+    let c = h.migrate_cmd(&[
+        &ctid,
+        &format!("root@{DST_ADDR}"),
+        "--online",
+        "--precopy-rounds",
+        "0",
+    ]);
+    let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
+    assert_cove_refused(&out, 52);
+    assert!(out.stderr.contains("rolled back"), "{out}");
+    assert!(Hosts::running(&h.src, &ctid), "source not running");
+    let st = h.src.status_json(&ctid);
+    assert_eq!(st["status"], "running", "left frozen: {st}");
+    assert_eq!(
+        tree,
+        tree_of(h.src.ct_init_pid(&ctid)),
+        "the pids inside changed"
+    );
+    assert_counting_on(&h.src, &ctid);
+    assert!(!h.src.ct_dir(&ctid).join("dump").exists(), "dump left");
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, false);
+    h.fault("");
+
     // One pre-copy round: each takes a minute in the VM lane.
     let c = h.migrate_cmd(&[
         &ctid,
@@ -790,6 +852,7 @@ fn online_migration_keeps_the_ct_counting() {
         report["downtime_seconds"].as_f64().unwrap_or(-1.0),
     );
     assert_eq!(report["mode"], "online", "{out}");
+    assert_eq!(online["transport"], "page-server", "{out}");
     // Whether CRIU could move memory lazily here (userfaultfd for a whole
     // process tree): for the record, cove does not use lazy pages.
     let lazy = Command::new(criu_bin().expect("criu"))
@@ -911,6 +974,22 @@ fn host_link(env: &CoveEnv, dev: &str) -> Option<String> {
     out.ok().then(|| out.stdout)
 }
 
+/// The nftables tables of this host's namespace that mute a CT's veth
+/// (`cove-mute-*`, made for an online migration's final dump).
+fn mute_tables(env: &CoveEnv) -> Vec<String> {
+    let out = env
+        .netns
+        .as_ref()
+        .expect("the host's namespace")
+        .exec(&["nft", "list", "tables"]);
+    out.assert_ok();
+    out.stdout
+        .lines()
+        .filter(|l| l.contains("cove-mute-"))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The CT's veth end is on `mbr0` and up in this host's namespace.
 #[track_caller]
 fn assert_on_bridge(env: &CoveEnv, ctid: &str, side: &str) {
@@ -976,6 +1055,7 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     assert!(!h.src.ct_dir(&ctid).join("dump").exists(), "dump left");
     assert!(!h.src.ct_dir(&ctid).join("suspended.json").exists());
     assert_on_bridge(&h.src, &ctid, "source");
+    assert_eq!(mute_tables(&h.src), Vec::<String>::new(), "still muted");
     assert!(
         host_link(&h.dst, &host_veth).is_none(),
         "the CT's veth end left on DEST"
@@ -989,6 +1069,9 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     // binary 1000 s.
     let c = h.migrate_cmd(&[&ctid, &dest, "--online", "--json", "--precopy-rounds", "0"]);
     let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
+    if !out.ok() {
+        diagnose(&h.dir.path);
+    }
     assert!(out.ok(), "{out}");
     let report = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
     let online = &report["online"];
@@ -1024,6 +1107,8 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
         host_link(&h.src, &host_veth).is_none(),
         "the CT's veth end left on the source"
     );
+    assert_eq!(mute_tables(&h.src), Vec::<String>::new(), "mute table left");
+    assert_eq!(mute_tables(&h.dst), Vec::<String>::new(), "muted on DEST");
     let addr = h.dst.cmd_timeout(
         &["exec", &ctid, "ip", "-4", "addr", "show", "eth0"],
         CRIU_TIMEOUT,

@@ -27,6 +27,7 @@
 //! once DEST had started the CT, finishes the migration instead.
 
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +74,11 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(0..=20))]
     pub precopy_rounds: u32,
+    /// With --online: how memory travels (CRIU's page server on DEST over
+    /// ssh, or each dump written here and sent as a tar)
+    #[arg(long, value_enum, value_name = "HOW",
+          default_value_t = crate::migrate_online::Transport::PageServer)]
+    pub transport: crate::migrate_online::Transport,
 }
 
 /// How far a migration got, in `<data>/ct/<CTID>/migrate.json`.
@@ -89,6 +95,11 @@ pub(crate) struct Journal {
     /// `--online`: the CT may sit dumped here (suspended.json).
     #[serde(default)]
     pub(crate) online: bool,
+    /// `--online`, from the final dump on: the CT's processes are frozen
+    /// here and its veth's host end is down, until DEST confirms (then
+    /// they are killed) or the migration rolls back (then thawed).
+    #[serde(default)]
+    pub(crate) frozen_here: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,17 +221,28 @@ impl Remote {
                     self.dest, self.bin
                 ),
             },
+            // cove's own line says what went wrong; without one (a shell
+            // or a signal ended it), the exit status and what it printed.
             Some(c) => Error::Migrate {
                 code: c,
-                msg: format!(
-                    "{}: {}",
-                    self.dest,
-                    lines
-                        .iter()
-                        .map(|l| l.trim_start_matches("cove: "))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
+                msg: if lines.iter().any(|l| l.starts_with("cove: ")) {
+                    format!(
+                        "{}: {}",
+                        self.dest,
+                        lines
+                            .iter()
+                            .map(|l| l.trim_start_matches("cove: "))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                } else {
+                    format!(
+                        "{}: exit status {c}{}{}",
+                        self.dest,
+                        if lines.is_empty() { "" } else { ": " },
+                        lines.join("; ")
+                    )
+                },
             },
         }
     }
@@ -303,6 +325,79 @@ impl Remote {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
         Ok(bytes)
+    }
+}
+
+/// One ssh session carrying a CRIU page-server connection: CRIU's dump
+/// here writes to [`PageSession::fd`]; ssh takes the other end of that
+/// socketpair as its stdin and stdout, and DEST's `cove migrate-recv
+/// pages` hands the stream to `criu page-server` there.
+pub(crate) struct PageSession {
+    fd: Option<OwnedFd>,
+    ssh: Option<std::process::Child>,
+}
+
+impl PageSession {
+    /// For CRIU (it inherits the fd).
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_ref().map_or(-1, |f| f.as_raw_fd())
+    }
+
+    /// Closes our end (once CRIU returned, DEST's page server has
+    /// answered its last request) and waits for the session: DEST's
+    /// error, if it failed.
+    pub(crate) fn finish(mut self, remote: &Remote) -> Result<()> {
+        drop(self.fd.take());
+        let Some(ssh) = self.ssh.take() else {
+            return Ok(());
+        };
+        let out = ssh
+            .wait_with_output()
+            .map_err(|e| Error::Tool(format!("ssh: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(remote.failure(out.status, &out.stderr))
+        }
+    }
+}
+
+impl Drop for PageSession {
+    fn drop(&mut self) {
+        drop(self.fd.take());
+        if let Some(mut ssh) = self.ssh.take() {
+            let _ = ssh.kill();
+            let _ = ssh.wait();
+        }
+    }
+}
+
+impl Remote {
+    /// Starts `cove migrate-recv ARGS` on DEST with its stdin and stdout
+    /// joined to a socket here.
+    pub(crate) fn page_server(&self, args: &[&str]) -> Result<PageSession> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("socketpair", e))?;
+        let out = theirs
+            .try_clone()
+            .map_err(|e| Error::Tool(format!("dup: {e}")))?;
+        let ssh = self
+            .command(args)
+            .stdin(Stdio::from(theirs))
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Tool(format!("ssh: {e}")))?;
+        Ok(PageSession {
+            fd: Some(ours),
+            ssh: Some(ssh),
+        })
     }
 }
 
@@ -631,6 +726,7 @@ fn migrate(paths: &Paths, args: &MigrateArgs, dest: &str) -> Result<Report> {
         template_sent: None,
         phase: Stage::Moving,
         online: false,
+        frozen_here: false,
     };
     write_journal(&ct, &journal)?;
     let mut down = Instant::now();
@@ -811,6 +907,18 @@ fn remove_dump(ct: &CtPaths) {
 fn finish(paths: &Paths, remote: &Remote, ctid: &Ctid, journal: &Journal) -> Result<String> {
     let ct = paths.ct(ctid);
     remote.run(&["confirm", ctid.as_str()])?;
+    if journal.frozen_here && runstate::status(&ct, ctid).running() {
+        // The frozen copy ends still muted: its kernel's resets of the
+        // moved connections reach no one.
+        lifecycle::stop(
+            paths,
+            ctid.as_str(),
+            StopHow {
+                timeout: Duration::ZERO,
+                fast: true,
+            },
+        )?;
+    }
     if journal.keep_src {
         if journal.online {
             remove_dump(&ct);
@@ -856,15 +964,15 @@ fn rollback(paths: &Paths, ctid: &Ctid, journal: &Journal, cause: Error) -> Erro
     match remote.run(&abort) {
         Ok(_) => {
             // DEST is clean: the CT is ours alone again.
-            remove_journal(&ct);
-            let dumped = ct.dir.join(crate::migrate_online::SUSPENDED).exists();
-            if journal.online && dumped {
-                // The final dump ended the CT's processes: they come back
-                // from it, as after a suspend.
-                if let Err(e) = crate::suspend::resume(paths, ctid.as_str()) {
-                    left.push(format!("CT {ctid} not resumed here ({})", e.one_line()));
+            if journal.frozen_here {
+                // The final dump left the CT's processes here, frozen.
+                remove_dump(&ct);
+                match crate::migrate_online::thaw_here(&ct, ctid) {
+                    Ok(()) => remove_journal(&ct),
+                    Err(e) => left.push(format!("CT {ctid} not thawed here ({})", e.one_line())),
                 }
             } else {
+                remove_journal(&ct);
                 if journal.online {
                     remove_dump(&ct);
                 }

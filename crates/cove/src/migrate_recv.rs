@@ -62,6 +62,17 @@ pub enum RecvAction {
         #[arg(long)]
         more: bool,
     },
+    /// Run CRIU's page server for one dump of CTID, on this session's
+    /// stdin and stdout (the source's CRIU at their other end)
+    Pages {
+        ctid: String,
+        /// The pre-copy round N (into dump/pre-N); without it the final dump
+        #[arg(long, value_name = "N")]
+        round: Option<u32>,
+        /// The round whose pages this dump builds on
+        #[arg(long, value_name = "N")]
+        parent_round: Option<u32>,
+    },
     /// Put the received CT in place (and start it with --run, or resume
     /// it from its received dump with --restore)
     Start {
@@ -154,6 +165,14 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
         }
         RecvAction::Receive { ctid, more } => {
             receive_ct(paths, &Ctid::parse(ctid)?, *more)?;
+            Ok(0)
+        }
+        RecvAction::Pages {
+            ctid,
+            round,
+            parent_round,
+        } => {
+            page_server(paths, &Ctid::parse(ctid)?, *round, *parent_round)?;
             Ok(0)
         }
         RecvAction::Start { ctid, run, restore } => {
@@ -355,6 +374,128 @@ fn receive_ct(paths: &Paths, ctid: &Ctid, more: bool) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// `criu page-server` writing one dump's pages into the staged CT's dump
+/// directory (dump/pre-N for round N, dump itself for the final dump),
+/// fed from this session: stdin and stdout are the source CRIU's
+/// connection, relayed over a socketpair (CRIU receives with recv(2) and
+/// splice(2), which pipes from sshd do not take). Its log stays in the
+/// staging directory only if it fails.
+fn page_server(paths: &Paths, ctid: &Ctid, round: Option<u32>, parent: Option<u32>) -> Result<()> {
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::process::CommandExt;
+
+    let stage = staging(paths, ctid);
+    if !stage.join("ct.toml").exists() {
+        return Err(Error::BadInput(format!(
+            "no CT {ctid} is being received here (see cove migrate)"
+        )));
+    }
+    let dump = stage.join("dump");
+    let (dir, parent, name) = match round {
+        Some(n) => (
+            dump.join(format!("pre-{n}")),
+            parent.map(|m| format!("../pre-{m}")),
+            format!("pre-{n}"),
+        ),
+        None => (
+            dump.clone(),
+            parent.map(|m| format!("pre-{m}")),
+            "final".into(),
+        ),
+    };
+    crate::paths::private_dir(&dump)?;
+    crate::paths::private_dir(&dir)?;
+    let log = stage.join(format!("page-server-{name}.log"));
+    let (ours, theirs) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::sys("socketpair", e))?;
+    let fd = theirs.as_raw_fd();
+    let mut cmd = Command::new("criu");
+    cmd.arg("page-server")
+        .arg("--images-dir")
+        .arg(&dir)
+        .args(["--ps-socket", &fd.to_string(), "-v4", "--log-file"])
+        .arg(&log);
+    if let Some(p) = &parent {
+        cmd.arg("--prev-images-dir").arg(p);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only fcntl(2), async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut criu = cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Tool("criu is not installed here (apt-get install criu)".into())
+        } else {
+            Error::Tool(format!("cannot start criu page-server: {e}"))
+        }
+    })?;
+    drop(theirs);
+    let to_criu = ours.try_clone().map_err(|e| Error::io("dup", &log, e))?;
+    // The source's side of the session into CRIU; never joined: it ends
+    // with this process if the source keeps its end open.
+    std::thread::spawn(move || {
+        let mut from = match std::io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => std::fs::File::from(fd),
+            Err(_) => return,
+        };
+        let mut to = std::fs::File::from(to_criu);
+        let _ = pump(&mut from, &mut to);
+        let _ = nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+    });
+    // CRIU's answers back, until it closes its end (it exits).
+    if let Ok(out) = std::io::stdout().as_fd().try_clone_to_owned() {
+        let _ = pump(
+            &mut std::fs::File::from(ours),
+            &mut std::fs::File::from(out),
+        );
+    }
+    let status = criu
+        .wait()
+        .map_err(|e| Error::Tool(format!("criu page-server: {e}")))?;
+    if status.success() {
+        let _ = std::fs::remove_file(&log);
+        return Ok(());
+    }
+    Err(Error::Tool(format!(
+        "criu page-server ({status}) for CT {ctid}: {} (log: {})",
+        cove_checkpoint::swrk::first_error(&log).unwrap_or_else(|| "no error in its log".into()),
+        log.display()
+    )))
+}
+
+/// Copies `from` to `to` until end of file with read(2) and write(2).
+/// Not std::io::copy: between a pipe and a socket it splices, and a
+/// splice(2) from a socket into sshd's pipe holds the pipe's lock while it
+/// waits for more from the socket, so sshd cannot take out what CRIU's
+/// answer already put in (seen: CRIU's dump waiting for the answer to its
+/// first request, sshd in D state in pipe_read).
+fn pump(from: &mut std::fs::File, to: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+    }
 }
 
 /// The staged CT moves under `<data>/ct` with its marker; with `run` it

@@ -111,8 +111,13 @@ pub struct DumpRequest<'a> {
     pub parent: Option<&'a Path>,
     /// Memory only, and the CT runs on.
     pub pre_dump: bool,
-    /// Pages go to a CRIU page server at (address, port) instead of `dir`.
-    pub page_server: Option<(String, i32)>,
+    /// Pages (and their maps) go over this socket to a CRIU page server
+    /// at its other end instead of into `dir`.
+    pub page_server_fd: Option<std::os::fd::RawFd>,
+    /// A final dump of a CT the caller has frozen (its cgroup): the
+    /// processes stay, frozen, instead of ending (CRIU puts the freezer
+    /// back as it found it). Migration's rollback then only thaws.
+    pub leave_frozen: bool,
 }
 
 /// The CT's network as a restore must know it, kept in the dump directory
@@ -128,12 +133,13 @@ const DUMP_NET: &str = "cove-net.json";
 
 /// Checkpoints CT `ctid` (running, locked by the caller) as `req` says.
 /// After a final dump the CT's processes are gone and its monitor tears
-/// the rest down; after a pre-dump it runs on.
+/// the rest down (unless `leave_frozen`); after a pre-dump it runs on.
 pub fn dump(ct: &CtPaths, ctid: &Ctid, cfg: &CtConfig, req: &DumpRequest) -> Result<PreDump> {
     let mut o = checkpoint_options(req.dir);
     o.pre_dump = req.pre_dump;
     o.parent_path = req.parent.map(Path::to_path_buf);
-    o.page_server = req.page_server.clone();
+    o.page_server_fd = req.page_server_fd;
+    o.leave_running = req.leave_frozen;
     let done =
         cove_checkpoint::checkpoint(&ct.oci_root, ctid.as_str(), &o).map_err(from_checkpoint)?;
     if !req.pre_dump {
@@ -273,7 +279,8 @@ fn dump_all(
                 // Relative to the image directory, as CRIU wants it.
                 parent: parent.as_ref().map(|p| Path::new("..").join(p)).as_deref(),
                 pre_dump: true,
-                page_server: None,
+                page_server_fd: None,
+                leave_frozen: false,
             },
         )?;
         pre.push(done);
@@ -287,7 +294,8 @@ fn dump_all(
             dir,
             parent: parent.as_deref(),
             pre_dump: false,
-            page_server: None,
+            page_server_fd: None,
+            leave_frozen: false,
         },
     )?;
     Ok((pre, stats))

@@ -306,6 +306,39 @@ pub fn unguard(dev: &str) -> Result<()> {
     }
 }
 
+/// The name of the table that mutes host end `dev`.
+pub fn mute_table(dev: &str) -> String {
+    format!("cove-mute-{dev}")
+}
+
+/// One transaction that makes the mute table of `dev` afresh: a chain on
+/// the host end's ingress, ahead of the source guard, whose policy drops
+/// every frame the CT sends. Its carrier, addresses and routes stay as
+/// they are (a checkpoint taken meanwhile records them unchanged).
+pub fn mute_script(dev: &str) -> String {
+    let t = mute_table(dev);
+    format!(
+        "add table netdev {t}\ndelete table netdev {t}\nadd table netdev {t}\n\
+         add chain netdev {t} ingress {{ type filter hook ingress device \"{dev}\" priority -1000; policy drop; }}\n"
+    )
+}
+
+/// Drops everything the CT behind host end `dev` sends.
+pub fn mute(dev: &str) -> Result<()> {
+    nft(&["-f", "-"], Some(&mute_script(dev))).map(drop)
+}
+
+/// Lets the CT behind `dev` send again; no mute table is fine.
+pub fn unmute(dev: &str) -> Result<()> {
+    if binary().is_none() {
+        return Ok(());
+    }
+    match nft(&["delete", "table", "netdev", &mute_table(dev)], None) {
+        Err(Error::Nft(m)) if m.contains("No such file or directory") => Ok(()),
+        r => r.map(drop),
+    }
+}
+
 fn table_exists() -> Result<bool> {
     match nft(&["list", "table", FAMILY, TABLE], None) {
         Ok(_) => Ok(true),
@@ -317,6 +350,16 @@ fn table_exists() -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mute_drops_everything_from_the_ct_ahead_of_its_guard() {
+        assert_eq!(
+            mute_script("vc101"),
+            "add table netdev cove-mute-vc101\ndelete table netdev cove-mute-vc101\n\
+             add table netdev cove-mute-vc101\nadd chain netdev cove-mute-vc101 ingress \
+             { type filter hook ingress device \"vc101\" priority -1000; policy drop; }\n"
+        );
+    }
 
     #[test]
     fn a_guard_admits_only_the_cts_addresses() {

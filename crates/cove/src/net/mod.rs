@@ -95,6 +95,9 @@ pub struct NetRecord {
     /// The host end whose source guard table was made.
     #[serde(default)]
     pub guard: Option<String>,
+    /// The host end muted for a migration ([`mute`]).
+    #[serde(default)]
+    pub muted: Option<String>,
 }
 
 fn record_path(ct: &CtPaths) -> PathBuf {
@@ -513,6 +516,9 @@ pub fn teardown(ct: &CtPaths, ctid: &Ctid) -> Result<()> {
         // Deleting the device does not take its ingress table with it.
         nft::unguard(&dev)?;
     }
+    if let Some(dev) = rec.muted.take() {
+        nft::unmute(&dev)?;
+    }
     if rec.published {
         nft::remove(ctid.as_str())?;
     }
@@ -522,6 +528,42 @@ pub fn teardown(ct: &CtPaths, ctid: &Ctid) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Mutes the CT's veth (`on`: every frame the CT sends is dropped at the
+/// host end, by an nftables table of its own) or lets it speak again.
+/// Migration keeps the frozen source copy of a CT this way while DEST
+/// takes over: its kernel must not acknowledge what a peer sends
+/// meanwhile (DEST's copy would never have it), nor reset the moved
+/// connections when its processes end. The link stays up: its carrier,
+/// addresses and routes are what the dump records and DEST restores (a
+/// route dumped while the link was down carries the kernel's read-only
+/// "linkdown" flag, which `ip route restore` then fails on).
+pub fn mute(ct: &CtPaths, ctid: &Ctid, on: bool) -> Result<()> {
+    let _lock = net_lock(ct)?;
+    let Some(mut rec) = NetRecord::read(ct) else {
+        return Ok(());
+    };
+    let Some(host) = rec.host_veth.clone() else {
+        return Ok(());
+    };
+    if rec.netns != netns::current_id()? {
+        return Err(Error::BadInput(format!(
+            "CT {ctid}'s network was set up in another network namespace (net:[{}]); run cove in that one",
+            rec.netns.1
+        )));
+    }
+    if on {
+        // Recorded first: a teardown after a crash still removes it.
+        rec.muted = Some(host.clone());
+        rec.write(ct)?;
+        nft::mute(&host)?;
+    } else {
+        nft::unmute(&host)?;
+        rec.muted = None;
+        rec.write(ct)?;
+    }
+    Ok(())
 }
 
 /// A bridge cove made goes with its last port (and its addresses and
