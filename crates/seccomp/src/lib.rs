@@ -43,6 +43,7 @@ mod arch;
 mod bpf;
 mod codegen;
 mod containers;
+mod encoding;
 mod listener;
 mod load;
 mod parse;
