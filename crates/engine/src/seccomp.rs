@@ -6,18 +6,26 @@
 //! lookups, a one-time table, sorting), most of what a profile added to
 //! `cove-oci run` before this cache. An entry is a file in
 //! `<state root>/.seccomp-cache/` (directory 0700, owned by the runtime's
-//! user, made on first use) named by the SHA-256 of what the compile
-//! depends on: this binary (its /proc/self/exe identity, so a new build
-//! never reads an old one's entries) and the profile's JSON text exactly
-//! as config.json has it. Nothing else goes in: the compile reads no
-//! kernel facts (the syscall tables are built in) and the flags are part
-//! of the profile.
+//! user, made on first use). It holds the exact input the compile depends
+//! on, this binary's identity (its GNU build-id, so a new build never
+//! reads an old one's entries) and the profile's JSON text as config.json
+//! has it, and is used only when both are byte for byte those of the
+//! container at hand. Nothing else goes in: the compile reads no kernel
+//! facts (the syscall tables are built in) and the flags are part of the
+//! profile.
 //!
-//! An entry holds the whole [`Filter`] (program, seccomp(2) flags, notify
-//! use), behind a header (magic, format version, the key) and followed by
-//! a SHA-256 of everything before it. One that is truncated, corrupt, of
-//! another key or another format is ignored, and replaced once the fresh
-//! compile has been used successfully. Entries are written to a temporary
+//! The file's name is a 64-bit hash of that input. It need not resist
+//! collisions, since a hit compares the input itself: two profiles with
+//! one name only take turns in the file. A cryptographic digest would
+//! cost more here than the rest of a hit: SHA-256's CPU feature detection
+//! alone is three CPUIDs, each a trap to the hypervisor on a VM (4 µs
+//! measured).
+//!
+//! Behind the input an entry holds the whole [`Filter`] (program,
+//! seccomp(2) flags, notify use), framed by a magic, a format version,
+//! lengths and a checksum. One that is truncated, corrupt, of another
+//! input or another format is ignored, and replaced once the fresh
+//! compile has served a container. Entries are written to a temporary
 //! file and renamed, so a reader sees a whole entry or none; only what
 //! compiled and then served a container is stored, so a bad profile is
 //! never cached and is refused, as before, with its line. At most
@@ -33,7 +41,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use cove_seccomp::Filter;
 use oci_spec::runtime::LinuxSeccomp;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::spec::Config;
@@ -44,18 +51,15 @@ pub const CACHE_DIR: &str = ".seccomp-cache";
 /// Entries kept; podman or Kubernetes use one or a few profiles.
 pub const MAX_ENTRIES: usize = 64;
 
-/// Entry layout: MAGIC, VERSION (u32 LE), the 32-byte key, the filter's
-/// length (u32 LE), the filter ([`Filter::to_bytes`]), SHA-256 of all that.
+/// Entry layout (integers u32 LE): MAGIC, VERSION, the binary's identity,
+/// the profile's text and the filter ([`Filter::to_bytes`]), each as its
+/// length and its bytes, then [`hash64`] of all that (u64 LE).
 const MAGIC: &[u8; 8] = b"coveSECF";
 const VERSION: u32 = 1;
-const HEAD: usize = 8 + 4 + 32 + 4;
-const SUM: usize = 32;
-/// A filter of the kernel's 4096 instructions, with room to spare.
-const MAX_ENTRY_LEN: u64 = 64 << 10;
+/// podman's profile is 16 KB of JSON, its filter 4 KB; room to spare.
+const MAX_ENTRY_LEN: u64 = 1 << 20;
 /// A temporary file this old was left by a runtime that died writing it.
 const STALE_TMP: Duration = Duration::from_secs(60);
-
-type Key = [u8; 32];
 
 /// The filter for a config's linux.seccomp.
 pub struct Seccomp {
@@ -64,8 +68,9 @@ pub struct Seccomp {
     /// rules (the listener's path and metadata are in it), and after a
     /// compile.
     pub profile: Option<LinuxSeccomp>,
-    /// A compiled filter the cache does not hold yet.
-    unsaved: Option<(PathBuf, Key)>,
+    /// A compiled filter the cache does not hold yet: the directory, the
+    /// binary's identity and the profile's text.
+    unsaved: Option<(PathBuf, Vec<u8>, Vec<u8>)>,
 }
 
 impl Seccomp {
@@ -77,8 +82,8 @@ impl Seccomp {
             return Ok(None);
         };
         let dir = root.join(CACHE_DIR);
-        let key = key(json);
-        if let Some(filter) = key.as_ref().and_then(|k| lookup(&dir, k)) {
+        let exe = exe_identity();
+        if let Some(filter) = exe.as_ref().and_then(|exe| lookup(&dir, exe, json)) {
             let profile = if filter.uses_notify() {
                 config.seccomp()?
             } else {
@@ -97,14 +102,14 @@ impl Seccomp {
         Ok(Some(Seccomp {
             filter,
             profile: Some(profile),
-            unsaved: key.map(|k| (dir, k)),
+            unsaved: exe.map(|exe| (dir, exe, json.to_vec())),
         }))
     }
 
     /// Stores a freshly compiled filter once it served a container.
     pub fn remember(&self) {
-        if let Some((dir, key)) = &self.unsaved {
-            match store(dir, key, &self.filter) {
+        if let Some((dir, exe, json)) = &self.unsaved {
+            match store(dir, exe, json, &self.filter) {
                 Ok(path) => tracing::debug!(entry = %path.display(), "seccomp filter cached"),
                 Err(e) => tracing::debug!("seccomp filter not cached: {e}"),
             }
@@ -125,9 +130,13 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     Ok(filter)
 }
 
-/// SHA-256 over this binary's identity and the profile's text; None when
-/// the binary cannot be told apart from another build.
-fn key(json: &[u8]) -> Option<Key> {
+/// What tells this binary from another build: its GNU build-id, or, when
+/// the linker wrote none, the identity of the file (device, inode, size,
+/// mtime and ctime, which any write changes). None when neither is known.
+fn exe_identity() -> Option<Vec<u8>> {
+    if let Some(id) = crate::sys::build_id() {
+        return Some([b"build-id:".as_slice(), &id].concat());
+    }
     let exe = match std::fs::metadata("/proc/self/exe") {
         Ok(m) => m,
         Err(e) => {
@@ -135,11 +144,7 @@ fn key(json: &[u8]) -> Option<Key> {
             return None;
         }
     };
-    let mut h = Sha256::new();
-    h.update(MAGIC);
-    h.update(VERSION.to_le_bytes());
-    // ctime too: it changes with any write to the file, which mtime need
-    // not (`cp -p`, `touch -r`).
+    let mut id = b"file:".to_vec();
     for v in [
         exe.dev(),
         exe.ino(),
@@ -149,18 +154,43 @@ fn key(json: &[u8]) -> Option<Key> {
         exe.ctime() as u64,
         exe.ctime_nsec() as u64,
     ] {
-        h.update(v.to_le_bytes());
+        id.extend_from_slice(&v.to_le_bytes());
     }
-    h.update(json);
-    Some(h.finalize().into())
+    Some(id)
 }
 
-fn hex(key: &Key) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
+/// A 64-bit hash for entry names and the entry checksum: FxHash's step
+/// over 8-byte words (each step a bijection of the state, so any change to
+/// one word changes the result) and murmur3's finaliser to spread the
+/// bits. Fast (16 KB in about a microsecond), not cryptographic: see the
+/// module's comment.
+fn hash64(parts: &[&[u8]]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = 0;
+    let mut step = |w: u64| h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    for part in parts {
+        let mut words = part.chunks_exact(8);
+        for w in &mut words {
+            step(u64::from_le_bytes(w.try_into().unwrap_or_default()));
+        }
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        step(u64::from_le_bytes(tail));
+        step(part.len() as u64);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+fn entry_name(exe: &[u8], json: &[u8]) -> String {
+    format!("{:016x}", hash64(&[exe, json]))
 }
 
 fn is_entry_name(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    name.len() == 16 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The cache directory is ours alone: a directory (not a link), owned by
@@ -177,8 +207,8 @@ fn dir_is_private(dir: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn lookup(dir: &Path, key: &Key) -> Option<Filter> {
-    let path = dir.join(hex(key));
+fn lookup(dir: &Path, exe: &[u8], json: &[u8]) -> Option<Filter> {
+    let path = dir.join(entry_name(exe, json));
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -201,7 +231,7 @@ fn lookup(dir: &Path, key: &Key) -> Option<Filter> {
         }
         let mut bytes = Vec::with_capacity(m.len() as usize);
         file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-        decode(&bytes, key)
+        decode(&bytes, exe, json)
     });
     match found {
         Ok(filter) => {
@@ -215,52 +245,72 @@ fn lookup(dir: &Path, key: &Key) -> Option<Filter> {
     }
 }
 
-fn encode(key: &Key, filter: &Filter) -> Vec<u8> {
+fn encode(exe: &[u8], json: &[u8], filter: &Filter) -> Vec<u8> {
     let body = filter.to_bytes();
-    let mut out = Vec::with_capacity(HEAD + body.len() + SUM);
+    let mut out = Vec::with_capacity(32 + exe.len() + json.len() + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    let sum: [u8; 32] = Sha256::digest(&out).into();
-    out.extend_from_slice(&sum);
+    for part in [exe, json, &body] {
+        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    let sum = hash64(&[&out]);
+    out.extend_from_slice(&sum.to_le_bytes());
     out
 }
 
-fn decode(bytes: &[u8], key: &Key) -> std::result::Result<Filter, String> {
-    if bytes.len() < HEAD + SUM || &bytes[..8] != MAGIC {
-        return Err("not a cache entry (too short or wrong magic)".into());
+/// The filter in an entry written by [`encode`] for this `exe` and `json`.
+fn decode(bytes: &[u8], exe: &[u8], json: &[u8]) -> std::result::Result<Filter, String> {
+    let Some((data, sum)) = bytes.split_last_chunk::<8>() else {
+        return Err("not a cache entry (too short)".into());
+    };
+    if data.get(..8) != Some(MAGIC.as_slice()) {
+        return Err("not a cache entry (wrong magic)".into());
     }
-    if bytes[8..12] != VERSION.to_le_bytes() {
+    if hash64(&[data]) != u64::from_le_bytes(*sum) {
+        return Err("checksum mismatch (truncated or damaged)".into());
+    }
+    if data.get(8..12) != Some(VERSION.to_le_bytes().as_slice()) {
         return Err("another format version".into());
     }
-    if &bytes[12..44] != key {
+    let mut rest = &data[12..];
+    let mut part = || -> std::result::Result<&[u8], String> {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or("a length runs past the end")?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let (part, tail) = tail
+            .split_at_checked(len)
+            .ok_or("a part runs past the end")?;
+        rest = tail;
+        Ok(part)
+    };
+    if part()? != exe {
+        return Err("written by another build".into());
+    }
+    if part()? != json {
         return Err("another profile's entry".into());
     }
-    let len = u32::from_le_bytes(bytes[44..48].try_into().unwrap_or_default()) as usize;
-    if bytes.len() != HEAD + len + SUM {
-        return Err(format!(
-            "{} bytes, the header says {}",
-            bytes.len(),
-            HEAD + len + SUM
-        ));
+    let body = part()?;
+    if !rest.is_empty() {
+        return Err("trailing bytes".into());
     }
-    let (data, sum) = bytes.split_at(HEAD + len);
-    if Sha256::digest(data).as_slice() != sum {
-        return Err("checksum mismatch".into());
-    }
-    Filter::from_bytes(&data[HEAD..]).ok_or_else(|| "not a valid filter".to_string())
+    Filter::from_bytes(body).ok_or_else(|| "not a valid filter".to_string())
 }
 
-fn store(dir: &Path, key: &Key, filter: &Filter) -> std::result::Result<PathBuf, String> {
+fn store(
+    dir: &Path,
+    exe: &[u8],
+    json: &[u8],
+    filter: &Filter,
+) -> std::result::Result<PathBuf, String> {
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(format!("{}: {e}", dir.display())),
     }
     dir_is_private(dir)?;
-    let path = dir.join(hex(key));
+    let path = dir.join(entry_name(exe, json));
     let tmp = dir.join(format!(".tmp.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let written = std::fs::OpenOptions::new()
@@ -269,7 +319,7 @@ fn store(dir: &Path, key: &Key, filter: &Filter) -> std::result::Result<PathBuf,
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o600)
         .open(&tmp)
-        .and_then(|mut f| f.write_all(&encode(key, filter)))
+        .and_then(|mut f| f.write_all(&encode(exe, json, filter)))
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -322,29 +372,46 @@ mod tests {
     }
 
     #[test]
-    fn entries_decode_only_whole_and_for_their_key() {
+    fn entries_decode_only_whole_and_for_their_input() {
         let f = filter();
-        let key = [7u8; 32];
-        let good = encode(&key, &f);
-        let back = decode(&good, &key).expect("whole entry");
+        let (exe, json) = (
+            b"build-id:1234".as_slice(),
+            br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#.as_slice(),
+        );
+        let good = encode(exe, json, &f);
+        let back = decode(&good, exe, json).expect("whole entry");
         assert_eq!(back.to_bytes(), f.to_bytes());
-        assert!(decode(&good, &[8u8; 32]).is_err(), "another key");
-        for len in [0, 8, HEAD, HEAD + SUM, good.len() - 1] {
-            assert!(decode(&good[..len], &key).is_err(), "truncated to {len}");
+        assert!(
+            decode(&good, b"build-id:1235", json).is_err(),
+            "another build"
+        );
+        assert!(
+            decode(&good, exe, br#"{"defaultAction":"SCMP_ACT_LOG"}"#).is_err(),
+            "another profile"
+        );
+        for len in [0, 8, 20, good.len() / 2, good.len() - 1] {
+            assert!(
+                decode(&good[..len], exe, json).is_err(),
+                "truncated to {len}"
+            );
         }
-        for at in [0, 9, 20, 45, HEAD + 3, good.len() - 1] {
+        for at in [0, 9, 14, 30, good.len() - 20, good.len() - 1] {
             let mut bad = good.clone();
             bad[at] ^= 0x40;
-            assert!(decode(&bad, &key).is_err(), "byte {at} flipped");
+            assert!(decode(&bad, exe, json).is_err(), "byte {at} flipped");
         }
     }
 
     #[test]
-    fn keys_differ_by_profile_text() {
-        let a = key(br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
-        let b = key(br#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
-        assert_ne!(a, b);
-        assert_eq!(a, key(br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap());
-        assert!(is_entry_name(&hex(&a)));
+    fn names_differ_by_profile_text_and_build() {
+        let a = entry_name(b"build-id:1", br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);
+        let b = entry_name(b"build-id:1", br#"{"defaultAction": "SCMP_ACT_ALLOW"}"#);
+        let c = entry_name(b"build-id:2", br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);
+        assert!(a != b && a != c && b != c);
+        assert_eq!(
+            a,
+            entry_name(b"build-id:1", br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#)
+        );
+        assert!(is_entry_name(&a), "{a}");
     }
 }
