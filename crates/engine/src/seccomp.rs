@@ -118,7 +118,7 @@ impl Seccomp {
 }
 
 /// Compiles a profile that is not in the cache.
-pub fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
+fn compile(profile: &LinuxSeccomp) -> Result<Filter> {
     let t = Instant::now();
     let filter = cove_seccomp::compile(profile)
         .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?;
