@@ -9,8 +9,6 @@
 //! section:
 //!   A = nr
 //!   binary search over ranges of syscall numbers -> return, or a rule block
-//!   (a subtree of at most LOCAL_RANGES ranges is followed by its own
-//!   returns and rule blocks)
 //! rule blocks:
 //!   per conditional rule: argument comparisons, return its action
 //!   return the default action
@@ -23,14 +21,6 @@
 //! of `jge` over the range starts. An allow-list profile of 400 syscalls
 //! becomes some tens of ranges, so a syscall costs a handful of
 //! instructions and the program stays far below the kernel's 4096.
-//!
-//! A conditional jump reaches 255 instructions ahead; one to a return at
-//! the end of a long program needs a trampoline (`ja`) after it. Instead,
-//! each small subtree of the search ends in a pool of the returns and
-//! rule blocks its leaves use, within reach of all of them: for podman's
-//! profile that took 130 trampolines out of 525 instructions. The length
-//! matters at every container start: the kernel checks, converts and
-//! JIT-compiles the program in seccomp(2), some 0.2 µs per instruction.
 
 use std::collections::BTreeMap;
 
@@ -55,7 +45,6 @@ pub(crate) fn generate(profile: &Profile) -> Result<Vec<Insn>, Error> {
         asm: Asm::default(),
         rets: BTreeMap::new(),
         blocks: BTreeMap::new(),
-        local: None,
     };
     let asm = &mut gen.asm;
 
@@ -149,24 +138,9 @@ fn lookup(p: &Profile, abi: Abi, nr: u32) -> Decision {
     }
 }
 
-/// A search subtree of at most this many ranges (63 instructions of `jge`)
-/// ends in its own pool of returns and rule blocks, which leaves the pool
-/// some 190 instructions within reach of every jump in the subtree. For
-/// podman's profile 32 gives 428 instructions, 64 gives 411, 96 gives 404.
-const LOCAL_RANGES: usize = 64;
-
 struct Gen<'a> {
     p: &'a Profile,
     asm: Asm,
-    rets: BTreeMap<u32, Label>,
-    blocks: BTreeMap<(Abi, u32), Label>,
-    /// The pool of the subtree being emitted, if any: its returns and
-    /// rule blocks, bound after it.
-    local: Option<Pool>,
-}
-
-#[derive(Default)]
-struct Pool {
     rets: BTreeMap<u32, Label>,
     blocks: BTreeMap<(Abi, u32), Label>,
 }
@@ -213,14 +187,12 @@ impl Gen<'_> {
     }
 
     fn target(&mut self, decision: Decision) -> Label {
-        let (rets, blocks) = match &mut self.local {
-            Some(pool) => (&mut pool.rets, &mut pool.blocks),
-            None => (&mut self.rets, &mut self.blocks),
-        };
-        let asm = &mut self.asm;
         match decision {
-            Decision::Ret(value) => *rets.entry(value).or_insert_with(|| asm.label()),
-            Decision::Rules(abi, nr) => *blocks.entry((abi, nr)).or_insert_with(|| asm.label()),
+            Decision::Ret(value) => *self.rets.entry(value).or_insert_with(|| self.asm.label()),
+            Decision::Rules(abi, nr) => *self
+                .blocks
+                .entry((abi, nr))
+                .or_insert_with(|| self.asm.label()),
         }
     }
 
@@ -240,26 +212,8 @@ impl Gen<'_> {
     }
 
     /// A balanced binary search over at least two ranges; the left half
-    /// follows right away, so only `jt` jumps far. The first subtree small
-    /// enough on each path is followed by its pool.
+    /// follows right away, so only `jt` jumps far.
     fn search(&mut self, ranges: &[(u32, Decision)]) {
-        if self.local.is_some() || ranges.len() > LOCAL_RANGES {
-            return self.search_tree(ranges);
-        }
-        self.local = Some(Pool::default());
-        self.search_tree(ranges);
-        let pool = self.local.take().unwrap_or_default();
-        for (value, label) in pool.rets {
-            self.asm.bind(label);
-            self.asm.ret(value);
-        }
-        for ((abi, nr), label) in pool.blocks {
-            self.asm.bind(label);
-            self.block(abi, nr);
-        }
-    }
-
-    fn search_tree(&mut self, ranges: &[(u32, Decision)]) {
         let (left, right) = ranges.split_at(ranges.len() / 2);
         let right_label = match right {
             [(_, d)] => self.target(*d),
