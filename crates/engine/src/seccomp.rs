@@ -402,6 +402,86 @@ mod tests {
         }
     }
 
+    /// A fresh directory of mode 0700 under the system's temp dir.
+    fn private_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cove-sc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn store_keeps_the_newest_entries_and_drops_stale_temporaries() {
+        let dir = private_dir("evict");
+        let cache = dir.join(CACHE_DIR);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&cache)
+            .unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let mut names = Vec::new();
+        for i in 0..MAX_ENTRIES {
+            let name = format!("{i:016x}");
+            let f = std::fs::File::create(cache.join(&name)).unwrap();
+            f.set_modified(old + Duration::from_secs(i as u64)).unwrap();
+            names.push(name);
+        }
+        let stale = cache.join(".tmp.1");
+        std::fs::File::create(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let fresh = cache.join(".tmp.2");
+        std::fs::File::create(&fresh).unwrap();
+
+        let (exe, json) = (
+            b"build-id:ab".as_slice(),
+            br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#.as_slice(),
+        );
+        let stored = store(&cache, exe, json, &filter()).expect("store");
+        assert!(
+            lookup(&cache, exe, json).is_some(),
+            "the new entry is read back"
+        );
+        let left: Vec<String> = std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .filter(|n| is_entry_name(n))
+            .collect();
+        assert_eq!(left.len(), MAX_ENTRIES);
+        assert!(!left.contains(&names[0]), "the oldest entry stayed");
+        assert!(left.iter().any(|n| stored.ends_with(n)));
+        assert!(!stale.exists(), "a stale temporary file stayed");
+        assert!(fresh.exists(), "a writer's fresh temporary file went");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cache_directory_others_can_enter_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_dir("mode");
+        let cache = dir.join(CACHE_DIR);
+        let (exe, json) = (
+            b"build-id:ab".as_slice(),
+            br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#.as_slice(),
+        );
+        store(&cache, exe, json, &filter()).expect("store");
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o700, "made with mode 0700");
+        assert!(lookup(&cache, exe, json).is_some());
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(
+            lookup(&cache, exe, json).is_none(),
+            "read from a 0755 directory"
+        );
+        assert!(
+            store(&cache, exe, json, &filter()).is_err(),
+            "written to a 0755 directory"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn names_differ_by_profile_text_and_build() {
         let a = entry_name(b"build-id:1", br#"{"defaultAction":"SCMP_ACT_ALLOW"}"#);
