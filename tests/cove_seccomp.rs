@@ -59,6 +59,10 @@ fn default_profile_denies_host_reaching_calls_in_a_ct() {
         return;
     }
     let ctid = started_ct_with_probe(&env, &probe_bin, &[]);
+    // The start compiled the profile into the engine's filter cache; the
+    // execs below take it from there (a compile would store a new file).
+    let cached = filter_cache_entries(&env);
+    assert_eq!(cached.len(), 1, "{cached:?}");
     assert_eq!(init_seccomp_mode(&env, &ctid), "Seccomp:\t2");
     let seen = probe(
         &env,
@@ -89,6 +93,24 @@ fn default_profile_denies_host_reaching_calls_in_a_ct() {
          mkdir: ok\n\
          sethostname:ct-probe: ok\n"
     );
+    assert_eq!(filter_cache_entries(&env), cached, "an exec compiled again");
+}
+
+/// The engine's seccomp filter cache under cove's state root: each entry's
+/// name and inode (a compile stores a new file).
+fn filter_cache_entries(env: &CoveEnv) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = env.run.join("oci/.seccomp-cache");
+    let mut v: Vec<(String, u64)> = fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| Some((e.file_name().into_string().ok()?, e.metadata().ok()?.ino())))
+                .filter(|(name, _)| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 #[test]

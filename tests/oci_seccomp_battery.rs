@@ -11,6 +11,8 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{json, Value};
 use support::*;
 
@@ -585,4 +587,319 @@ fn abis_left_out_of_architectures_are_killed_as_runc() {
             0
         )
     );
+}
+
+// ------------------------------------------------------- the filter cache
+//
+// cove-oci keeps each compiled filter in `<root>/.seccomp-cache/`: a later
+// create or exec with the same profile text loads it instead of compiling.
+// Its debug log says which: "seccomp filter compiled" (then "seccomp
+// filter cached") or "seccomp filter from cache".
+
+const COMPILED: &str = "seccomp filter compiled";
+const STORED: &str = "seccomp filter cached";
+const FROM_CACHE: &str = "seccomp filter from cache";
+const IGNORED: &str = "ignored";
+
+/// The cache is cove-oci's: a validation run against runc skips it.
+fn cache_prerequisites(test: &str) -> Option<(Env, PathBuf)> {
+    if under_test_is_runc() {
+        skip(test, "the seccomp filter cache is cove-oci's own");
+        return None;
+    }
+    let env = prerequisites_with_runc(test)?;
+    let probe = needs_seccomp_probe(test)?;
+    Some((env, probe))
+}
+
+/// A container for the runtime under test running the probe under `profile`.
+fn probe_ct(env: &Env, test: &str, probe: &Path, bin: &Path, profile: Value, args: &[&str]) -> Ct {
+    let mut ct = Ct::with_bin(env, test, bin);
+    let mut full = vec![PROBE_IN_CT];
+    full.extend_from_slice(args);
+    ct.args(&full)
+        .mount_seccomp_probe(probe)
+        .add_capabilities(&["CAP_SYS_ADMIN"]);
+    ct.config["linux"]["seccomp"] = profile;
+    ct
+}
+
+/// `run` with --debug --log: what the container showed, and the log.
+fn run_logged(ct: &Ct, tmp: &TempDir, name: &str) -> (String, String) {
+    ct.save_config();
+    let log = tmp.join(&format!("{name}.log"));
+    let (log_s, bundle) = (log.display().to_string(), ct.bundle.display().to_string());
+    let out = ct.cmd(&[
+        "--debug", "--log", &log_s, "run", "--bundle", &bundle, &ct.id,
+    ]);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    (observed(&out), text)
+}
+
+fn cache_dir(ct: &Ct) -> PathBuf {
+    ct.state_root.join(".seccomp-cache")
+}
+
+/// The cache's entries (temporary files left out), sorted.
+fn cache_entries(ct: &Ct) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(cache_dir(ct))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'));
+    v.sort();
+    v
+}
+
+#[track_caller]
+fn assert_compiled(log: &str, what: &str) {
+    assert!(
+        log.contains(COMPILED) && log.contains(STORED) && !log.contains(FROM_CACHE),
+        "{what}: expected a compile and a store:\n{log}"
+    );
+}
+
+#[track_caller]
+fn assert_from_cache(log: &str, what: &str) {
+    assert!(
+        log.contains(FROM_CACHE) && !log.contains(COMPILED),
+        "{what}: expected the filter from the cache, without a compile:\n{log}"
+    );
+}
+
+#[test]
+fn second_run_takes_the_filter_from_the_cache_and_acts_as_the_first_and_as_runc() {
+    // The allow-list profile with conditions on all three ABIs: every kind
+    // of jump the program has, so a cached program that lost or changed an
+    // instruction shows in the battery.
+    let test = "second_run_takes_the_filter_from_the_cache_and_acts_as_the_first_and_as_runc";
+    let Some((env, probe)) = cache_prerequisites(test) else {
+        return;
+    };
+    let tmp = TempDir::new(test);
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ARCHES,
+        "syscalls": [
+            {"names": ALLOWED, "action": "SCMP_ACT_ALLOW"},
+            {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": 0xffff_ffffu64, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["unshare"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+        ],
+    });
+    let runc = env.runc.clone().unwrap();
+    let reference = probe_ct(&env, test, &probe, &runc, profile, BATTERY);
+    let runc_seen = observed(&reference.run());
+    let ct = reference.twin(&env.bin);
+
+    assert!(cache_entries(&ct).is_empty());
+    let (first, log) = run_logged(&ct, &tmp, "first");
+    assert_compiled(&log, "first run");
+    assert_eq!(cache_entries(&ct).len(), 1, "one entry after the first run");
+    let (second, log) = run_logged(&ct, &tmp, "second");
+    assert_from_cache(&log, "second run");
+    assert_eq!(cache_entries(&ct).len(), 1);
+
+    assert_same_as_runc(test, &runc_seen, &first, "first run (compiled)");
+    assert_same_as_runc(test, &runc_seen, &second, "second run (from the cache)");
+    assert!(second.contains("mkdir: errno EPERM\n") && second.contains("unshare:0x20000: ok\n"));
+}
+
+#[test]
+fn damaged_cache_entry_is_ignored_and_the_profile_still_applies() {
+    let test = "damaged_cache_entry_is_ignored_and_the_profile_still_applies";
+    let Some((env, probe)) = cache_prerequisites(test) else {
+        return;
+    };
+    let tmp = TempDir::new(test);
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ARCHES,
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSPC}],
+    });
+    let ct = probe_ct(
+        &env,
+        test,
+        &probe,
+        &env.bin,
+        profile,
+        &["mkdir", "mkdir-i386", "chmod:0755"],
+    );
+    let expected = lines(
+        &[
+            ("mkdir", "errno ENOSPC"),
+            ("mkdir-i386", "errno ENOSPC"),
+            ("chmod:0755", "ok"),
+        ],
+        0,
+    );
+    let (seen, log) = run_logged(&ct, &tmp, "fill");
+    assert_compiled(&log, "first run");
+    assert_eq!(seen, expected);
+    let entries = cache_entries(&ct);
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    let good = std::fs::read(entry).unwrap();
+
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x10;
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let damages: [(&str, Vec<u8>); 5] = [
+        ("truncated to half", good[..good.len() / 2].to_vec()),
+        ("cut before its checksum", good[..good.len() - 8].to_vec()),
+        ("one bit flipped", flipped),
+        ("a byte too many", trailing),
+        ("someone else's file", b"not a cache entry\n".to_vec()),
+    ];
+    for (i, (what, bytes)) in damages.iter().enumerate() {
+        std::fs::write(entry, bytes).unwrap();
+        let (seen, log) = run_logged(&ct, &tmp, &format!("damage{i}"));
+        assert!(
+            log.contains(IGNORED),
+            "{what}: no line says the entry was ignored:\n{log}"
+        );
+        assert_compiled(&log, what);
+        assert_eq!(seen, expected, "{what}: the container got another filter");
+        assert_eq!(
+            std::fs::read(entry).unwrap(),
+            good,
+            "{what}: the entry was not replaced"
+        );
+    }
+    let (seen, log) = run_logged(&ct, &tmp, "after");
+    assert_from_cache(&log, "after the damaged entry was replaced");
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn different_profiles_do_not_share_a_cache_entry() {
+    let test = "different_profiles_do_not_share_a_cache_entry";
+    let Some((env, probe)) = cache_prerequisites(test) else {
+        return;
+    };
+    let tmp = TempDir::new(test);
+    let deny = |name: &str| {
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ARCHES,
+            "syscalls": [{"names": [name], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSPC}],
+        })
+    };
+    let probes = ["mkdir", "sethostname"];
+    let mut ct = probe_ct(&env, test, &probe, &env.bin, deny("mkdir"), &probes);
+    let denies_mkdir = lines(&[("mkdir", "errno ENOSPC"), ("sethostname", "ok")], 0);
+    let denies_sethostname = lines(&[("mkdir", "ok"), ("sethostname", "errno ENOSPC")], 0);
+
+    let (seen, log) = run_logged(&ct, &tmp, "a1");
+    assert_compiled(&log, "profile A, first");
+    assert_eq!(seen, denies_mkdir);
+    ct.config["linux"]["seccomp"] = deny("sethostname");
+    let (seen, log) = run_logged(&ct, &tmp, "b1");
+    assert_compiled(&log, "profile B, first (A's entry must not serve it)");
+    assert_eq!(seen, denies_sethostname);
+    assert_eq!(cache_entries(&ct).len(), 2, "one entry per profile");
+
+    let (seen, log) = run_logged(&ct, &tmp, "b2");
+    assert_from_cache(&log, "profile B, again");
+    assert_eq!(seen, denies_sethostname);
+    ct.config["linux"]["seccomp"] = deny("mkdir");
+    let (seen, log) = run_logged(&ct, &tmp, "a2");
+    assert_from_cache(&log, "profile A, again");
+    assert_eq!(seen, denies_mkdir);
+
+    // The same profile written without spaces is other text: its own
+    // entry (the key is the text, which costs no parse to compare).
+    ct.write_raw_config(&serde_json::to_string(&ct.config).unwrap());
+    let (seen, log) = run_logged(&ct, &tmp, "a3");
+    assert_compiled(&log, "profile A written compactly");
+    assert_eq!(seen, denies_mkdir);
+    assert_eq!(cache_entries(&ct).len(), 3);
+}
+
+#[test]
+fn cache_directory_is_private_and_its_name_is_no_container_id() {
+    let test = "cache_directory_is_private_and_its_name_is_no_container_id";
+    let Some((env, probe)) = cache_prerequisites(test) else {
+        return;
+    };
+    let tmp = TempDir::new(test);
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]});
+    let ct = probe_ct(&env, test, &probe, &env.bin, profile, &["mkdir"]);
+    let (seen, _) = run_logged(&ct, &tmp, "run");
+    assert_eq!(seen, lines(&[("mkdir", "errno EPERM")], 0));
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::symlink_metadata(cache_dir(&ct)).unwrap();
+    assert!(dir.is_dir());
+    assert_eq!(dir.mode() & 0o7777, 0o700, "cache directory mode");
+    assert_eq!(
+        dir.uid(),
+        unsafe { libc::geteuid() },
+        "cache directory owner"
+    );
+    for entry in cache_entries(&ct) {
+        let m = std::fs::metadata(&entry).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600, "{}", entry.display());
+    }
+    // A container cannot take the directory's name, and deleting that
+    // name leaves the cache alone.
+    let out = ct.cmd(&[
+        "create",
+        "--bundle",
+        &ct.bundle.display().to_string(),
+        ".seccomp-cache",
+    ]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        one_error_line(&out).contains("seccomp filter cache"),
+        "{out}"
+    );
+    let out = ct.cmd(&["delete", "--force", ".seccomp-cache"]);
+    assert!(out.ok(), "{out}");
+    assert_eq!(cache_entries(&ct).len(), 1, "delete removed the cache");
+    // Listing skips it.
+    let out = ct.list(&["-q"]);
+    assert!(out.ok() && out.stdout.trim().is_empty(), "{out}");
+}
+
+#[test]
+fn exec_takes_the_filter_from_the_cache_create_filled() {
+    let test = "exec_takes_the_filter_from_the_cache_create_filled";
+    let Some((env, probe)) = cache_prerequisites(test) else {
+        return;
+    };
+    let tmp = TempDir::new(test);
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ARCHES,
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSPC}],
+    });
+    let mut ct = probe_ct(&env, test, &probe, &env.bin, profile, &[]);
+    ct.args(&["sleep", "60"]);
+    ct.run_detached().assert_ok();
+    assert_eq!(cache_entries(&ct).len(), 1, "create stored the filter");
+    for round in ["first", "second"] {
+        let log = tmp.join(&format!("exec-{round}.log"));
+        let log_s = log.display().to_string();
+        let out = ct.cmd(&[
+            "--debug",
+            "--log",
+            &log_s,
+            "exec",
+            &ct.id,
+            PROBE_IN_CT,
+            "mkdir",
+            "chmod:0755",
+        ]);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_from_cache(&text, &format!("{round} exec"));
+        assert_eq!(
+            observed(&out),
+            lines(&[("mkdir", "errno ENOSPC"), ("chmod:0755", "ok")], 0),
+            "{round} exec"
+        );
+    }
+    ct.kill("KILL");
+    ct.wait_status("stopped", std::time::Duration::from_secs(10));
 }

@@ -394,6 +394,20 @@ fn agent_answers_mkdir_on_the_containers_behalf_as_runc() {
         normalised(&runc_log.states[0]),
         "the state message differs from runc's"
     );
+
+    // Again on the same state root: the filter now comes from cove-oci's
+    // filter cache, without the parsed profile that names the listener
+    // (which a hit parses only for a notifying filter).
+    let (again, log) = run_with_agent(&under_test, &socket);
+    assert_same_as_runc(
+        test,
+        &observed(&runc_out),
+        &observed(&again),
+        &format!("second run: {again}\nagent: {log:#?}"),
+    );
+    assert!(log.errors.is_empty(), "second run, agent errors: {log:#?}");
+    assert_eq!(log.answers, expected_answers(), "second run: {log:#?}");
+    assert_eq!(log.states.len(), 1, "second run: {log:#?}");
 }
 
 #[test]

@@ -11,9 +11,9 @@ fn main() {
     // SAFETY: setting a standard disposition before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // One malloc arena: a CT's monitor is a `cove` process for the CT's
-    // whole life, and a thread of start (the seccomp compile) would leave
-    // an arena of its own behind that malloc_trim cannot give back (some
-    // 50 KiB resident). cove's threads are few and short.
+    // whole life, and any thread that allocates would leave an arena of
+    // its own behind that malloc_trim cannot give back (some 50 KiB
+    // resident). cove's threads are few and short.
     // SAFETY: a malloc tunable, set before any thread or allocation of ours.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let cli = match cove::cli::Cli::try_parse() {

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use cove_cgroups::{CgroupManager, CgroupSpec};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Spec};
 
 use crate::error::{Error, Result};
 use crate::init::{self, InitContext};
 use crate::namespaces::{self, Plan};
 use crate::rootfs::MountContext;
+use crate::seccomp::Seccomp;
 use crate::state::{self, Saved, StateDir, Status};
 use crate::sync::{self, Msg};
 use crate::sys::{self, Forked};
@@ -164,70 +165,6 @@ pub fn hook_state(saved: &Saved, pid: i32, status: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// Compiles linux.seccomp once (for exec: before anything exists, so a bad
-/// profile is refused with nothing to clean up).
-pub fn compile_seccomp(spec: &Spec) -> Result<Option<cove_seccomp::Filter>> {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(compile_profile)
-        .transpose()
-}
-
-fn compile_profile(profile: &oci_spec::runtime::LinuxSeccomp) -> Result<cove_seccomp::Filter> {
-    let t = std::time::Instant::now();
-    let filter = cove_seccomp::compile(profile)
-        .map_err(|e| Error::InvalidConfig(format!("seccomp: {e}")))?;
-    tracing::debug!(
-        instructions = filter.instructions().len(),
-        micros = t.elapsed().as_micros() as u64,
-        "seccomp filter compiled"
-    );
-    Ok(filter)
-}
-
-/// `create` compiles the profile on a thread of its own while it makes the
-/// state directory and the cgroups (some 250 µs for podman's profile, the
-/// first compile in a process, hidden on any machine with a second CPU),
-/// and joins it before clone3, which must see one thread. A bad profile is
-/// then refused after those exist; the create's clean-up removes them, and
-/// nothing of the container has run.
-struct SeccompJob(Option<std::thread::JoinHandle<Result<cove_seccomp::Filter>>>);
-
-impl SeccompJob {
-    fn start(spec: &Spec) -> Result<SeccompJob> {
-        let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) else {
-            return Ok(SeccompJob(None));
-        };
-        std::thread::Builder::new()
-            .name("seccomp".into())
-            .stack_size(256 << 10)
-            .spawn(move || compile_profile(&profile))
-            .map(|h| SeccompJob(Some(h)))
-            .map_err(|e| Error::Other(format!("cannot start the seccomp compile thread: {e}")))
-    }
-
-    fn join(mut self) -> Result<Option<cove_seccomp::Filter>> {
-        match self.0.take() {
-            None => Ok(None),
-            Some(h) => h
-                .join()
-                .map_err(|_| Error::Other("the seccomp compiler panicked".into()))?
-                .map(Some),
-        }
-    }
-}
-
-impl Drop for SeccompJob {
-    /// An early error return still waits for the thread: nothing may run
-    /// beside a later clone3 or exit.
-    fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 /// Receives the next setup message; a seccomp notify fd that arrives on the
 /// way is handed to the spec's listener with the container's state.
 /// Who the container-process state sent with a notify fd describes: the
@@ -242,11 +179,11 @@ pub struct NotifyState {
 /// closing the channel ends setup.
 pub fn drain_after_ready(
     ch: &sync::Channel,
-    spec: &Spec,
+    seccomp: Option<&LinuxSeccomp>,
     saved: &Saved,
     who: &NotifyState,
 ) -> Result<()> {
-    match recv_handling_seccomp(ch, spec, saved, who) {
+    match recv_handling_seccomp(ch, seccomp, saved, who) {
         Err(Error::PeerGone) => Ok(()),
         Ok(Msg::Failed(s)) => Err(Error::Init(s)),
         Ok(m) => Err(Error::Init(format!("unexpected message {m:?}"))),
@@ -254,9 +191,10 @@ pub fn drain_after_ready(
     }
 }
 
+/// `seccomp` is linux.seccomp, which names the listener.
 pub fn recv_handling_seccomp(
     ch: &sync::Channel,
-    spec: &Spec,
+    seccomp: Option<&LinuxSeccomp>,
     saved: &Saved,
     who: &NotifyState,
 ) -> Result<Msg> {
@@ -267,7 +205,6 @@ pub fn recv_handling_seccomp(
         }
         let fd =
             fd.ok_or_else(|| Error::Init("seccomp notify message came without its fd".into()))?;
-        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         let path = seccomp
             .and_then(|s| s.listener_path().clone())
             .ok_or_else(|| {
@@ -290,9 +227,25 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     specmod::validate_id(&opts.id)?;
     let bundle = std::fs::canonicalize(&opts.bundle)
         .map_err(|e| Error::InvalidConfig(format!("bundle {}: {e}", opts.bundle.display())))?;
-    let (mut spec, mut spec_bytes) = specmod::load_with_bytes(&bundle)?;
+    let config = specmod::load_config(&bundle)?;
+    // From the filter cache, or compiled: a bad profile is refused before
+    // anything exists.
+    let seccomp = Seccomp::prepare(&opts.root, &config)?;
     let notify_dir = opts.root.join(&opts.id).join("notify");
+    let profile = match (opts.notify_socket, &seccomp) {
+        (true, Some(s)) if s.profile.is_none() => config.seccomp()?,
+        _ => None,
+    };
+    let specmod::Config {
+        mut spec,
+        bytes: mut spec_bytes,
+        ..
+    } = config;
     if opts.notify_socket {
+        // The spec is serialised again: with its profile.
+        if let (Some(linux), Some(s)) = (spec.linux_mut(), &seccomp) {
+            linux.set_seccomp(profile.or_else(|| s.profile.clone()));
+        }
         add_notify_socket(&mut spec, &notify_dir)?;
         // What is saved is what the container runs with.
         spec_bytes = serde_json::to_vec(&spec).map_err(|e| Error::Other(e.to_string()))?;
@@ -309,7 +262,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             "cannot allocate tty if cove-oci will detach without setting console socket".into(),
         ));
     }
-    let seccomp_job = SeccompJob::start(&spec)?;
     let dir = StateDir::create(&opts.root, &opts.id)?;
     let mut cleanup = Cleanup {
         child: None,
@@ -407,7 +359,6 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     // changes nothing).
     state::write_runtime(&dir.path.join(state::CONFIG_FILE), &spec_bytes)?;
 
-    let seccomp = seccomp_job.join()?;
     let (parent_end, child_end) = sync::pair()?;
     let cgroup_fd = cg.dir_fd();
     let saved_for_hooks = saved.clone();
@@ -459,7 +410,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
                 preserve_fds: opts.preserve_fds,
                 hook_state: &hook_state_fn,
                 lock_fd: dir.lock_fd(),
-                seccomp: seccomp.as_ref(),
+                seccomp: seccomp.as_ref().map(|s| &s.filter),
                 no_new_keyring: opts.no_new_keyring,
                 id: &opts.id,
                 unshare_cgroupns,
@@ -497,8 +448,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         status: "creating",
         process_pid: pid,
     };
+    let listener = seccomp.as_ref().and_then(|s| s.profile.as_ref());
     loop {
-        match recv_handling_seccomp(&parent_end, &spec, &saved, &who)? {
+        match recv_handling_seccomp(&parent_end, listener, &saved, &who)? {
             Msg::MountsReady => {
                 let st = hook_state(&saved, pid, "creating");
                 let hooks = spec.hooks().as_ref();
@@ -511,7 +463,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             m => return Err(Error::Init(format!("unexpected message {m:?}"))),
         }
     }
-    drain_after_ready(&parent_end, &spec, &saved, &who)?;
+    drain_after_ready(&parent_end, listener, &saved, &who)?;
     saved.pid = pid;
     saved.pid_start = state::proc_stat(pid).map(|s| s.1).unwrap_or(0);
     dir.save(&saved)?;
@@ -519,6 +471,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         write_pid_file(pf, pid)?;
     }
     cleanup.commit();
+    if let Some(s) = &seccomp {
+        s.remember();
+    }
     Ok(Created { pid, pidfd })
 }
 
@@ -569,6 +524,14 @@ pub fn saved_spec(dir: &StateDir) -> Result<Spec> {
     let p = dir.path.join(state::CONFIG_FILE);
     let b = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
     serde_json::from_slice(&b).map_err(|e| Error::Other(format!("{}: {e}", p.display())))
+}
+
+/// The saved config.json with linux.seccomp left as JSON (see
+/// [`specmod::Config`]): exec takes its filter from the cache.
+pub fn saved_config(dir: &StateDir) -> Result<specmod::Config> {
+    let p = dir.path.join(state::CONFIG_FILE);
+    let b = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
+    specmod::parse_config(b, p)
 }
 
 /// Only the hooks of the saved spec: what start and delete need of it. The

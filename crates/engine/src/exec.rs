@@ -11,6 +11,7 @@ use crate::container::{self, Created};
 use crate::error::{Error, Result};
 use crate::init;
 use crate::namespaces::{clone_flag, proc_name, Restore};
+use crate::seccomp::Seccomp;
 use crate::state::Status;
 use crate::sync::{self, Msg};
 use crate::sys::{self, Forked};
@@ -65,7 +66,9 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
             what: "cannot exec in it",
         });
     }
-    let mut spec = container::saved_spec(&c.dir)?;
+    let config = container::saved_config(&c.dir)?;
+    let seccomp = Seccomp::prepare(root, &config)?;
+    let mut spec = config.spec;
     spec.set_process(Some(opts.process.clone()));
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::InvalidConfig(
@@ -99,7 +102,8 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
         return Err(Error::NotRunning);
     }
     drop(init_pidfd);
-    let seccomp = container::compile_seccomp(&spec)?;
+    let filter = seccomp.as_ref().map(|s| &s.filter);
+    let listener = seccomp.as_ref().and_then(|s| s.profile.as_ref());
     let in_userns = child_ns.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
     let cg = cove_cgroups::manager_from_paths(&c.saved.cgroup_paths);
     let console_socket = opts
@@ -165,11 +169,11 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                     &spec,
                     console_socket.as_ref(),
                     false,
-                    seccomp.as_ref(),
+                    filter,
                     &child_end,
                 )?;
                 child_end.send(&Msg::Ready)?;
-                init::finish_setup_channel(p, seccomp.as_ref(), &child_end)?;
+                init::finish_setup_channel(p, filter, &child_end)?;
                 Err(init::final_exec(p, &exe, opts.preserve_fds))
             })();
             match r {
@@ -194,17 +198,20 @@ pub fn exec(root: &std::path::Path, id: &str, opts: &ExecOptions) -> Result<Crea
                 status: "running",
                 process_pid: pid,
             };
-            match container::recv_handling_seccomp(&parent_end, &spec, &c.saved, &notify_state)
+            match container::recv_handling_seccomp(&parent_end, listener, &c.saved, &notify_state)
                 .map_err(kill)?
             {
                 Msg::Ready => {}
                 Msg::Failed(s) => return Err(kill(Error::Init(s))),
                 m => return Err(kill(Error::Init(format!("unexpected message {m:?}")))),
             }
-            container::drain_after_ready(&parent_end, &spec, &c.saved, &notify_state)
+            container::drain_after_ready(&parent_end, listener, &c.saved, &notify_state)
                 .map_err(kill)?;
             if let Some(pf) = &opts.pid_file {
                 container::write_pid_file(pf, pid).map_err(kill)?;
+            }
+            if let Some(s) = &seccomp {
+                s.remember();
             }
             Ok(Created { pid, pidfd })
         }

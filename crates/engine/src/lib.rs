@@ -18,6 +18,7 @@ pub mod namespaces;
 pub mod process;
 pub mod restore;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod sync;

@@ -2,9 +2,12 @@
 //! so bad input fails with one clear line and leaves nothing behind.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Spec};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 
@@ -13,32 +16,129 @@ pub const SPEC_VERSION: &str = "1.3.0";
 const MAX_MINOR: u64 = 3;
 
 pub fn load(bundle: &Path) -> Result<Spec> {
-    load_with_bytes(bundle).map(|(spec, _)| spec)
+    let path = bundle.join("config.json");
+    let bytes = read_config(&path)?;
+    serde_json::from_slice::<Spec>(&bytes).map_err(|source| parse_error(&bytes, &path, source))
 }
 
-/// The spec and the bytes it was parsed from (saved as they are: writing
-/// them back costs nothing, serialising a spec with a large seccomp
-/// profile again costs as much as parsing it).
-pub fn load_with_bytes(bundle: &Path) -> Result<(Spec, Vec<u8>)> {
-    let path = bundle.join("config.json");
-    let bytes = std::fs::read(&path).map_err(|source| Error::ReadConfig {
-        path: path.clone(),
-        source,
-    })?;
-    match serde_json::from_slice::<Spec>(&bytes) {
-        Ok(spec) => Ok((spec, bytes)),
-        Err(source) => {
-            // oci-spec's message for a bad seccomp name is generic; the
-            // seccomp compiler names the action, operator or architecture.
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                if let Some(sc) = v.pointer("/linux/seccomp") {
-                    if let Err(e) = cove_seccomp::from_value(sc) {
-                        return Err(Error::InvalidConfig(format!("{}: {e}", path.display())));
-                    }
-                }
-            }
-            Err(Error::ParseConfig { path, source })
+/// A config.json as create and exec read it: the spec, the bytes it was
+/// parsed from, and linux.seccomp left as JSON.
+///
+/// The bytes are saved as they are (writing them back costs nothing,
+/// serialising a spec with a large seccomp profile again costs as much as
+/// parsing it). linux.seccomp is not parsed with the rest: a profile seen
+/// before comes compiled from the filter cache (`seccomp.rs`), keyed by
+/// its JSON text, and podman's profile is some 400 strings that would be
+/// built and freed for nothing.
+pub struct Config {
+    /// The spec; its linux.seccomp is None when [`Config::seccomp_json`]
+    /// is Some (see [`Config::seccomp`]).
+    pub spec: Spec,
+    /// The file's bytes, linux.seccomp included.
+    pub bytes: Vec<u8>,
+    pub path: PathBuf,
+    seccomp: Option<Range<usize>>,
+}
+
+impl Config {
+    /// The text of linux.seccomp as the file has it.
+    pub fn seccomp_json(&self) -> Option<&[u8]> {
+        self.seccomp.clone().map(|r| &self.bytes[r])
+    }
+
+    /// linux.seccomp parsed, with the same messages a parse of the whole
+    /// file gives (a name the profile gets wrong is named).
+    pub fn seccomp(&self) -> Result<Option<LinuxSeccomp>> {
+        let Some(json) = self.seccomp_json() else {
+            return Ok(None);
+        };
+        match serde_json::from_slice(json) {
+            Ok(profile) => Ok(Some(profile)),
+            Err(source) => Err(parse_error(&self.bytes, &self.path, source)),
         }
+    }
+}
+
+/// `<bundle>/config.json`, see [`Config`].
+pub fn load_config(bundle: &Path) -> Result<Config> {
+    let path = bundle.join("config.json");
+    let bytes = read_config(&path)?;
+    parse_config(bytes, path)
+}
+
+/// [`Config`] from bytes read from `path`.
+pub fn parse_config(mut bytes: Vec<u8>, path: PathBuf) -> Result<Config> {
+    let seccomp = seccomp_span(&bytes);
+    let parsed = match &seccomp {
+        // Parsed with the profile's text blanked to `null` and spaces: the
+        // same length, so an error elsewhere keeps its line and column.
+        Some(span) => {
+            let text = bytes[span.clone()].to_vec();
+            bytes[span.clone()].fill(b' ');
+            bytes[span.start..span.start + 4].copy_from_slice(b"null");
+            let parsed = serde_json::from_slice::<Spec>(&bytes);
+            bytes[span.clone()].copy_from_slice(&text);
+            parsed
+        }
+        None => serde_json::from_slice::<Spec>(&bytes),
+    };
+    match parsed {
+        Ok(spec) => Ok(Config {
+            spec,
+            bytes,
+            path,
+            seccomp,
+        }),
+        Err(source) => Err(parse_error(&bytes, &path, source)),
+    }
+}
+
+/// Where linux.seccomp's object lies in `bytes`, if it is one. A file that
+/// does not parse this far gets None (its full parse says what is wrong).
+fn seccomp_span(bytes: &[u8]) -> Option<Range<usize>> {
+    #[derive(Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow, default)]
+        linux: Option<Linux<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Linux<'a> {
+        #[serde(borrow, default)]
+        seccomp: Option<&'a RawValue>,
+    }
+    let top: Top = serde_json::from_slice(bytes).ok()?;
+    let raw = top.linux?.seccomp?.get();
+    let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
+    // `{}` is too short to blank as `null`; it costs nothing to parse.
+    (raw.starts_with('{') && raw.len() >= 4).then_some(start..start + raw.len())
+}
+
+fn read_config(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::ReadConfig {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The error for a config.json that does not parse. oci-spec's message for
+/// a bad seccomp name is generic; the seccomp compiler names the action,
+/// operator or architecture.
+fn parse_error(bytes: &[u8], path: &Path, source: serde_json::Error) -> Error {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        if let Some(sc) = v.pointer("/linux/seccomp") {
+            if let Err(e) = cove_seccomp::from_value(sc) {
+                return Error::InvalidConfig(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    // A profile parsed alone gives positions within the profile: the whole
+    // file's error names the right line.
+    let source = serde_json::from_slice::<Spec>(bytes)
+        .err()
+        .unwrap_or(source);
+    Error::ParseConfig {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
@@ -49,6 +149,12 @@ pub fn validate_id(id: &str) -> Result<()> {
     }
     if id == "." || id == ".." {
         return Err(Error::InvalidId(id.into(), "the id cannot be . or .."));
+    }
+    if id == crate::seccomp::CACHE_DIR {
+        return Err(Error::InvalidId(
+            id.into(),
+            "the name of the seccomp filter cache's directory in the state root",
+        ));
     }
     if id.len() > 1024 {
         return Err(Error::InvalidId(

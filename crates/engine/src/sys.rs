@@ -214,3 +214,97 @@ pub fn set_dumpable(on: bool) -> Result<(), Errno> {
         Ok(())
     }
 }
+
+/// The GNU build-id of the running executable: a hash the linker computes
+/// over everything it wrote, so another build has another id. Read from
+/// the executable's loaded note segments, without a syscall; None when the
+/// linker wrote no build-id.
+pub fn build_id() -> Option<Vec<u8>> {
+    /// Called by dl_iterate_phdr for each loaded object, the executable
+    /// first; `data` is the `Option<Vec<u8>>` to fill.
+    unsafe extern "C" fn executable(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid dl_phdr_info whose
+        // program headers and PT_NOTE segments are mapped for as long as
+        // the object is loaded (the executable: always); `data` is the
+        // Option our caller passed, borrowed by nothing else.
+        unsafe {
+            let info = &*info;
+            let out = &mut *(data as *mut Option<Vec<u8>>);
+            let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+            for ph in phdrs.iter().filter(|p| p.p_type == libc::PT_NOTE) {
+                let notes = std::slice::from_raw_parts(
+                    (info.dlpi_addr + ph.p_vaddr) as *const u8,
+                    ph.p_memsz as usize,
+                );
+                if let Some(id) = gnu_build_id(notes) {
+                    *out = Some(id.to_vec());
+                    break;
+                }
+            }
+        }
+        1 // the executable was the first object: stop
+    }
+    let mut out: Option<Vec<u8>> = None;
+    // SAFETY: the callback only reads what dl_iterate_phdr hands it and
+    // writes `out`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(executable), &mut out as *mut _ as *mut libc::c_void) };
+    out.filter(|id| !id.is_empty())
+}
+
+/// The descriptor of the NT_GNU_BUILD_ID note among `notes` (ELF notes:
+/// namesz, descsz, type, then name and descriptor, each padded to 4 bytes).
+fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let word = |b: &[u8], at: usize| -> Option<usize> {
+        Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize)
+    };
+    while notes.len() >= 12 {
+        let (namesz, descsz, typ) = (word(notes, 0)?, word(notes, 4)?, word(notes, 8)?);
+        let desc_at = 12usize.checked_add(namesz.checked_next_multiple_of(4)?)?;
+        let desc_end = desc_at.checked_add(descsz)?;
+        let name = notes.get(12..12usize.checked_add(namesz)?)?;
+        let desc = notes.get(desc_at..desc_end)?;
+        if typ == NT_GNU_BUILD_ID as usize && name == b"GNU\0" {
+            return Some(desc);
+        }
+        notes = notes.get(desc_end.checked_next_multiple_of(4)?..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(name: &[u8], typ: u32, desc: &[u8]) -> Vec<u8> {
+        let mut n = Vec::new();
+        n.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+        n.extend_from_slice(&(desc.len() as u32).to_ne_bytes());
+        n.extend_from_slice(&typ.to_ne_bytes());
+        n.extend_from_slice(name);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n.extend_from_slice(desc);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n
+    }
+
+    #[test]
+    fn build_id_note_is_found_among_others() {
+        let mut notes = note(b"GNU\0", 1, &[0, 0, 0, 0, 3, 0, 0, 0]); // ABI tag
+        notes.extend(note(b"GNU\0", 3, &[0xab; 20]));
+        assert_eq!(gnu_build_id(&notes), Some(&[0xab; 20][..]));
+        assert_eq!(gnu_build_id(&notes[..notes.len() - 4]), None);
+        assert_eq!(gnu_build_id(&note(b"Go\0\0", 3, b"x")), None);
+    }
+
+    #[test]
+    fn this_executable_has_a_stable_build_id() {
+        let id = build_id().expect("the test binary is linked with a build-id");
+        assert!(id.len() >= 8, "{id:?}");
+        assert_eq!(build_id(), Some(id));
+    }
+}

@@ -14,10 +14,10 @@ mod tty;
 use clap::Parser;
 
 fn main() {
-    // One malloc arena: create compiles a seccomp profile on a thread of
-    // its own, and a second arena would be mapped for it (a 64 MiB
-    // reservation, its pages faulted in fresh) where the main arena has
-    // room to spare.
+    // One malloc arena: a thread that allocates (none on the create path
+    // today; the seccomp compile ran on one once) would get a second arena
+    // mapped for it (a 64 MiB reservation, its pages faulted in fresh)
+    // where the main arena has room to spare.
     // SAFETY: a malloc tunable, set before any thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let cli = match cli::Cli::try_parse() {
