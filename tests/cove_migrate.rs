@@ -18,7 +18,9 @@
 //! pre-flight check says so. A CT on a bridge both hosts share with a
 //! client in a third namespace keeps one TCP connection through an online
 //! move whose restore on DEST fails (the source resumed: same pids, its
-//! network working) and through the real move; offline, such a CT comes
+//! network working; CRIU's log kept on DEST and named, its end fetched)
+//! and through the real move (the CT's IPv6 address announced to the
+//! client's segment); offline, such a CT comes
 //! up on DEST's bridge. A CT that starts at boot does on DEST. A debian-12
 //! CT (systemd as init) moves online and its systemd still reports running
 //! on DEST.
@@ -861,6 +863,8 @@ fn online_where_criu_cannot_work_is_refused_before_anything() {
 
 /// The CTs' network in the online tests with a veth.
 const LAN: &str = "198.18.9";
+/// The networked CT's IPv6 address (announced after the move).
+const LAN6_CIDR: &str = "fd00:98:9::10/64";
 /// An echo server in the CT, adopted by its init (so it is dumped).
 const ECHO_SERVER: &str =
     "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; exec nc -ll -p 7007 -e cat' &); true";
@@ -922,12 +926,113 @@ fn assert_on_bridge(env: &CoveEnv, ctid: &str, side: &str) {
     );
 }
 
+/// Watches interface `dev` of namespace `ns` (a packet socket on a thread
+/// of the test's that entered it) for an unsolicited neighbour
+/// advertisement of `target` until `stop` is set; the MAC it advertised.
+fn watch_advertisement(
+    ns: &HostNetns,
+    dev: &str,
+    target: std::net::Ipv6Addr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Option<[u8; 6]>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::atomic::Ordering;
+    let path = ns.path.clone();
+    let dev = std::ffi::CString::new(dev).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let f = fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        // SAFETY: setns on an fd we own; this thread's namespace only.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        const ETH_P_IPV6: u16 = 0x86dd;
+        // SAFETY: socket(2) with constant arguments, owned at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(ETH_P_IPV6.to_be()),
+            )
+        };
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a new descriptor nobody else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(dev.as_ptr()) };
+        assert!(index > 0, "no {dev:?} in the namespace");
+        // SAFETY: sockaddr_ll is plain data; the fields set are bind's.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as u16;
+        sa.sll_protocol = ETH_P_IPV6.to_be();
+        sa.sll_ifindex = index as i32;
+        // SAFETY: bind(2) with an address that outlives the call.
+        let rc = unsafe {
+            libc::bind(
+                sock.as_raw_fd(),
+                (&sa as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: setsockopt(2) with a timeval the call only reads.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            // SAFETY: recv(2) into a buffer of ours, its length.
+            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 86 {
+                continue;
+            }
+            let f = &buf[..n as usize];
+            // IPv6, ICMPv6 (58) with hop limit 255, type 136, this target,
+            // its option 2 (target link-layer address).
+            if f[12..14] == [0x86, 0xdd]
+                && f[20] == 58
+                && f[21] == 255
+                && f[54] == 136
+                && f[62..78] == target.octets()
+                && f[78] == 2
+            {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&f[80..86]);
+                return Some(mac);
+            }
+        }
+        None
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the watching thread did not start");
+    handle
+}
+
 /// A CT with an address on the shared segment keeps one TCP connection
 /// from the client's namespace through a migration that DEST's restore
-/// fails (rolled back: the source CT runs on, its network working) and
+/// fails (rolled back: the source CT runs on, its network working; CRIU's
+/// log kept on DEST, named in the error as DEST:/path, its last lines
+/// here) and
 /// then through the real move: the connection sees no reset, carries data
 /// both ways after each, and the CT's address answers on DEST, its veth
-/// on DEST's bridge, nothing of it left on the source.
+/// on DEST's bridge, nothing of it left on the source; the client's port
+/// to DEST sees an unsolicited neighbour advertisement of the CT's IPv6
+/// address from the CT's MAC.
 #[test]
 fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     let t = "online_migration_moves_a_networked_ct_with_its_tcp_connection";
@@ -939,7 +1044,10 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     let dest = format!("root@{DST_ADDR}");
     let ip = format!("{LAN}.10");
     let cidr = format!("{ip}/24");
-    let (ctid, hostname) = running_ct(&h, &["--ipadd", &cidr, "--bridge", "mbr0"]);
+    let (ctid, hostname) = running_ct(
+        &h,
+        &["--ipadd", &cidr, "--ipadd", LAN6_CIDR, "--bridge", "mbr0"],
+    );
     h.src
         .cmd_timeout(&["exec", &ctid, "sh", "-c", ECHO_SERVER], CRIU_TIMEOUT)
         .assert_ok();
@@ -961,6 +1069,38 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
     assert_cove_refused(&out, 52);
     assert!(out.stderr.contains("rolled back"), "{out}");
+    // CRIU's log stays on DEST, outside what DEST cleaned, named in the
+    // error as DEST:/path; its last lines are here, named too.
+    let kept = h
+        .dst
+        .data
+        .join("migrate-failed")
+        .join(format!("{ctid}-restore.log"));
+    let dest_log = fs::read_to_string(&kept)
+        .unwrap_or_else(|e| panic!("no restore log on DEST ({e}):\n{out}"));
+    assert!(
+        out.stderr
+            .contains(&format!("{DST_ADDR}:{}", kept.display())),
+        "the error does not name DEST's log:\n{out}"
+    );
+    let here = h.src.ct_dir(&ctid).join("migrate-restore-failed.log");
+    let tail = fs::read_to_string(&here)
+        .unwrap_or_else(|e| panic!("no tail of DEST's log here ({e}):\n{out}"));
+    assert!(
+        out.stderr.contains(&here.display().to_string()),
+        "the error does not name {}:\n{out}",
+        here.display()
+    );
+    assert_eq!(
+        tail.lines().last(),
+        dest_log.lines().last(),
+        "not the end of DEST's log"
+    );
+    assert_eq!(
+        fs::read_dir(kept.parent().unwrap()).unwrap().count(),
+        1,
+        "more than the log left in DEST's migrate-failed"
+    );
     assert!(Hosts::running(&h.src, &ctid), "source not running");
     assert_eq!(
         tcp_echo(&mut conn, "after the rollback", ECHO_TIMEOUT),
@@ -985,11 +1125,43 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
 
     // The move.
     fs::remove_dir_all(&broken).unwrap();
+    // The client's port towards DEST sees the CT's IPv6 address announced
+    // from the CT's own MAC once it runs there.
+    let ct_mac = h
+        .src
+        .cmd(&["exec", &ctid, "cat", "/sys/class/net/eth0/address"])
+        .stdout
+        .trim()
+        .to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = watch_advertisement(
+        &client,
+        "ldst",
+        LAN6_CIDR.split('/').next().unwrap().parse().unwrap(),
+        stop.clone(),
+    );
     // No pre-copy (the counting test has it): the VM lane gives this
     // binary 1000 s.
     let c = h.migrate_cmd(&[&ctid, &dest, "--online", "--json", "--precopy-rounds", "0"]);
     let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
     assert!(out.ok(), "{out}");
+    // The monitor announced before DEST's start returned.
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let advertised = watch.join().expect("the watching thread");
+    let advertised = advertised.map(|m| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    });
+    assert_eq!(
+        advertised.as_deref(),
+        Some(ct_mac.as_str()),
+        "no neighbour advertisement of the CT's IPv6 address from its MAC seen on the client's port to DEST"
+    );
+    // A stale log of the failed try went with the successful restore.
+    assert!(!kept.exists(), "DEST's restore log outlived the move");
     let report = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
     let online = &report["online"];
     println!(

@@ -43,6 +43,8 @@ use crate::paths::{CtPaths, Paths};
 use crate::runstate;
 
 const JOURNAL: &str = "migrate.json";
+/// The end of CRIU's log of a restore that failed on DEST, fetched here.
+pub(crate) const RESTORE_FAILED_LOG: &str = "migrate-restore-failed.log";
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -583,6 +585,8 @@ fn migrate(paths: &Paths, args: &MigrateArgs, dest: &str) -> Result<Report> {
         });
     }
     let cfg = CtConfig::load(&ct.config, &ctid)?;
+    // What an earlier migration fetched of DEST's failed restore is stale.
+    let _ = std::fs::remove_file(ct.dir.join(RESTORE_FAILED_LOG));
     let remote = Remote {
         dest: dest.to_string(),
         opts: args.ssh_opt.clone(),
@@ -799,6 +803,43 @@ fn send_template(
         format!("template {} sent ({})", cfg.template, human(n)),
     );
     Ok(n)
+}
+
+/// DEST's restore failed with `e`: DEST kept CRIU's log; its last lines
+/// are fetched into `<ct>/migrate-restore-failed.log` here, and the error
+/// names both (the log on DEST as `DEST:/path`, as scp takes it). `e` as
+/// it was when DEST kept no log.
+pub(crate) fn restore_failed(remote: &Remote, ct: &CtPaths, ctid: &Ctid, e: Error) -> Error {
+    let Error::Migrate { code, msg } = e else {
+        return e;
+    };
+    let log = remote
+        .run(&["failed-log", ctid.as_str()])
+        .ok()
+        .and_then(|t| serde_json::from_str::<migrate_recv::FailedLog>(t.trim()).ok());
+    let Some(log) = log else {
+        return Error::Migrate { code, msg };
+    };
+    let path = log.path.display().to_string();
+    let there = format!("{}:{path}", remote.dest);
+    let mut msg = if msg.contains(&path) {
+        msg.replace(&path, &there)
+    } else {
+        format!("{msg} (CRIU's log: {there})")
+    };
+    let here = ct.dir.join(RESTORE_FAILED_LOG);
+    let mut text = format!(
+        "# The last {} lines of CRIU's log of the failed restore on {there}\n",
+        log.last_lines.len()
+    );
+    for l in &log.last_lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    if cove_engine::state::write_atomic(&here, text.as_bytes()).is_ok() {
+        msg.push_str(&format!("; its last lines: {}", here.display()));
+    }
+    Error::Migrate { code, msg }
 }
 
 /// Removes an online migration's dump here (and its suspend record).

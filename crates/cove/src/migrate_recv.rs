@@ -7,6 +7,10 @@
 //! <data>/migrate-in/template-<NAME>/     a template being received
 //! <data>/ct/<CTID>/migrate-in.json       the CT came by migration and its
 //!                                        source has not confirmed it yet
+//! <data>/migrate-failed/<CTID>-restore.log
+//!                                        CRIU's log of the last restore of
+//!                                        CTID that failed here (the CT
+//!                                        itself went)
 //! ```
 //!
 //! A CT only appears under `<data>/ct` at `start`, by a rename of its
@@ -74,6 +78,13 @@ pub enum RecvAction {
     /// The source took the CT as moved: it stays here for good (and
     /// starts at boot here if it did there)
     Confirm { ctid: String },
+    /// Print where CRIU's log of CTID's failed restore is kept, and its
+    /// last lines (JSON; nothing when there is none)
+    FailedLog {
+        ctid: String,
+        #[arg(long, default_value_t = 40)]
+        lines: usize,
+    },
     /// Remove what a migration of CTID left here, unless confirmed
     Abort {
         ctid: String,
@@ -107,6 +118,22 @@ pub struct Facts {
     /// that starts at boot: DEST enables its instance).
     #[serde(default)]
     pub units_installed: Option<bool>,
+}
+
+/// Where CRIU's log of a CT's failed restore here is, and its end.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FailedLog {
+    pub path: PathBuf,
+    pub last_lines: Vec<String>,
+}
+
+/// Where CRIU's log of the last failed restore of `ctid` here is kept:
+/// outside the CT's directory, which goes with the CT.
+pub fn restore_failed_log(paths: &Paths, ctid: &Ctid) -> PathBuf {
+    paths
+        .data
+        .join("migrate-failed")
+        .join(format!("{ctid}-restore.log"))
 }
 
 fn staging(paths: &Paths, ctid: &Ctid) -> PathBuf {
@@ -162,6 +189,22 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
         }
         RecvAction::Confirm { ctid } => {
             confirm(paths, &Ctid::parse(ctid)?)?;
+            Ok(0)
+        }
+        RecvAction::FailedLog { ctid, lines } => {
+            let log = restore_failed_log(paths, &Ctid::parse(ctid)?);
+            if let Ok(text) = std::fs::read_to_string(&log) {
+                let all: Vec<&str> = text.lines().collect();
+                let from = all.len().saturating_sub(*lines);
+                let answer = FailedLog {
+                    path: log,
+                    last_lines: all[from..].iter().map(|l| l.to_string()).collect(),
+                };
+                println!(
+                    "{}",
+                    serde_json::to_string(&answer).map_err(|e| Error::Tool(e.to_string()))?
+                );
+            }
             Ok(0)
         }
         RecvAction::Abort { ctid, template } => {
@@ -377,8 +420,11 @@ fn start(paths: &Paths, ctid: &Ctid, run: bool, restore: bool) -> Result<()> {
         let _ = std::fs::rename(&ct.dir, &stage);
         return Err(Error::io("write", marker, e));
     }
+    let kept = restore_failed_log(paths, ctid);
     let started = if restore {
-        resume_received(paths, ctid)
+        // A log of an earlier failed restore is stale from here.
+        let _ = std::fs::remove_file(&kept);
+        resume_received(paths, ctid).map_err(|e| keep_restore_log(paths, ctid, &kept, e))
     } else if run {
         lifecycle::start(paths, ctid.as_str(), false).map(|_| ())
     } else {
@@ -389,6 +435,20 @@ fn start(paths: &Paths, ctid: &Ctid, run: bool, restore: bool) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// CRIU's log of the failed restore (in the received dump directory,
+/// which goes with the CT) kept as `kept`, and `e` naming it there.
+fn keep_restore_log(paths: &Paths, ctid: &Ctid, kept: &Path, e: Error) -> Error {
+    let log = crate::migrate_online::dump_dir(&paths.ct(ctid)).join("restore.log");
+    if !log.is_file()
+        || kept
+            .parent()
+            .is_none_or(|d| crate::paths::private_dir(d).is_err())
+    {
+        return e;
+    }
+    crate::suspend::keep_log(&log, kept, e)
 }
 
 /// The received dump recorded as this host's suspend of the CT, then
