@@ -12,7 +12,9 @@
 //! Offline migration of a running busybox CT (running on DEST with its
 //! hostname, config and files, gone from the source; --keep-src keeps a
 //! stopped copy), failures at each phase (leaving the source running and
-//! DEST clean), `--abort` after a killed `cove`, and bad input. Online
+//! DEST clean), `--abort` after a killed `cove`, and bad input;
+//! pre-flight refusing addresses DEST holds and a routed CT whose uplink
+//! DEST lacks (which then moves once DEST has it). Online
 //! (`--online`, where CRIU works: the VM lane): a counting process goes on
 //! on DEST with the same pids inside; where CRIU cannot work the
 //! pre-flight check says so. A CT on a bridge both hosts share with a
@@ -1244,6 +1246,189 @@ fn offline_migration_puts_a_bridged_ct_on_dests_bridge() {
         .assert_ok();
     let mut conn = tcp_connect_in(&client, &format!("{LAN}.11:7007"));
     assert_eq!(tcp_echo(&mut conn, "on DEST", ECHO_TIMEOUT), "on DEST");
+}
+
+/// A bridge `name`, up, in both hosts' namespaces (unconnected: enough
+/// for a CT to start on either).
+fn bridge_on_both(h: &Hosts, name: &str) {
+    for env in [&h.src, &h.dst] {
+        let ns = env.netns.as_ref().expect("the host's namespace");
+        ns.ip(&["link", "add", name, "type", "bridge"]).assert_ok();
+        ns.ip(&["link", "set", name, "up"]).assert_ok();
+    }
+}
+
+/// DEST's busybox template, a copy of the source's.
+fn copy_template_to_dest(h: &Hosts) {
+    fs::create_dir_all(h.dst.data.join("templates")).unwrap();
+    run(
+        "cp",
+        &[
+            "-a",
+            &h.src.data.join("templates/busybox").display().to_string(),
+            &h.dst.data.join("templates/busybox").display().to_string(),
+        ],
+        &h.dir.path,
+    )
+    .assert_ok();
+}
+
+/// Pre-flight refuses a CT whose addresses something on DEST holds: an
+/// address on one of DEST's interfaces (IPv4 and IPv6), another CT of
+/// DEST's; one line for each, before anything changed on either side.
+#[test]
+fn preflight_refuses_addresses_in_use_on_dest() {
+    let t = "preflight_refuses_addresses_in_use_on_dest";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    bridge_on_both(&h, "mbr0");
+    let (ctid, hostname) = running_ct(
+        &h,
+        &[
+            "--bridge",
+            "mbr0",
+            "--ipadd",
+            "198.18.9.12/24",
+            "--ipadd",
+            "198.18.9.13/24",
+            "--ipadd",
+            "fd00:98:9::12/64",
+            "--ipadd",
+            "198.18.9.14/24",
+        ],
+    );
+    let dst_ns = h.dst.netns.as_ref().unwrap();
+    dst_ns
+        .ip(&["addr", "add", "198.18.9.12/32", "dev", "mig1"])
+        .assert_ok();
+    dst_ns
+        .ip(&[
+            "-6",
+            "addr",
+            "add",
+            "fd00:98:9::12/64",
+            "dev",
+            "mig1",
+            "nodad",
+        ])
+        .assert_ok();
+    copy_template_to_dest(&h);
+    // Not new_ctid(): DEST counts from where the source does.
+    let other = format!("{ctid}1");
+    h.dst
+        .cmd(&[
+            "create",
+            &other,
+            "--template",
+            "busybox",
+            "--bridge",
+            "mbr0",
+            "--ipadd",
+            "198.18.9.13/24",
+        ])
+        .assert_ok();
+
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}")]);
+    assert_cove_refused(&out, 50);
+    for line in [
+        "address 198.18.9.12 is in use on DEST (on its interface mig1)".to_string(),
+        "address fd00:98:9::12 is in use on DEST (on its interface mig1)".to_string(),
+        format!("address 198.18.9.13 is in use on DEST (CT {other}'s)"),
+    ] {
+        assert!(out.stderr.contains(&line), "no {line:?}:\n{out}");
+    }
+    assert!(out.stderr.contains("cove set"), "{out}");
+    assert!(
+        !out.stderr.contains("198.18.9.14"),
+        "a free address refused:\n{out}"
+    );
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, true);
+    assert_eq!(h.dst.status_json(&other)["status"], "stopped");
+}
+
+/// A routed CT: pre-flight refuses it while DEST lacks its uplink and has
+/// an interface of its veth end's name (nothing changes on either side);
+/// once DEST has the uplink, the CT moves offline and answers there
+/// through DEST's host route and proxy entry, nothing of it left here.
+#[test]
+fn offline_migration_of_a_routed_ct_needs_its_uplink_on_dest() {
+    let t = "offline_migration_of_a_routed_ct_needs_its_uplink_on_dest";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let src_ns = h.src.netns.as_ref().unwrap();
+    let dst_ns = h.dst.netns.as_ref().unwrap();
+    // Veth pairs stand in for NICs (no dummy driver on every host).
+    let nic = |ns: &HostNetns, name: &str| {
+        ns.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{name}p"),
+        ])
+        .assert_ok();
+        ns.ip(&["link", "set", name, "up"]).assert_ok();
+    };
+    nic(src_ns, "upl0");
+    let ip = "10.77.0.5";
+    let (ctid, hostname) = running_ct(
+        &h,
+        &[
+            "--netif",
+            "routed",
+            "--ipadd",
+            &format!("{ip}/32"),
+            "--ipadd",
+            "fd00:77::5/128",
+            "--uplink",
+            "upl0",
+        ],
+    );
+    let veth = format!("vc{ctid}");
+    nic(dst_ns, &veth);
+
+    let dest = format!("root@{DST_ADDR}");
+    let out = h.migrate(&[&ctid, &dest]);
+    assert_cove_refused(&out, 50);
+    for line in [
+        "uplink upl0 (the routed CT's) does not exist on DEST".to_string(),
+        format!("interface {veth} (the name of the CT's veth end) exists on DEST already"),
+    ] {
+        assert!(out.stderr.contains(&line), "no {line:?}:\n{out}");
+    }
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, false);
+
+    dst_ns.ip(&["link", "del", &veth]).assert_ok();
+    nic(dst_ns, "upl0");
+    let out = h.migrate(&[&ctid, &dest]);
+    assert!(out.ok(), "{out}");
+    assert!(Hosts::running(&h.dst, &ctid), "not running on DEST");
+    let route = dst_ns.ip(&["route", "show", ip]);
+    assert!(route.stdout.contains(&format!("dev {veth}")), "{route}");
+    let proxy = dst_ns.ip(&["neigh", "show", "proxy"]);
+    assert!(
+        proxy.stdout.contains(&format!("{ip} dev upl0")),
+        "no proxy entry on DEST's uplink:\n{proxy}"
+    );
+    h.dst
+        .cmd(&["exec", &ctid, "sh", "-c", ECHO_SERVER])
+        .assert_ok();
+    let mut conn = tcp_connect_in(dst_ns, &format!("{ip}:7007"));
+    assert_eq!(tcp_echo(&mut conn, "routed", ECHO_TIMEOUT), "routed");
+    drop(conn);
+    assert!(host_link(&h.src, &veth).is_none(), "veth end left here");
+    let route = src_ns.ip(&["route", "show", ip]);
+    assert!(route.stdout.trim().is_empty(), "route left here: {route}");
+    assert!(!h.src.ct_dir(&ctid).exists(), "CT left on the source");
 }
 
 // ------------------------------------------------------- online, systemd

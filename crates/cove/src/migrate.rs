@@ -7,8 +7,10 @@
 //!
 //! ```text
 //! preflight   both sides' facts (version, kernel, cgroup mode, template,
-//!             bridge, free space, CTID free on DEST); a list of what does
-//!             not match ends it before anything changes
+//!             bridge or a routed CT's uplink, the veth end's name and the
+//!             CT's addresses free on DEST, free space, CTID free on DEST);
+//!             a list of what does not match ends it before anything
+//!             changes
 //! stop        the CT, if it runs
 //! template    the CT's template as tar over ssh, if DEST lacks it
 //! transfer    the CT's config and private area as tar over ssh, into a
@@ -480,6 +482,20 @@ fn preflight(
     if let Some(b) = &bridge {
         check.extend(["--bridge", b]);
     }
+    // A routed CT needs its uplink there; any CT with a veth, its host
+    // end's name free and its addresses held by nothing there.
+    let routed = cfg.net.enabled() && cfg.net.netif() == crate::net::config::Netif::Routed;
+    let uplink = cfg.net.uplink.as_deref().filter(|_| routed);
+    let ips: Vec<String> = cfg.net.ip.iter().map(|c| c.addr.to_string()).collect();
+    if cfg.net.enabled() {
+        check.push("--veth");
+        if let Some(u) = uplink {
+            check.extend(["--uplink", u]);
+        }
+        for ip in &ips {
+            check.extend(["--ip", ip]);
+        }
+    }
     if online {
         check.push("--online");
     }
@@ -526,6 +542,22 @@ fn preflight(
         problems.push(format!(
             "bridge {} (the CT's) does not exist on DEST",
             bridge.as_deref().unwrap_or("?")
+        ));
+    }
+    if there.veth_present == Some(true) {
+        problems.push(format!(
+            "interface {} (the name of the CT's veth end) exists on DEST already: remove it there",
+            crate::net::host_ifname(ctid)
+        ));
+    }
+    if let (Some(up), Some(false)) = (uplink, there.uplink_present) {
+        problems.push(format!(
+            "uplink {up} (the routed CT's) does not exist on DEST: make it there, or cove set {ctid} --uplink DEV|none here"
+        ));
+    }
+    for (a, by) in &there.addresses_in_use {
+        problems.push(format!(
+            "address {a} is in use on DEST ({by}): free it there, or give the CT another one (cove set {ctid} --ipdel {a} --ipadd ...)"
         ));
     }
     if onboot && there.units_installed != Some(true) {

@@ -51,6 +51,15 @@ pub enum RecvAction {
         template: String,
         #[arg(long)]
         bridge: Option<String>,
+        /// The CT has a veth: the name of its host end must be free here
+        #[arg(long)]
+        veth: bool,
+        /// The routed CT's uplink: it must exist here
+        #[arg(long)]
+        uplink: Option<String>,
+        /// One of the CT's addresses: nothing here may hold it (repeatable)
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
         #[arg(long)]
         online: bool,
         /// The CT starts at boot: say whether cove's units are installed
@@ -118,6 +127,17 @@ pub struct Facts {
     /// that starts at boot: DEST enables its instance).
     #[serde(default)]
     pub units_installed: Option<bool>,
+    /// Whether an interface has the name of the CT's veth end already
+    /// (asked only for a CT with a veth: its start or restore makes one).
+    #[serde(default)]
+    pub veth_present: Option<bool>,
+    /// Whether the routed CT's uplink exists (asked only for one with an
+    /// uplink: its proxy entries go there).
+    #[serde(default)]
+    pub uplink_present: Option<bool>,
+    /// The CT's addresses something here holds, with what holds each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses_in_use: Vec<(std::net::IpAddr, String)>,
 }
 
 /// Where CRIU's log of a CT's failed restore here is, and its end.
@@ -154,6 +174,9 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
             name,
             template,
             bridge,
+            veth,
+            uplink,
+            ips,
             online,
             onboot,
         } => {
@@ -169,6 +192,13 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
             if *onboot {
                 f.units_installed = Some(crate::systemd::check_installed().is_ok());
             }
+            if *veth {
+                f.veth_present = Some(crate::net::link_exists(&crate::net::host_ifname(&ctid))?);
+            }
+            if let Some(up) = uplink {
+                f.uplink_present = Some(crate::net::link_exists(up)?);
+            }
+            f.addresses_in_use = crate::net::addresses_in_use(paths, &ctid, ips)?;
             println!(
                 "{}",
                 serde_json::to_string(&f).map_err(|e| Error::Tool(e.to_string()))?
@@ -263,21 +293,13 @@ pub fn facts(
         template_present: paths.template(template).join("rootfs").is_dir(),
         bridge_present: match bridge {
             None => None,
-            Some(b) => Some(bridge_exists(b)?),
+            Some(b) => Some(crate::net::link_exists(b)?),
         },
         free_bytes: free_bytes(&paths.data),
         existing_ct,
         pending,
-        units_installed: None,
+        ..Default::default()
     })
-}
-
-/// Whether this network namespace has an interface `name` (asked over
-/// netlink: /sys/class/net shows the namespace sysfs was mounted in, not
-/// necessarily cove's).
-fn bridge_exists(name: &str) -> Result<bool> {
-    let mut nl = cove_net::Netlink::open()?;
-    Ok(cove_net::link::find(&mut nl, name)?.is_some())
 }
 
 fn criu_check() -> String {

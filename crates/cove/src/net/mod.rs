@@ -698,6 +698,66 @@ pub fn check_addresses_free(paths: &Paths, ctid: &Ctid, net: &NetConfig) -> Resu
     Ok(())
 }
 
+/// What holds each of `addrs` in this host: an address on one of the
+/// interfaces of cove's network namespace, a host route or a proxy
+/// ARP/NDP entry for it there (a routed CT's restore would make those and
+/// fail), or another CT of this data directory than `ctid`. Pairs of the
+/// address and what holds it, as "on its interface eth1", "CT 105's".
+pub fn addresses_in_use(
+    paths: &Paths,
+    ctid: &Ctid,
+    addrs: &[IpAddr],
+) -> Result<Vec<(IpAddr, String)>> {
+    let mut found = Vec::new();
+    if addrs.is_empty() {
+        return Ok(found);
+    }
+    for id in ct_config::list_ctids(paths)? {
+        if &id == ctid {
+            continue;
+        }
+        let Ok(other) = CtConfig::load(&paths.ct(&id).config, &id) else {
+            continue;
+        };
+        for a in addrs {
+            if other.net.ip.iter().any(|o| o.addr == *a) {
+                found.push((*a, format!("CT {id}'s")));
+            }
+        }
+    }
+    let mut nl = Netlink::open()?;
+    let names: std::collections::HashMap<u32, String> = link::links(&mut nl)?
+        .into_iter()
+        .map(|l| (l.index, l.name))
+        .collect();
+    let name = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"));
+    for (index, c) in addr::list(&mut nl, None)? {
+        if addrs.contains(&c.addr) {
+            found.push((c.addr, format!("on its interface {}", name(index))));
+        }
+    }
+    for r in route::list(&mut nl)? {
+        if let Some(d) = r.dest.filter(|d| d.is_host() && addrs.contains(&d.addr)) {
+            let via = r.oif.map(|i| format!(" through {}", name(i)));
+            found.push((d.addr, format!("a route to it{}", via.unwrap_or_default())));
+        }
+    }
+    for (ip, index) in neigh::proxies(&mut nl)? {
+        if addrs.contains(&ip) {
+            found.push((ip, format!("a proxy ARP/NDP entry on {}", name(index))));
+        }
+    }
+    Ok(found)
+}
+
+/// Whether this network namespace (cove's) has an interface `name`
+/// (asked over netlink: /sys/class/net shows the namespace sysfs was
+/// mounted in, not necessarily this one).
+pub fn link_exists(name: &str) -> Result<bool> {
+    let mut nl = Netlink::open()?;
+    Ok(link::find(&mut nl, name)?.is_some())
+}
+
 /// `cove set` on a running CT: its network and DNS files as `new` says.
 pub fn apply_to_running(ct: &CtPaths, ctid: &Ctid, old: &CtConfig, new: &CtConfig) -> Result<()> {
     let c = cove_engine::container::load(&ct.oci_root, ctid.as_str())
