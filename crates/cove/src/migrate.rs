@@ -845,6 +845,10 @@ pub(crate) fn restore_failed(remote: &Remote, ct: &CtPaths, ctid: &Ctid, e: Erro
     let Error::Migrate { code, msg } = e else {
         return e;
     };
+    if code == exit::MIGRATE_UNREACHABLE {
+        // DEST's cove never ran: no log there, and no use asking again.
+        return Error::Migrate { code, msg };
+    }
     let log = remote
         .run(&["failed-log", ctid.as_str()])
         .ok()
