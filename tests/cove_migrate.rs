@@ -930,13 +930,14 @@ fn assert_on_bridge(env: &CoveEnv, ctid: &str, side: &str) {
 
 /// Watches interface `dev` of namespace `ns` (a packet socket on a thread
 /// of the test's that entered it) for an unsolicited neighbour
-/// advertisement of `target` until `stop` is set; the MAC it advertised.
+/// advertisement of `target` until `stop` is set: the MAC it advertised,
+/// or what IPv6 frames came by instead.
 fn watch_advertisement(
     ns: &HostNetns,
     dev: &str,
     target: std::net::Ipv6Addr,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<Option<[u8; 6]>> {
+) -> std::thread::JoinHandle<Result<[u8; 6], String>> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::sync::atomic::Ordering;
     let path = ns.path.clone();
@@ -947,13 +948,15 @@ fn watch_advertisement(
         // SAFETY: setns on an fd we own; this thread's namespace only.
         let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        const ETH_P_IPV6: u16 = 0x86dd;
+        // Every frame: a socket for one protocol sees nothing of a
+        // bridge port's (the bridge takes them first).
+        const ETH_P_ALL: u16 = 0x0003;
         // SAFETY: socket(2) with constant arguments, owned at once.
         let fd = unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_IPV6.to_be()),
+                i32::from(ETH_P_ALL.to_be()),
             )
         };
         assert!(
@@ -969,7 +972,7 @@ fn watch_advertisement(
         // SAFETY: sockaddr_ll is plain data; the fields set are bind's.
         let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sa.sll_family = libc::AF_PACKET as u16;
-        sa.sll_protocol = ETH_P_IPV6.to_be();
+        sa.sll_protocol = ETH_P_ALL.to_be();
         sa.sll_ifindex = index as i32;
         // SAFETY: bind(2) with an address that outlives the call.
         let rc = unsafe {
@@ -996,16 +999,25 @@ fn watch_advertisement(
         };
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 2048];
+        let mut seen = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             // SAFETY: recv(2) into a buffer of ours, its length.
             let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 86 {
+            if n < 55 {
                 continue;
             }
             let f = &buf[..n as usize];
-            // IPv6, ICMPv6 (58) with hop limit 255, type 136, this target,
-            // its option 2 (target link-layer address).
-            if f[12..14] == [0x86, 0xdd]
+            if f[12..14] != [0x86, 0xdd] {
+                continue;
+            }
+            if f[20] == 58 {
+                seen.push(format!("ICMPv6 {} ({n} bytes)", f[54]));
+            } else {
+                seen.push(format!("IPv6 next header {}", f[20]));
+            }
+            // ICMPv6 (58) with hop limit 255, type 136, this target, its
+            // option 2 (target link-layer address).
+            if n >= 86
                 && f[20] == 58
                 && f[21] == 255
                 && f[54] == 136
@@ -1014,10 +1026,10 @@ fn watch_advertisement(
             {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(&f[80..86]);
-                return Some(mac);
+                return Ok(mac);
             }
         }
-        None
+        Err(format!("IPv6 frames seen: {seen:?}"))
     });
     ready_rx
         .recv_timeout(Duration::from_secs(30))
@@ -1150,8 +1162,7 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     // The monitor announced before DEST's start returned.
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let advertised = watch.join().expect("the watching thread");
-    let advertised = advertised.map(|m| {
+    let advertised = watch.join().expect("the watching thread").map(|m| {
         m.iter()
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
@@ -1159,7 +1170,7 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     });
     assert_eq!(
         advertised.as_deref(),
-        Some(ct_mac.as_str()),
+        Ok(ct_mac.as_str()),
         "no neighbour advertisement of the CT's IPv6 address from its MAC seen on the client's port to DEST"
     );
     // A stale log of the failed try went with the successful restore.
