@@ -223,7 +223,8 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
         }
         RecvAction::FailedLog { ctid, lines } => {
             let log = restore_failed_log(paths, &Ctid::parse(ctid)?);
-            if let Ok(text) = std::fs::read_to_string(&log) {
+            if let Ok(bytes) = std::fs::read(&log) {
+                let text = String::from_utf8_lossy(&bytes);
                 let all: Vec<&str> = text.lines().collect();
                 let from = all.len().saturating_sub(*lines);
                 let answer = FailedLog {
@@ -298,6 +299,7 @@ pub fn facts(
         free_bytes: free_bytes(&paths.data),
         existing_ct,
         pending,
+        units_installed: None,
         ..Default::default()
     })
 }
