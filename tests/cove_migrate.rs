@@ -12,13 +12,17 @@
 //! Offline migration of a running busybox CT (running on DEST with its
 //! hostname, config and files, gone from the source; --keep-src keeps a
 //! stopped copy), failures at each phase (leaving the source running and
-//! DEST clean), `--abort` after a killed `cove`, and bad input. Online
+//! DEST clean), `--abort` after a killed `cove`, and bad input;
+//! pre-flight refusing addresses DEST holds and a routed CT whose uplink
+//! DEST lacks (which then moves once DEST has it). Online
 //! (`--online`, where CRIU works: the VM lane): a counting process goes on
 //! on DEST with the same pids inside; where CRIU cannot work the
 //! pre-flight check says so. A CT on a bridge both hosts share with a
 //! client in a third namespace keeps one TCP connection through an online
 //! move whose restore on DEST fails (the source resumed: same pids, its
-//! network working) and through the real move; offline, such a CT comes
+//! network working; CRIU's log kept on DEST and named, its end fetched)
+//! and through the real move (the CT's IPv6 address announced to the
+//! client's segment); offline, such a CT comes
 //! up on DEST's bridge. A CT that starts at boot does on DEST. A debian-12
 //! CT (systemd as init) moves online and its systemd still reports running
 //! on DEST.
@@ -924,6 +928,8 @@ fn online_where_criu_cannot_work_is_refused_before_anything() {
 
 /// The CTs' network in the online tests with a veth.
 const LAN: &str = "198.18.9";
+/// The networked CT's IPv6 address (announced after the move).
+const LAN6_CIDR: &str = "fd00:98:9::10/64";
 /// An echo server in the CT, adopted by its init (so it is dumped).
 const ECHO_SERVER: &str =
     "(setsid sh -c 'exec </dev/null >/dev/null 2>&1; exec nc -ll -p 7007 -e cat' &); true";
@@ -1001,12 +1007,125 @@ fn assert_on_bridge(env: &CoveEnv, ctid: &str, side: &str) {
     );
 }
 
+/// Watches interface `dev` of namespace `ns` (a packet socket on a thread
+/// of the test's that entered it) for an unsolicited neighbour
+/// advertisement of `target` until `stop` is set: the MAC it advertised,
+/// or what IPv6 frames came by instead.
+fn watch_advertisement(
+    ns: &HostNetns,
+    dev: &str,
+    target: std::net::Ipv6Addr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<[u8; 6], String>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::atomic::Ordering;
+    let path = ns.path.clone();
+    let dev = std::ffi::CString::new(dev).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let f = fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        // SAFETY: setns on an fd we own; this thread's namespace only.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        // Every frame: a socket for one protocol sees nothing of a
+        // bridge port's (the bridge takes them first).
+        const ETH_P_ALL: u16 = 0x0003;
+        // SAFETY: socket(2) with constant arguments, owned at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(ETH_P_ALL.to_be()),
+            )
+        };
+        assert!(
+            fd >= 0,
+            "packet socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a new descriptor nobody else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(dev.as_ptr()) };
+        assert!(index > 0, "no {dev:?} in the namespace");
+        // SAFETY: sockaddr_ll is plain data; the fields set are bind's.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as u16;
+        sa.sll_protocol = ETH_P_ALL.to_be();
+        sa.sll_ifindex = index as i32;
+        // SAFETY: bind(2) with an address that outlives the call.
+        let rc = unsafe {
+            libc::bind(
+                sock.as_raw_fd(),
+                (&sa as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: setsockopt(2) with a timeval the call only reads.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut seen = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            // SAFETY: recv(2) into a buffer of ours, its length.
+            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 55 {
+                continue;
+            }
+            let f = &buf[..n as usize];
+            if f[12..14] != [0x86, 0xdd] {
+                continue;
+            }
+            if f[20] == 58 {
+                seen.push(format!("ICMPv6 {} ({n} bytes)", f[54]));
+            } else {
+                seen.push(format!("IPv6 next header {}", f[20]));
+            }
+            // ICMPv6 (58) with hop limit 255, type 136, this target, its
+            // option 2 (target link-layer address).
+            if n >= 86
+                && f[20] == 58
+                && f[21] == 255
+                && f[54] == 136
+                && f[62..78] == target.octets()
+                && f[78] == 2
+            {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&f[80..86]);
+                return Ok(mac);
+            }
+        }
+        Err(format!("IPv6 frames seen: {seen:?}"))
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the watching thread did not start");
+    handle
+}
+
 /// A CT with an address on the shared segment keeps one TCP connection
 /// from the client's namespace through a migration that DEST's restore
-/// fails (rolled back: the source CT runs on, its network working) and
+/// fails (rolled back: the source CT runs on, its network working; CRIU's
+/// log kept on DEST, named in the error as DEST:/path, its last lines
+/// here) and
 /// then through the real move: the connection sees no reset, carries data
 /// both ways after each, and the CT's address answers on DEST, its veth
-/// on DEST's bridge, nothing of it left on the source.
+/// on DEST's bridge, nothing of it left on the source; the client's port
+/// to DEST sees an unsolicited neighbour advertisement of the CT's IPv6
+/// address from the CT's MAC.
 #[test]
 fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     let t = "online_migration_moves_a_networked_ct_with_its_tcp_connection";
@@ -1018,7 +1137,10 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     let dest = format!("root@{DST_ADDR}");
     let ip = format!("{LAN}.10");
     let cidr = format!("{ip}/24");
-    let (ctid, hostname) = running_ct(&h, &["--ipadd", &cidr, "--bridge", "mbr0"]);
+    let (ctid, hostname) = running_ct(
+        &h,
+        &["--ipadd", &cidr, "--ipadd", LAN6_CIDR, "--bridge", "mbr0"],
+    );
     h.src
         .cmd_timeout(&["exec", &ctid, "sh", "-c", ECHO_SERVER], CRIU_TIMEOUT)
         .assert_ok();
@@ -1040,6 +1162,38 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
     let out = run_child(c, &h.dir.path, CRIU_TIMEOUT);
     assert_cove_refused(&out, 52);
     assert!(out.stderr.contains("rolled back"), "{out}");
+    // CRIU's log stays on DEST, outside what DEST cleaned, named in the
+    // error as DEST:/path; its last lines are here, named too.
+    let kept = h
+        .dst
+        .data
+        .join("migrate-failed")
+        .join(format!("{ctid}-restore.log"));
+    let dest_log = fs::read_to_string(&kept)
+        .unwrap_or_else(|e| panic!("no restore log on DEST ({e}):\n{out}"));
+    assert!(
+        out.stderr
+            .contains(&format!("{DST_ADDR}:{}", kept.display())),
+        "the error does not name DEST's log:\n{out}"
+    );
+    let here = h.src.ct_dir(&ctid).join("migrate-restore-failed.log");
+    let tail = fs::read_to_string(&here)
+        .unwrap_or_else(|e| panic!("no tail of DEST's log here ({e}):\n{out}"));
+    assert!(
+        out.stderr.contains(&here.display().to_string()),
+        "the error does not name {}:\n{out}",
+        here.display()
+    );
+    assert_eq!(
+        tail.lines().last(),
+        dest_log.lines().last(),
+        "not the end of DEST's log"
+    );
+    assert_eq!(
+        fs::read_dir(kept.parent().unwrap()).unwrap().count(),
+        1,
+        "more than the log left in DEST's migrate-failed"
+    );
     assert!(Hosts::running(&h.src, &ctid), "source not running");
     assert_eq!(
         tcp_echo(&mut conn, "after the rollback", ECHO_TIMEOUT),
@@ -1065,6 +1219,21 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
 
     // The move.
     fs::remove_dir_all(&broken).unwrap();
+    // The client's port towards DEST sees the CT's IPv6 address announced
+    // from the CT's own MAC once it runs there.
+    let ct_mac = h
+        .src
+        .cmd(&["exec", &ctid, "cat", "/sys/class/net/eth0/address"])
+        .stdout
+        .trim()
+        .to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = watch_advertisement(
+        &client,
+        "ldst",
+        LAN6_CIDR.split('/').next().unwrap().parse().unwrap(),
+        stop.clone(),
+    );
     // No pre-copy (the counting test has it): the VM lane gives this
     // binary 1000 s.
     let c = h.migrate_cmd(&[&ctid, &dest, "--online", "--json", "--precopy-rounds", "0"]);
@@ -1073,6 +1242,22 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
         diagnose(&h.dir.path);
     }
     assert!(out.ok(), "{out}");
+    // The monitor announced before DEST's start returned.
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let advertised = watch.join().expect("the watching thread").map(|m| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    });
+    assert_eq!(
+        advertised.as_deref(),
+        Ok(ct_mac.as_str()),
+        "no neighbour advertisement of the CT's IPv6 address from its MAC seen on the client's port to DEST"
+    );
+    // A stale log of the failed try went with the successful restore.
+    assert!(!kept.exists(), "DEST's restore log outlived the move");
     let report = out.stdout_json().unwrap_or_else(|e| panic!("{e}"));
     let online = &report["online"];
     println!(
@@ -1157,6 +1342,189 @@ fn offline_migration_puts_a_bridged_ct_on_dests_bridge() {
         .assert_ok();
     let mut conn = tcp_connect_in(&client, &format!("{LAN}.11:7007"));
     assert_eq!(tcp_echo(&mut conn, "on DEST", ECHO_TIMEOUT), "on DEST");
+}
+
+/// A bridge `name`, up, in both hosts' namespaces (unconnected: enough
+/// for a CT to start on either).
+fn bridge_on_both(h: &Hosts, name: &str) {
+    for env in [&h.src, &h.dst] {
+        let ns = env.netns.as_ref().expect("the host's namespace");
+        ns.ip(&["link", "add", name, "type", "bridge"]).assert_ok();
+        ns.ip(&["link", "set", name, "up"]).assert_ok();
+    }
+}
+
+/// DEST's busybox template, a copy of the source's.
+fn copy_template_to_dest(h: &Hosts) {
+    fs::create_dir_all(h.dst.data.join("templates")).unwrap();
+    run(
+        "cp",
+        &[
+            "-a",
+            &h.src.data.join("templates/busybox").display().to_string(),
+            &h.dst.data.join("templates/busybox").display().to_string(),
+        ],
+        &h.dir.path,
+    )
+    .assert_ok();
+}
+
+/// Pre-flight refuses a CT whose addresses something on DEST holds: an
+/// address on one of DEST's interfaces (IPv4 and IPv6), another CT of
+/// DEST's; one line for each, before anything changed on either side.
+#[test]
+fn preflight_refuses_addresses_in_use_on_dest() {
+    let t = "preflight_refuses_addresses_in_use_on_dest";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    bridge_on_both(&h, "mbr0");
+    let (ctid, hostname) = running_ct(
+        &h,
+        &[
+            "--bridge",
+            "mbr0",
+            "--ipadd",
+            "198.18.9.12/24",
+            "--ipadd",
+            "198.18.9.13/24",
+            "--ipadd",
+            "fd00:98:9::12/64",
+            "--ipadd",
+            "198.18.9.14/24",
+        ],
+    );
+    let dst_ns = h.dst.netns.as_ref().unwrap();
+    dst_ns
+        .ip(&["addr", "add", "198.18.9.12/32", "dev", "mig1"])
+        .assert_ok();
+    dst_ns
+        .ip(&[
+            "-6",
+            "addr",
+            "add",
+            "fd00:98:9::12/64",
+            "dev",
+            "mig1",
+            "nodad",
+        ])
+        .assert_ok();
+    copy_template_to_dest(&h);
+    // Not new_ctid(): DEST counts from where the source does.
+    let other = format!("{ctid}1");
+    h.dst
+        .cmd(&[
+            "create",
+            &other,
+            "--template",
+            "busybox",
+            "--bridge",
+            "mbr0",
+            "--ipadd",
+            "198.18.9.13/24",
+        ])
+        .assert_ok();
+
+    let out = h.migrate(&[&ctid, &format!("root@{DST_ADDR}")]);
+    assert_cove_refused(&out, 50);
+    for line in [
+        "address 198.18.9.12 is in use on DEST (on its interface mig1)".to_string(),
+        "address fd00:98:9::12 is in use on DEST (on its interface mig1)".to_string(),
+        format!("address 198.18.9.13 is in use on DEST (CT {other}'s)"),
+    ] {
+        assert!(out.stderr.contains(&line), "no {line:?}:\n{out}");
+    }
+    assert!(out.stderr.contains("cove set"), "{out}");
+    assert!(
+        !out.stderr.contains("198.18.9.14"),
+        "a free address refused:\n{out}"
+    );
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, true);
+    assert_eq!(h.dst.status_json(&other)["status"], "stopped");
+}
+
+/// A routed CT: pre-flight refuses it while DEST lacks its uplink and has
+/// an interface of its veth end's name (nothing changes on either side);
+/// once DEST has the uplink, the CT moves offline and answers there
+/// through DEST's host route and proxy entry, nothing of it left here.
+#[test]
+fn offline_migration_of_a_routed_ct_needs_its_uplink_on_dest() {
+    let t = "offline_migration_of_a_routed_ct_needs_its_uplink_on_dest";
+    if !offline_here(t) {
+        return;
+    }
+    let Some(h) = setup(t) else { return };
+    let src_ns = h.src.netns.as_ref().unwrap();
+    let dst_ns = h.dst.netns.as_ref().unwrap();
+    // Veth pairs stand in for NICs (no dummy driver on every host).
+    let nic = |ns: &HostNetns, name: &str| {
+        ns.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{name}p"),
+        ])
+        .assert_ok();
+        ns.ip(&["link", "set", name, "up"]).assert_ok();
+    };
+    nic(src_ns, "upl0");
+    let ip = "10.77.0.5";
+    let (ctid, hostname) = running_ct(
+        &h,
+        &[
+            "--netif",
+            "routed",
+            "--ipadd",
+            &format!("{ip}/32"),
+            "--ipadd",
+            "fd00:77::5/128",
+            "--uplink",
+            "upl0",
+        ],
+    );
+    let veth = format!("vc{ctid}");
+    nic(dst_ns, &veth);
+
+    let dest = format!("root@{DST_ADDR}");
+    let out = h.migrate(&[&ctid, &dest]);
+    assert_cove_refused(&out, 50);
+    for line in [
+        "uplink upl0 (the routed CT's) does not exist on DEST".to_string(),
+        format!("interface {veth} (the name of the CT's veth end) exists on DEST already"),
+    ] {
+        assert!(out.stderr.contains(&line), "no {line:?}:\n{out}");
+    }
+    h.assert_source_as_before(&ctid, &hostname);
+    h.assert_dest_clean(&ctid, false);
+
+    dst_ns.ip(&["link", "del", &veth]).assert_ok();
+    nic(dst_ns, "upl0");
+    let out = h.migrate(&[&ctid, &dest]);
+    assert!(out.ok(), "{out}");
+    assert!(Hosts::running(&h.dst, &ctid), "not running on DEST");
+    let route = dst_ns.ip(&["route", "show", ip]);
+    assert!(route.stdout.contains(&format!("dev {veth}")), "{route}");
+    let proxy = dst_ns.ip(&["neigh", "show", "proxy"]);
+    assert!(
+        proxy.stdout.contains(&format!("{ip} dev upl0")),
+        "no proxy entry on DEST's uplink:\n{proxy}"
+    );
+    h.dst
+        .cmd(&["exec", &ctid, "sh", "-c", ECHO_SERVER])
+        .assert_ok();
+    let mut conn = tcp_connect_in(dst_ns, &format!("{ip}:7007"));
+    assert_eq!(tcp_echo(&mut conn, "routed", ECHO_TIMEOUT), "routed");
+    drop(conn);
+    assert!(host_link(&h.src, &veth).is_none(), "veth end left here");
+    let route = src_ns.ip(&["route", "show", ip]);
+    assert!(route.stdout.trim().is_empty(), "route left here: {route}");
+    assert!(!h.src.ct_dir(&ctid).exists(), "CT left on the source");
 }
 
 // ------------------------------------------------------- online, systemd

@@ -210,7 +210,7 @@ before DEST runs the CT rolls back: DEST keeps nothing, the CT runs here again. 
 half-way, `cove migrate --abort CTID` resolves it. With --online the CT keeps running while \
 CRIU pre-dumps its memory (--precopy-rounds), then is frozen, dumped, sent and restored on DEST; \
 a failure resumes it here. A CT with a veth keeps its addresses and established TCP connections: \
-DEST puts it on its bridge of the same name and announces its IPv4 addresses (gratuitous ARP). \
+DEST puts it on its bridge of the same name and announces its addresses (gratuitous ARP, IPv6 neighbour advertisements). \
 A CT that starts at boot does so on DEST (which needs cove's units: cove systemd install)."
     )]
     Migrate(crate::migrate::MigrateArgs),

@@ -7,8 +7,10 @@
 //!
 //! ```text
 //! preflight   both sides' facts (version, kernel, cgroup mode, template,
-//!             bridge, free space, CTID free on DEST); a list of what does
-//!             not match ends it before anything changes
+//!             bridge or a routed CT's uplink, the veth end's name and the
+//!             CT's addresses free on DEST, free space, CTID free on DEST);
+//!             a list of what does not match ends it before anything
+//!             changes
 //! stop        the CT, if it runs
 //! template    the CT's template as tar over ssh, if DEST lacks it
 //! transfer    the CT's config and private area as tar over ssh, into a
@@ -44,6 +46,8 @@ use crate::paths::{CtPaths, Paths};
 use crate::runstate;
 
 const JOURNAL: &str = "migrate.json";
+/// The end of CRIU's log of a restore that failed on DEST, fetched here.
+pub(crate) const RESTORE_FAILED_LOG: &str = "migrate-restore-failed.log";
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -573,6 +577,20 @@ fn preflight(
     if let Some(b) = &bridge {
         check.extend(["--bridge", b]);
     }
+    // A routed CT needs its uplink there; any CT with a veth, its host
+    // end's name free and its addresses held by nothing there.
+    let routed = cfg.net.enabled() && cfg.net.netif() == crate::net::config::Netif::Routed;
+    let uplink = cfg.net.uplink.as_deref().filter(|_| routed);
+    let ips: Vec<String> = cfg.net.ip.iter().map(|c| c.addr.to_string()).collect();
+    if cfg.net.enabled() {
+        check.push("--veth");
+        if let Some(u) = uplink {
+            check.extend(["--uplink", u]);
+        }
+        for ip in &ips {
+            check.extend(["--ip", ip]);
+        }
+    }
     if online {
         check.push("--online");
     }
@@ -619,6 +637,22 @@ fn preflight(
         problems.push(format!(
             "bridge {} (the CT's) does not exist on DEST",
             bridge.as_deref().unwrap_or("?")
+        ));
+    }
+    if there.veth_present == Some(true) {
+        problems.push(format!(
+            "interface {} (the name of the CT's veth end) exists on DEST already: remove it there",
+            crate::net::host_ifname(ctid)
+        ));
+    }
+    if let (Some(up), Some(false)) = (uplink, there.uplink_present) {
+        problems.push(format!(
+            "uplink {up} (the routed CT's) does not exist on DEST: make it there, or cove set {ctid} --uplink DEV|none here"
+        ));
+    }
+    for (a, by) in &there.addresses_in_use {
+        problems.push(format!(
+            "address {a} is in use on DEST ({by}): free it there, or give the CT another one (cove set {ctid} --ipdel {a} --ipadd ...)"
         ));
     }
     if onboot && there.units_installed != Some(true) {
@@ -678,6 +712,8 @@ fn migrate(paths: &Paths, args: &MigrateArgs, dest: &str) -> Result<Report> {
         });
     }
     let cfg = CtConfig::load(&ct.config, &ctid)?;
+    // What an earlier migration fetched of DEST's failed restore is stale.
+    let _ = std::fs::remove_file(ct.dir.join(RESTORE_FAILED_LOG));
     let remote = Remote {
         dest: dest.to_string(),
         opts: args.ssh_opt.clone(),
@@ -895,6 +931,47 @@ fn send_template(
         format!("template {} sent ({})", cfg.template, human(n)),
     );
     Ok(n)
+}
+
+/// DEST's restore failed with `e`: DEST kept CRIU's log; its last lines
+/// are fetched into `<ct>/migrate-restore-failed.log` here, and the error
+/// names both (the log on DEST as `DEST:/path`, as scp takes it). `e` as
+/// it was when DEST kept no log.
+pub(crate) fn restore_failed(remote: &Remote, ct: &CtPaths, ctid: &Ctid, e: Error) -> Error {
+    let Error::Migrate { code, msg } = e else {
+        return e;
+    };
+    if code == exit::MIGRATE_UNREACHABLE {
+        // DEST's cove never ran: no log there, and no use asking again.
+        return Error::Migrate { code, msg };
+    }
+    let log = remote
+        .run(&["failed-log", ctid.as_str()])
+        .ok()
+        .and_then(|t| serde_json::from_str::<migrate_recv::FailedLog>(t.trim()).ok());
+    let Some(log) = log else {
+        return Error::Migrate { code, msg };
+    };
+    let path = log.path.display().to_string();
+    let there = format!("{}:{path}", remote.dest);
+    let mut msg = if msg.contains(&path) {
+        msg.replace(&path, &there)
+    } else {
+        format!("{msg} (CRIU's log: {there})")
+    };
+    let here = ct.dir.join(RESTORE_FAILED_LOG);
+    let mut text = format!(
+        "# The last {} lines of CRIU's log of the failed restore on {there}\n",
+        log.last_lines.len()
+    );
+    for l in &log.last_lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    if cove_engine::state::write_atomic(&here, text.as_bytes()).is_ok() {
+        msg.push_str(&format!("; its last lines: {}", here.display()));
+    }
+    Error::Migrate { code, msg }
 }
 
 /// Removes an online migration's dump here (and its suspend record).

@@ -291,7 +291,9 @@ pub(crate) fn move_online(
     );
 
     let t = Instant::now();
-    remote.run(&["start", ctid.as_str(), "--restore"])?;
+    remote
+        .run(&["start", ctid.as_str(), "--restore"])
+        .map_err(|e| crate::migrate::restore_failed(remote, ct, ctid, e))?;
     let restore_seconds = t.elapsed().as_secs_f64();
     progress.done(
         "restore",

@@ -7,6 +7,10 @@
 //! <data>/migrate-in/template-<NAME>/     a template being received
 //! <data>/ct/<CTID>/migrate-in.json       the CT came by migration and its
 //!                                        source has not confirmed it yet
+//! <data>/migrate-failed/<CTID>-restore.log
+//!                                        CRIU's log of the last restore of
+//!                                        CTID that failed here (the CT
+//!                                        itself went)
 //! ```
 //!
 //! A CT only appears under `<data>/ct` at `start`, by a rename of its
@@ -47,6 +51,15 @@ pub enum RecvAction {
         template: String,
         #[arg(long)]
         bridge: Option<String>,
+        /// The CT has a veth: the name of its host end must be free here
+        #[arg(long)]
+        veth: bool,
+        /// The routed CT's uplink: it must exist here
+        #[arg(long)]
+        uplink: Option<String>,
+        /// One of the CT's addresses: nothing here may hold it (repeatable)
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
         #[arg(long)]
         online: bool,
         /// The CT starts at boot: say whether cove's units are installed
@@ -85,6 +98,13 @@ pub enum RecvAction {
     /// The source took the CT as moved: it stays here for good (and
     /// starts at boot here if it did there)
     Confirm { ctid: String },
+    /// Print where CRIU's log of CTID's failed restore is kept, and its
+    /// last lines (JSON; nothing when there is none)
+    FailedLog {
+        ctid: String,
+        #[arg(long, default_value_t = 40)]
+        lines: usize,
+    },
     /// Remove what a migration of CTID left here, unless confirmed
     Abort {
         ctid: String,
@@ -118,6 +138,33 @@ pub struct Facts {
     /// that starts at boot: DEST enables its instance).
     #[serde(default)]
     pub units_installed: Option<bool>,
+    /// Whether an interface has the name of the CT's veth end already
+    /// (asked only for a CT with a veth: its start or restore makes one).
+    #[serde(default)]
+    pub veth_present: Option<bool>,
+    /// Whether the routed CT's uplink exists (asked only for one with an
+    /// uplink: its proxy entries go there).
+    #[serde(default)]
+    pub uplink_present: Option<bool>,
+    /// The CT's addresses something here holds, with what holds each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses_in_use: Vec<(std::net::IpAddr, String)>,
+}
+
+/// Where CRIU's log of a CT's failed restore here is, and its end.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FailedLog {
+    pub path: PathBuf,
+    pub last_lines: Vec<String>,
+}
+
+/// Where CRIU's log of the last failed restore of `ctid` here is kept:
+/// outside the CT's directory, which goes with the CT.
+pub fn restore_failed_log(paths: &Paths, ctid: &Ctid) -> PathBuf {
+    paths
+        .data
+        .join("migrate-failed")
+        .join(format!("{ctid}-restore.log"))
 }
 
 fn staging(paths: &Paths, ctid: &Ctid) -> PathBuf {
@@ -138,6 +185,9 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
             name,
             template,
             bridge,
+            veth,
+            uplink,
+            ips,
             online,
             onboot,
         } => {
@@ -153,6 +203,13 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
             if *onboot {
                 f.units_installed = Some(crate::systemd::check_installed().is_ok());
             }
+            if *veth {
+                f.veth_present = Some(crate::net::link_exists(&crate::net::host_ifname(&ctid))?);
+            }
+            if let Some(up) = uplink {
+                f.uplink_present = Some(crate::net::link_exists(up)?);
+            }
+            f.addresses_in_use = crate::net::addresses_in_use(paths, &ctid, ips)?;
             println!(
                 "{}",
                 serde_json::to_string(&f).map_err(|e| Error::Tool(e.to_string()))?
@@ -181,6 +238,23 @@ pub fn run(paths: &Paths, args: &RecvArgs) -> Result<i32> {
         }
         RecvAction::Confirm { ctid } => {
             confirm(paths, &Ctid::parse(ctid)?)?;
+            Ok(0)
+        }
+        RecvAction::FailedLog { ctid, lines } => {
+            let log = restore_failed_log(paths, &Ctid::parse(ctid)?);
+            if let Ok(bytes) = std::fs::read(&log) {
+                let text = String::from_utf8_lossy(&bytes);
+                let all: Vec<&str> = text.lines().collect();
+                let from = all.len().saturating_sub(*lines);
+                let answer = FailedLog {
+                    path: log,
+                    last_lines: all[from..].iter().map(|l| l.to_string()).collect(),
+                };
+                println!(
+                    "{}",
+                    serde_json::to_string(&answer).map_err(|e| Error::Tool(e.to_string()))?
+                );
+            }
             Ok(0)
         }
         RecvAction::Abort { ctid, template } => {
@@ -239,21 +313,14 @@ pub fn facts(
         template_present: paths.template(template).join("rootfs").is_dir(),
         bridge_present: match bridge {
             None => None,
-            Some(b) => Some(bridge_exists(b)?),
+            Some(b) => Some(crate::net::link_exists(b)?),
         },
         free_bytes: free_bytes(&paths.data),
         existing_ct,
         pending,
         units_installed: None,
+        ..Default::default()
     })
-}
-
-/// Whether this network namespace has an interface `name` (asked over
-/// netlink: /sys/class/net shows the namespace sysfs was mounted in, not
-/// necessarily cove's).
-fn bridge_exists(name: &str) -> Result<bool> {
-    let mut nl = cove_net::Netlink::open()?;
-    Ok(cove_net::link::find(&mut nl, name)?.is_some())
 }
 
 fn criu_check() -> String {
@@ -518,8 +585,11 @@ fn start(paths: &Paths, ctid: &Ctid, run: bool, restore: bool) -> Result<()> {
         let _ = std::fs::rename(&ct.dir, &stage);
         return Err(Error::io("write", marker, e));
     }
+    let kept = restore_failed_log(paths, ctid);
     let started = if restore {
-        resume_received(paths, ctid)
+        // A log of an earlier failed restore is stale from here.
+        let _ = std::fs::remove_file(&kept);
+        resume_received(paths, ctid).map_err(|e| keep_restore_log(paths, ctid, &kept, e))
     } else if run {
         lifecycle::start(paths, ctid.as_str(), false).map(|_| ())
     } else {
@@ -530,6 +600,20 @@ fn start(paths: &Paths, ctid: &Ctid, run: bool, restore: bool) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// CRIU's log of the failed restore (in the received dump directory,
+/// which goes with the CT) kept as `kept`, and `e` naming it there.
+fn keep_restore_log(paths: &Paths, ctid: &Ctid, kept: &Path, e: Error) -> Error {
+    let log = crate::migrate_online::dump_dir(&paths.ct(ctid)).join("restore.log");
+    if !log.is_file()
+        || kept
+            .parent()
+            .is_none_or(|d| crate::paths::private_dir(d).is_err())
+    {
+        return e;
+    }
+    crate::suspend::keep_log(&log, kept, e)
 }
 
 /// The received dump recorded as this host's suspend of the CT, then

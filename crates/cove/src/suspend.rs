@@ -329,12 +329,34 @@ fn keep_failed_log(ct: &CtPaths, dir: &Path, e: Error) -> Error {
     else {
         return e;
     };
-    let kept = ct.dir.join(FAILED_LOG);
-    let moved = std::fs::rename(&log, &kept).is_ok() || std::fs::copy(&log, &kept).is_ok();
-    match e {
-        Error::Tool(m) if moved => {
-            Error::Tool(m.replace(&log.display().to_string(), &kept.display().to_string()))
+    keep_log(&log, &ct.dir.join(FAILED_LOG), e)
+}
+
+/// CRIU's log `log` of a failed dump or restore kept as `kept` (moved,
+/// else copied), and `e` naming `kept` instead of `log` (or, if it named
+/// no log, ending with it). `e` as it was when there is no log to keep.
+pub(crate) fn keep_log(log: &Path, kept: &Path, e: Error) -> Error {
+    if !log.is_file() {
+        return e;
+    }
+    let moved = std::fs::rename(log, kept).is_ok() || std::fs::copy(log, kept).is_ok();
+    if !moved {
+        return e;
+    }
+    let (from, to) = (log.display().to_string(), kept.display().to_string());
+    let point = |m: String| {
+        if m.contains(&from) {
+            m.replace(&from, &to)
+        } else {
+            format!("{m} (CRIU's log: {to})")
         }
+    };
+    match e {
+        Error::Tool(m) => Error::Tool(point(m)),
+        Error::Monitor { code, msg } => Error::Monitor {
+            code,
+            msg: point(msg),
+        },
         e => e,
     }
 }
@@ -418,4 +440,43 @@ pub fn restore_in_monitor(options: CreateOptions, images: &Path) -> Result<Creat
     let pidfd = cove_engine::sys::pidfd_open(r.pid)
         .map_err(|e| Error::sys(format!("pidfd_open {}", r.pid), e))?;
     Ok(Created { pid: r.pid, pidfd })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_log_is_named_instead_of_the_lost_one() {
+        let dir = std::env::temp_dir().join(format!("cove-keep-log-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("dump")).unwrap();
+        let log = dir.join("dump/restore.log");
+        let kept = dir.join("kept.log");
+        std::fs::write(&log, "(00.1) Error (cr-restore.c:1): nope\n").unwrap();
+        let e = Error::Monitor {
+            code: 3,
+            msg: format!("criu restore failed: nope (log: {})", log.display()),
+        };
+        match keep_log(&log, &kept, e) {
+            Error::Monitor { code: 3, msg } => {
+                assert_eq!(
+                    msg,
+                    format!("criu restore failed: nope (log: {})", kept.display())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!log.exists() && kept.is_file());
+        // A message that named no log ends with the kept one; no log, no
+        // change.
+        std::fs::write(&log, "x\n").unwrap();
+        let e = keep_log(&log, &kept, Error::Tool("failed".into()));
+        assert_eq!(
+            e.to_string(),
+            format!("failed (CRIU's log: {})", kept.display())
+        );
+        let e = keep_log(&log, &kept, Error::Tool("failed".into()));
+        assert_eq!(e.to_string(), "failed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

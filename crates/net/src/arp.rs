@@ -10,56 +10,12 @@
 //! in the caller's network namespace.
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::{Error, Result};
+use crate::packet::Sender;
+use crate::Result;
 
 const ETH_P_ARP: u16 = 0x0806;
 const BROADCAST: [u8; 6] = [0xff; 6];
-
-fn ifreq_of(name: &str) -> Result<libc::ifreq> {
-    // SAFETY: ifreq is plain data; all zeroes is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= req.ifr_name.len() || bytes.contains(&0) {
-        return Err(Error::NoSuchLink(name.to_string()));
-    }
-    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    Ok(req)
-}
-
-/// The index and MAC address of interface `name`.
-fn index_and_mac(sock: &OwnedFd, name: &str) -> Result<(i32, [u8; 6])> {
-    let mut req = ifreq_of(name)?;
-    // SAFETY: SIOCGIFINDEX fills the ifreq we pass, which outlives the call.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::ENODEV) {
-            Error::NoSuchLink(name.to_string())
-        } else {
-            Error::sys(format!("SIOCGIFINDEX {name}"), e)
-        });
-    }
-    // SAFETY: the kernel just wrote the index member of the union.
-    let index = unsafe { req.ifr_ifru.ifru_ifindex };
-    let mut req = ifreq_of(name)?;
-    // SAFETY: as above, SIOCGIFHWADDR.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } != 0 {
-        return Err(Error::sys(
-            format!("SIOCGIFHWADDR {name}"),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: the kernel just wrote the hardware address member.
-    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
-    let mut mac = [0u8; 6];
-    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *d = *s as u8;
-    }
-    Ok((index, mac))
-}
 
 /// An Ethernet frame carrying a gratuitous ARP for `ip` from `mac`:
 /// a request (op 1) or a reply (op 2), padded to the minimum frame size.
@@ -88,51 +44,13 @@ pub fn announce(ifname: &str, addrs: &[Ipv4Addr]) -> Result<()> {
     if addrs.is_empty() {
         return Ok(());
     }
-    // SAFETY: socket(2) with constant arguments; the fd is owned at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ARP.to_be()),
-        )
-    };
-    if fd < 0 {
-        return Err(Error::sys(
-            "socket(AF_PACKET)",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: fd is a new descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let (index, mac) = index_and_mac(&sock, ifname)?;
-    // SAFETY: sockaddr_ll is plain data; zeroes, then the fields set.
-    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    to.sll_family = libc::AF_PACKET as u16;
-    to.sll_protocol = ETH_P_ARP.to_be();
-    to.sll_ifindex = index;
-    to.sll_halen = 6;
-    to.sll_addr[..6].copy_from_slice(&BROADCAST);
+    let out = Sender::open(ifname, ETH_P_ARP)?;
     for ip in addrs {
         for op in [1, 2] {
-            let f = frame(mac, *ip, op);
-            // SAFETY: the buffer and the address outlive the call; the
-            // lengths are theirs.
-            let n = unsafe {
-                libc::sendto(
-                    sock.as_raw_fd(),
-                    f.as_ptr().cast(),
-                    f.len(),
-                    0,
-                    (&to as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            if n < 0 {
-                return Err(Error::sys(
-                    format!("send a gratuitous ARP for {ip} on {ifname}"),
-                    std::io::Error::last_os_error(),
-                ));
-            }
+            out.send(
+                &frame(out.mac, *ip, op),
+                &format!("a gratuitous ARP for {ip}"),
+            )?;
         }
     }
     Ok(())
@@ -160,14 +78,5 @@ mod tests {
         let rep = frame(mac, ip, 2);
         assert_eq!(&rep[20..22], &[0, 2]);
         assert_eq!(&rep[32..38], &BROADCAST);
-    }
-
-    #[test]
-    fn bad_names_are_refused() {
-        assert!(matches!(ifreq_of(""), Err(Error::NoSuchLink(_))));
-        assert!(matches!(
-            ifreq_of("a-name-far-too-long"),
-            Err(Error::NoSuchLink(_))
-        ));
     }
 }

@@ -13,7 +13,9 @@
 //! | `addr` | IPv4/IPv6 addresses on a link |
 //! | `route` | routes through a link or a gateway |
 //! | `neigh` | neighbour proxy entries (proxy ARP / NDP for single addresses) |
-//! | `arp` | gratuitous ARP: addresses announced at an interface's MAC (after a move) |
+//! | `arp` | gratuitous ARP: IPv4 addresses announced at an interface's MAC (after a move) |
+//! | `ndp` | unsolicited neighbour advertisements: the same for IPv6 addresses |
+//! | `packet` | whole Ethernet frames out of one interface (a raw packet socket) |
 //! | `sysctl` | proxy_arp, forwarding, proxy_ndp |
 //! | `netns` | run a closure in another network namespace (a forked child) |
 //! | `nft` | a table of cove's own: DNAT rules for published ports; per-CT source guards on the veth's ingress |
@@ -23,10 +25,12 @@ pub mod addr;
 pub mod arp;
 pub mod cidr;
 pub mod link;
+pub mod ndp;
 pub mod neigh;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+mod packet;
 pub mod route;
 pub mod sysctl;
 

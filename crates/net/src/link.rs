@@ -4,7 +4,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -20,6 +20,9 @@ pub struct Link {
     pub alias: Option<String>,
     pub kind: Option<String>,
     pub up: bool,
+    /// Operationally up (RFC 2863 "up", or "unknown" for a driver that
+    /// does not tell), as the kernel's link watch last set it.
+    pub oper_up: bool,
 }
 
 fn link_of(m: &LinkMessage) -> Option<Link> {
@@ -30,12 +33,14 @@ fn link_of(m: &LinkMessage) -> Option<Link> {
         alias: None,
         kind: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        oper_up: false,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Controller(i) => link.master = Some(*i),
             LinkAttribute::IfAlias(s) => link.alias = Some(s.clone()),
+            LinkAttribute::OperState(st) => link.oper_up = matches!(st, State::Up | State::Unknown),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {
@@ -76,6 +81,26 @@ pub fn find(nl: &mut Netlink, name: &str) -> Result<Option<Link>> {
         })),
         Err(e) if e.is_gone() => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Waits until interface `name` is operationally up, at most `limit`;
+/// whether it is. A link set up has its carrier at once (a veth whose
+/// peer is up), but the kernel's link watch makes it operational a few
+/// milliseconds later, asynchronously: until then its queueing discipline
+/// drops what is sent and, as a bridge port, it forwards nothing, and a
+/// frame sent out of it or to it is lost without a word.
+pub fn wait_oper_up(nl: &mut Netlink, name: &str, limit: std::time::Duration) -> Result<bool> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let l = find(nl, name)?.ok_or_else(|| Error::NoSuchLink(name.to_string()))?;
+        if l.oper_up {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 

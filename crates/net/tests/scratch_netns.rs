@@ -1,16 +1,19 @@
 //! cove-net against the kernel, in network namespaces this test makes
 //! (a thread that unshares its own; the machine's is never touched): links,
 //! addresses, routes, proxy entries, sysctls, moving a link to another
-//! namespace and working there. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN);
+//! namespace and working there; gratuitous ARP and unsolicited neighbour
+//! advertisements as a peer's kernel takes them. Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN);
 //! says SKIP otherwise.
 
 use std::net::IpAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::sync::mpsc;
 
 use cove_net::route::Route;
 use cove_net::sysctl::{self, Knob};
-use cove_net::{addr, link, neigh, netns, route, Cidr, Netlink};
+use cove_net::{addr, arp, link, ndp, neigh, netns, route, Cidr, Netlink};
 
 /// Runs `f` on a thread in a network namespace of its own; the namespace
 /// goes when the thread ends.
@@ -171,4 +174,122 @@ fn links_addresses_routes_proxies_and_sysctls_in_a_scratch_namespace() {
         assert!(link::delete(&mut nl, "va").unwrap_err().is_gone());
         link::delete(&mut nl, "br-t").unwrap();
     });
+}
+
+/// `ip ARGS` in the namespace `ns` (the calling thread's when None);
+/// its stdout, or a panic with its stderr.
+fn ip_in(ns: Option<&OwnedFd>, args: &[&str]) -> String {
+    let mut c = Command::new("ip");
+    c.args(args);
+    if let Some(ns) = ns {
+        let fd = ns.as_raw_fd();
+        // SAFETY: setns(2) between fork and exec, on a descriptor that
+        // outlives the spawn.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = c.output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The link-layer address of `ip` in `ns`'s neighbour table on `dev`.
+fn lladdr_of(ns: &OwnedFd, ip: &str, dev: &str) -> Option<String> {
+    let out = ip_in(Some(ns), &["neigh", "show", ip, "dev", dev]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    words
+        .iter()
+        .position(|w| *w == "lladdr")
+        .and_then(|i| words.get(i + 1))
+        .map(|s| s.to_string())
+}
+
+/// A moved CT's announcements as a peer's kernel sees them: the peer
+/// (another namespace, at the far end of a veth) has stale entries for an
+/// IPv4 and an IPv6 address at an old MAC; a gratuitous ARP and an
+/// unsolicited neighbour advertisement from the near end move both to
+/// its MAC. The kernel drops an advertisement with a bad checksum, a hop
+/// limit below 255 or the Solicited flag to a multicast address, and
+/// takes no MAC without the Override flag: the frame is right if the
+/// entry changes.
+#[test]
+fn announcements_move_the_peers_neighbour_entries() {
+    if !is_root() {
+        eprintln!("SKIP announcements_move_the_peers_neighbour_entries: needs root");
+        return;
+    }
+    const MAC: &str = "02:c0:fe:00:77:01";
+    const OLD: &str = "02:c0:fe:00:77:99";
+    const V4: &str = "198.18.77.10";
+    const V6: &str = "2001:db8:77::10";
+    let (peer, keep) = parked_netns();
+    let peer_fd = peer.as_fd().try_clone_to_owned().unwrap();
+    in_scratch_netns(move || {
+        let mut nl = Netlink::open().unwrap();
+        link::add_veth(&mut nl, "ann0", "ann1", Some(peer_fd.as_fd())).unwrap();
+        ip_in(None, &["link", "set", "ann0", "address", MAC]);
+        // The addresses are the near end's (as the CT's are its eth0's).
+        addr::add(&mut nl, "ann0", &format!("{V4}/24").parse().unwrap()).unwrap();
+        addr::add(&mut nl, "ann0", &format!("{V6}/64").parse().unwrap()).unwrap();
+        for ip in [V4, V6] {
+            ip_in(
+                Some(&peer_fd),
+                &[
+                    "neigh", "replace", ip, "lladdr", OLD, "dev", "ann1", "nud", "stale",
+                ],
+            );
+            assert_eq!(lladdr_of(&peer_fd, ip, "ann1").as_deref(), Some(OLD));
+        }
+        // Aged as a peer's entries are (a kernel keeps an entry changed
+        // less than `locktime`, 1 s, ago against a new MAC).
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        link::set_up(&mut nl, "ann0", true).unwrap();
+        ip_in(Some(&peer_fd), &["link", "set", "ann1", "up"]);
+        // The receiving end just came up, as a CT's host end does before
+        // the announcement: what arrives before the link watch made it
+        // operational is dropped (a bridge port forwards nothing yet).
+        netns::run_in(peer_fd.as_fd(), || {
+            let mut nl = Netlink::open()?;
+            match link::wait_oper_up(&mut nl, "ann1", std::time::Duration::from_secs(2))? {
+                true => Ok(()),
+                false => Err(cove_net::Error::InNamespace("ann1 not up".into())),
+            }
+        })
+        .unwrap();
+        // ann0 too came up just now: the senders wait for it.
+        ndp::advertise("ann0", &[V6.parse().unwrap()]).unwrap();
+        arp::announce("ann0", &[V4.parse().unwrap()]).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let seen = |ip: &str| lladdr_of(&peer_fd, ip, "ann1");
+        while (seen(V4).as_deref() != Some(MAC) || seen(V6).as_deref() != Some(MAC))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(
+            seen(V6).as_deref(),
+            Some(MAC),
+            "the advertisement was not taken"
+        );
+        assert_eq!(
+            seen(V4).as_deref(),
+            Some(MAC),
+            "the gratuitous ARP was not taken"
+        );
+        // An interface that is not there is named.
+        let e = ndp::advertise("no-such0", &[V6.parse().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("no-such0"), "{e}");
+        link::delete(&mut nl, "ann0").unwrap();
+    });
+    drop(keep);
 }

@@ -187,8 +187,9 @@ pub fn setup(
 /// The CT's established connections go on once its host end is up.
 ///
 /// The CT may have been dumped on another host (`cove migrate --online`):
-/// its IPv4 addresses are then announced by gratuitous ARP (from its eth0
-/// when bridged, on the uplink when routed), so that the bridges and
+/// its addresses are then announced (gratuitous ARP for IPv4, unsolicited
+/// neighbour advertisements for IPv6; from its eth0 when bridged, on the
+/// uplink when routed), so that the bridges and
 /// switches between it and its peers learn where its MAC is now. Returns
 /// a note when that announcement failed (the CT runs; peers find it once
 /// their caches expire).
@@ -222,33 +223,62 @@ pub fn setup_restored(
         .map(|e| format!("CT {ctid}: its addresses not announced: {e}")))
 }
 
-/// Gratuitous ARP for the CT's IPv4 addresses where its peers will see
-/// it: from eth0 inside the CT (bridged), or from the uplink here for the
-/// proxy ARP entries (routed).
+/// Gratuitous ARP for the CT's IPv4 addresses and unsolicited neighbour
+/// advertisements for its global IPv6 ones where its peers will see them:
+/// from eth0 inside the CT (bridged), or from the uplink here for the
+/// proxy ARP/NDP entries (routed). A bridged CT's host end has just been
+/// set up: the bridge forwards nothing from a port until the kernel's
+/// link watch has made it operational (milliseconds later), so that is
+/// waited for first.
 fn announce(ctid: &Ctid, net: &NetConfig, init_pid: i32, init_pidfd: BorrowedFd) -> Result<()> {
-    let v4: Vec<std::net::Ipv4Addr> = net
-        .ip
-        .iter()
-        .filter_map(|c| match c.addr {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    if v4.is_empty() {
+    let mut v4: Vec<std::net::Ipv4Addr> = Vec::new();
+    let mut v6: Vec<Ipv6Addr> = Vec::new();
+    for c in &net.ip {
+        match c.addr {
+            IpAddr::V4(a) => v4.push(a),
+            IpAddr::V6(a) if is_global6(&a) => v6.push(a),
+            IpAddr::V6(_) => {}
+        }
+    }
+    if v4.is_empty() && v6.is_empty() {
         return Ok(());
     }
+    let send = move |dev: &str| -> cove_net::Result<()> {
+        cove_net::arp::announce(dev, &v4)?;
+        cove_net::ndp::advertise(dev, &v6)
+    };
     match net.netif() {
         Netif::Bridged => {
+            let host = host_ifname(ctid);
+            let mut nl = Netlink::open()?;
+            if !link::wait_oper_up(&mut nl, &host, ANNOUNCE_WAIT)? {
+                return Err(Error::Tool(format!(
+                    "{host} did not come up within {} s",
+                    ANNOUNCE_WAIT.as_secs()
+                )));
+            }
             let ns = init_netns(ctid, init_pid, init_pidfd)?;
-            netns::run_in(ns.as_fd(), move || cove_net::arp::announce(CT_IFNAME, &v4))?;
+            netns::run_in(ns.as_fd(), move || send(CT_IFNAME))?;
         }
         Netif::Routed => {
             if let Some(up) = &net.uplink {
-                cove_net::arp::announce(up, &v4)?;
+                send(up)?;
             }
         }
     }
     Ok(())
+}
+
+/// How long the announcement waits for the host end to be operational.
+const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An IPv6 address others reach the CT at: not link-local (fe80::/10, the
+/// link's own), multicast, loopback or unspecified.
+fn is_global6(a: &Ipv6Addr) -> bool {
+    !(a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || (a.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 /// The host end `host` of the CT's veth (which exists) on the bridge, or
@@ -710,6 +740,66 @@ pub fn check_addresses_free(paths: &Paths, ctid: &Ctid, net: &NetConfig) -> Resu
     Ok(())
 }
 
+/// What holds each of `addrs` in this host: an address on one of the
+/// interfaces of cove's network namespace, a host route or a proxy
+/// ARP/NDP entry for it there (a routed CT's restore would make those and
+/// fail), or another CT of this data directory than `ctid`. Pairs of the
+/// address and what holds it, as "on its interface eth1", "CT 105's".
+pub fn addresses_in_use(
+    paths: &Paths,
+    ctid: &Ctid,
+    addrs: &[IpAddr],
+) -> Result<Vec<(IpAddr, String)>> {
+    let mut found = Vec::new();
+    if addrs.is_empty() {
+        return Ok(found);
+    }
+    for id in ct_config::list_ctids(paths)? {
+        if &id == ctid {
+            continue;
+        }
+        let Ok(other) = CtConfig::load(&paths.ct(&id).config, &id) else {
+            continue;
+        };
+        for a in addrs {
+            if other.net.ip.iter().any(|o| o.addr == *a) {
+                found.push((*a, format!("CT {id}'s")));
+            }
+        }
+    }
+    let mut nl = Netlink::open()?;
+    let names: std::collections::HashMap<u32, String> = link::links(&mut nl)?
+        .into_iter()
+        .map(|l| (l.index, l.name))
+        .collect();
+    let name = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("#{i}"));
+    for (index, c) in addr::list(&mut nl, None)? {
+        if addrs.contains(&c.addr) {
+            found.push((c.addr, format!("on its interface {}", name(index))));
+        }
+    }
+    for r in route::list(&mut nl)? {
+        if let Some(d) = r.dest.filter(|d| d.is_host() && addrs.contains(&d.addr)) {
+            let via = r.oif.map(|i| format!(" through {}", name(i)));
+            found.push((d.addr, format!("a route to it{}", via.unwrap_or_default())));
+        }
+    }
+    for (ip, index) in neigh::proxies(&mut nl)? {
+        if addrs.contains(&ip) {
+            found.push((ip, format!("a proxy ARP/NDP entry on {}", name(index))));
+        }
+    }
+    Ok(found)
+}
+
+/// Whether this network namespace (cove's) has an interface `name`
+/// (asked over netlink: /sys/class/net shows the namespace sysfs was
+/// mounted in, not necessarily this one).
+pub fn link_exists(name: &str) -> Result<bool> {
+    let mut nl = Netlink::open()?;
+    Ok(link::find(&mut nl, name)?.is_some())
+}
+
 /// `cove set` on a running CT: its network and DNS files as `new` says.
 pub fn apply_to_running(ct: &CtPaths, ctid: &Ctid, old: &CtConfig, new: &CtConfig) -> Result<()> {
     let c = cove_engine::container::load(&ct.oci_root, ctid.as_str())
@@ -740,4 +830,19 @@ fn init_netns(ctid: &Ctid, pid: i32, pidfd: BorrowedFd) -> Result<OwnedFd> {
     cove_engine::sys::pidfd_send_signal(pidfd, 0)
         .map_err(|_| Error::NotRunning(ctid.to_string()))?;
     Ok(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_global_ipv6_addresses_are_advertised() {
+        for a in ["2001:db8::10", "fd00:98::10", "2a01:4f8::1"] {
+            assert!(is_global6(&a.parse().unwrap()), "{a}");
+        }
+        for a in ["fe80::1", "febf::1", "::", "::1", "ff02::1"] {
+            assert!(!is_global6(&a.parse().unwrap()), "{a}");
+        }
+    }
 }
