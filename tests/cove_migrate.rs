@@ -520,17 +520,7 @@ fn dest_refusing_leaves_both_sides_as_they_were() {
     let Some(h) = setup(t) else { return };
     let (ctid, hostname) = running_ct(&h, &[]);
     // DEST has a CT of that CTID already (and the template, for it).
-    fs::create_dir_all(h.dst.data.join("templates")).unwrap();
-    run(
-        "cp",
-        &[
-            "-a",
-            &h.src.data.join("templates/busybox").display().to_string(),
-            &h.dst.data.join("templates/busybox").display().to_string(),
-        ],
-        &h.dir.path,
-    )
-    .assert_ok();
+    copy_template_to_dest(&h);
     h.dst
         .cmd(&["create", &ctid, "--template", "busybox"])
         .assert_ok();

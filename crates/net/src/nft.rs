@@ -297,10 +297,15 @@ pub fn guard(g: &Guard) -> Result<()> {
 /// Removes the source guard of host end `dev`; none is fine (also when
 /// nft is missing: then none was ever made).
 pub fn unguard(dev: &str) -> Result<()> {
+    delete_netdev_table(&guard_table(dev))
+}
+
+/// Deletes netdev table `name`; none (or no nft, so none was made) is fine.
+fn delete_netdev_table(name: &str) -> Result<()> {
     if binary().is_none() {
         return Ok(());
     }
-    match nft(&["delete", "table", "netdev", &guard_table(dev)], None) {
+    match nft(&["delete", "table", "netdev", name], None) {
         Err(Error::Nft(m)) if m.contains("No such file or directory") => Ok(()),
         r => r.map(drop),
     }
@@ -330,13 +335,7 @@ pub fn mute(dev: &str) -> Result<()> {
 
 /// Lets the CT behind `dev` send again; no mute table is fine.
 pub fn unmute(dev: &str) -> Result<()> {
-    if binary().is_none() {
-        return Ok(());
-    }
-    match nft(&["delete", "table", "netdev", &mute_table(dev)], None) {
-        Err(Error::Nft(m)) if m.contains("No such file or directory") => Ok(()),
-        r => r.map(drop),
-    }
+    delete_netdev_table(&mute_table(dev))
 }
 
 fn table_exists() -> Result<bool> {
