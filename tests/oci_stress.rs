@@ -259,18 +259,36 @@ fn traced_create(
     trace: Option<&Path>,
     inject: Option<(&str, usize)>,
 ) -> Out {
+    traced(
+        strace,
+        ct,
+        "create",
+        trace,
+        inject.map(|(syscall, n)| format!("{syscall}:signal=SIGKILL:when={n}")),
+    )
+}
+
+/// `strace [-o TRACE] [-e inject=INJECT] cove-oci COMMAND --bundle B ID`
+/// (COMMAND: create or run).
+fn traced(
+    strace: &Path,
+    ct: &Ct,
+    command: &str,
+    trace: Option<&Path>,
+    inject: Option<String>,
+) -> Out {
     let mut args: Vec<String> = vec!["-qq".into(), "-o".into()];
     args.push(trace.map_or("/dev/null".into(), |t| t.display().to_string()));
-    if let Some((syscall, n)) = inject {
+    if let Some(i) = inject {
         args.push("-e".into());
-        args.push(format!("inject={syscall}:signal=SIGKILL:when={n}"));
+        args.push(format!("inject={i}"));
     }
     args.push(ct.bin.display().to_string());
     args.extend(
         [
             "--root",
             &ct.state_root.display().to_string(),
-            "create",
+            command,
             "--bundle",
             &ct.bundle.display().to_string(),
             &ct.id,
@@ -472,4 +490,62 @@ fn sigkill_at_each_step_of_create_then_delete_force_leaves_nothing() {
         counts.values().map(|c| c.1).sum::<usize>(),
         started.elapsed().as_secs_f64()
     ));
+}
+
+/// `run` that fails after its create (signal forwarding cannot be set up;
+/// the wait for the container fails) kills and deletes the container, as
+/// runc's run does: it says it failed and leaves nothing running.
+#[test]
+fn run_failing_after_create_leaves_nothing() {
+    let test = "run_failing_after_create_leaves_nothing";
+    let Some(env) = prerequisites(test) else {
+        return;
+    };
+    let Some(strace) = needs_strace(test) else {
+        return;
+    };
+    let _serial = serial();
+    let mut ct = Ct::new(&env, test);
+    let mounts_before = host_mounts();
+    let _subreaper = Subreaper::new();
+
+    // A clean traced run of `true`: the last poll(2) of cove-oci's main
+    // thread is the wait for the container.
+    ct.args(&["true"]);
+    ct.save_config();
+    let trace_path = ct.bundle.join("run.strace");
+    traced(&strace, &ct, "run", Some(&trace_path), None).assert_ok();
+    let trace = fs::read_to_string(&trace_path).unwrap_or_default();
+    let polls = trace.lines().filter(|l| l.starts_with("poll(")).count();
+    assert!(polls > 0, "no poll in the trace of run:\n{trace}");
+    assert!(
+        leftovers(&ct, &mounts_before).is_empty(),
+        "a clean run left: {:?}",
+        leftovers(&ct, &mounts_before)
+    );
+
+    ct.args(&["sleep", "1000"]);
+    ct.save_config();
+    for inject in [
+        "signalfd4:error=EMFILE:when=1".to_string(),
+        format!("poll:error=ENOMEM:when={polls}"),
+    ] {
+        let out = traced(&strace, &ct, "run", None, Some(inject.clone()));
+        assert!(!out.ok(), "{inject}: run did not fail:\n{out}");
+        assert!(
+            out.stderr.contains(if inject.starts_with("signalfd4") {
+                "signalfd"
+            } else {
+                "poll"
+            }),
+            "{inject}: the error does not say what failed:\n{out}"
+        );
+        let mut left = leftovers(&ct, &mounts_before);
+        left.extend(processes_left());
+        assert!(
+            left.is_empty(),
+            "{inject}: left after the failed run:\n{}\n{out}",
+            left.join("\n")
+        );
+    }
 }

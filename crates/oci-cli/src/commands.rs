@@ -158,33 +158,36 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Res {
             None
         };
     let created = container::create(&opts).map_err(e2s)?;
-    let master = match &console {
-        Some(l) => match l.receive_master() {
-            Ok(m) => Some(m),
-            Err(e) => {
-                let _ = container::delete(&cli.root, &a.id, true);
-                return Err(e);
-            }
-        },
-        None => None,
-    };
+    // From here on a failure kills and deletes what was created, as runc's
+    // run does (a container whose run said it failed is not left behind).
+    match start_and_wait(cli, a, detach, keep, console.as_ref(), &created) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let _ = container::delete(&cli.root, &a.id, true);
+            Err(e)
+        }
+    }
+}
+
+/// `run` after create: the console, signal forwarding, start, READY=
+/// relayed, then (unless `detach`) the wait and the delete.
+fn start_and_wait(
+    cli: &Cli,
+    a: &CreateArgs,
+    detach: bool,
+    keep: bool,
+    console: Option<&crate::tty::ConsoleListener>,
+    created: &container::Created,
+) -> Res {
+    let master = console.map(|l| l.receive_master()).transpose()?;
     // Signals that arrive from here on go to the container.
     let mut sfd = if detach {
         None
     } else {
         Some(cove_engine::foreground::block_signals().map_err(e2s)?)
     };
-    let listener = match crate::notify::Listener::bind(&cli.root, &a.id) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = container::delete(&cli.root, &a.id, true);
-            return Err(e);
-        }
-    };
-    if let Err(e) = container::start(&cli.root, &a.id) {
-        let _ = container::delete(&cli.root, &a.id, true);
-        return Err(e2s(e));
-    }
+    let listener = crate::notify::Listener::bind(&cli.root, &a.id)?;
+    container::start(&cli.root, &a.id).map_err(e2s)?;
     if let Some(l) = &listener {
         // As runc's run: a READY= the host's socket does not take is
         // logged, and the container runs on (`start` reports it). Failing
