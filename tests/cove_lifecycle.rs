@@ -456,3 +456,64 @@ fn stop_stays_stopped_when_the_init_answers_with_a_reboot() {
     assert_eq!(st["last_exit"]["how"], "reboot", "{st}");
     env.assert_ct_cleaned_up(&ctid);
 }
+
+/// `cove exec` that fails once its process runs (here: signal forwarding
+/// cannot be set up, an error strace injects into cove's own signalfd4)
+/// says so and leaves no process behind in the CT.
+#[test]
+fn exec_failing_after_its_process_started_leaves_no_process() {
+    let test = "exec_failing_after_its_process_started_leaves_no_process";
+    let Some(strace) = needs_strace(test) else {
+        return;
+    };
+    let Some(env) = CoveEnv::with_busybox(test) else {
+        return;
+    };
+    let ctid = env.create_busybox(&[]);
+    env.cmd(&["start", &ctid]).assert_ok();
+    // Output into files: a process left behind would hold a pipe open.
+    let err = env.data.join("exec.err");
+    let traced = |inject: Option<&str>, args: &[&str]| {
+        let mut c = std::process::Command::new(&strace);
+        c.args(["-qq", "-o", "/dev/null"]);
+        if let Some(i) = inject {
+            c.args(["-e", &format!("inject={i}")]);
+        }
+        c.arg(&env.bin)
+            .args(args)
+            .envs(env.envs())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&err).expect("stderr file"));
+        c.status().expect("strace cove exec")
+    };
+    // Without an injection, exec works under strace.
+    let ok = traced(None, &["exec", &ctid, "true"]);
+    assert!(
+        ok.success(),
+        "{ok:?}: {}",
+        fs::read_to_string(&err).unwrap_or_default()
+    );
+
+    let failed = traced(
+        Some("signalfd4:error=EMFILE:when=1"),
+        &["exec", &ctid, "sleep", "1000"],
+    );
+    let stderr = fs::read_to_string(&err).unwrap_or_default();
+    assert!(!failed.success(), "exec did not fail: {stderr}");
+    assert!(stderr.contains("signalfd"), "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ps = env.cmd(&["exec", &ctid, "ps", "-o", "args"]);
+        ps.assert_ok();
+        if !ps.stdout.contains("sleep 1000") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exec'd process runs on in the CT:\n{ps}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.cmd(&["stop", "--fast", &ctid]).assert_ok();
+}

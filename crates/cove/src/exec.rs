@@ -69,18 +69,30 @@ fn run(ct: &CtPaths, ctid: &Ctid, process: Process) -> Result<i32> {
         | cove_engine::Error::WrongState { .. } => Error::NotRunning(ctid.to_string()),
         e => e.into(),
     })?;
-    let master = listener
-        .as_ref()
-        .map(ConsoleListener::receive_master)
-        .transpose()?;
-    drop(listener);
-    // Blocked only now: the engine's child would inherit a blocked mask.
-    let mut sfd = foreground::block_signals()?;
-    let code = match &master {
-        Some(m) => foreground::wait_with_tty(child.pidfd.as_fd(), &mut sfd, m)?,
-        None => foreground::wait_forwarding(child.pidfd.as_fd(), &mut sfd)?,
-    };
-    Ok(code)
+    let waited = (|| {
+        let master = listener
+            .as_ref()
+            .map(ConsoleListener::receive_master)
+            .transpose()?;
+        drop(listener);
+        // Blocked only now: the engine's child would inherit a blocked mask.
+        let mut sfd = foreground::block_signals()?;
+        Ok(match &master {
+            Some(m) => foreground::wait_with_tty(child.pidfd.as_fd(), &mut sfd, m)?,
+            None => foreground::wait_forwarding(child.pidfd.as_fd(), &mut sfd)?,
+        })
+    })();
+    if waited.is_err() {
+        // Nobody would relay its terminal or its signals, nor report how
+        // it ended: it does not run on in the CT behind a failed exec.
+        let _ = cove_engine::sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+        let mut fds = [nix::poll::PollFd::new(
+            child.pidfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(2000u16));
+    }
+    waited
 }
 
 /// `cove exec CTID CMD [ARG...]`.
