@@ -378,7 +378,9 @@ impl Drop for PageSession {
 
 impl Remote {
     /// Starts `cove migrate-recv ARGS` on DEST with its stdin and stdout
-    /// joined to a socket here.
+    /// joined to a socket here, and waits until DEST says its page server
+    /// is up (ssh's and both cove's and CRIU's start-up then cost no
+    /// frozen time: the caller freezes after).
     pub(crate) fn page_server(&self, args: &[&str]) -> Result<PageSession> {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         let (ours, theirs) = socketpair(
@@ -398,10 +400,27 @@ impl Remote {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::Tool(format!("ssh: {e}")))?;
-        Ok(PageSession {
+        let session = PageSession {
             fd: Some(ours),
             ssh: Some(ssh),
-        })
+        };
+        let mut byte = [0u8; 1];
+        let ready = loop {
+            match nix::unistd::read(session.fd(), &mut byte) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(1) => break byte[0] == migrate_recv::PAGES_READY,
+                _ => break false,
+            }
+        };
+        if ready {
+            return Ok(session);
+        }
+        // DEST's side ended (ssh failed, cove or CRIU missing there): why.
+        session.finish(self)?;
+        Err(Error::Tool(format!(
+            "{}: its page server did not start (see cove migrate-recv pages there)",
+            self.dest
+        )))
     }
 }
 

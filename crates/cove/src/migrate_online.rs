@@ -80,7 +80,9 @@ pub enum Transport {
 }
 
 /// One dump (pre-dump `round`, or the final one) of the CT, its pages
-/// sent as `transport` says. Returns CRIU's figures and the bytes sent.
+/// sent as `transport` says; `before` runs right before CRIU does (the
+/// final dump freezes the CT there: after the page server is up). Returns
+/// CRIU's figures and the bytes sent.
 #[allow(clippy::too_many_arguments)]
 fn dump_and_send(
     remote: &Remote,
@@ -90,6 +92,7 @@ fn dump_and_send(
     transport: Transport,
     round: Option<u32>,
     parent: Option<u32>,
+    before: &mut dyn FnMut() -> Result<()>,
 ) -> Result<(PreDump, u64)> {
     let dump = dump_dir(ct);
     let dir = match round {
@@ -119,7 +122,8 @@ fn dump_and_send(
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let session = remote.page_server(&args)?;
-            let dumped = suspend::dump(ct, ctid, cfg, &req(Some(session.fd())));
+            let dumped =
+                before().and_then(|()| suspend::dump(ct, ctid, cfg, &req(Some(session.fd()))));
             let sent = session.finish(remote);
             match (dumped, sent) {
                 (Ok(st), Ok(())) => {
@@ -137,6 +141,7 @@ fn dump_and_send(
             }
         }
         Transport::Tar => {
+            before()?;
             let st = suspend::dump(ct, ctid, cfg, &req(None))?;
             let bytes = match round {
                 Some(n) => remote.send_tar(
@@ -215,7 +220,16 @@ pub(crate) fn move_online(
     let mut parent: Option<u32> = None;
     for i in 1..=args.precopy_rounds {
         let t = Instant::now();
-        let (st, n) = dump_and_send(remote, ctid, ct, cfg, transport, Some(i), parent)?;
+        let (st, n) = dump_and_send(
+            remote,
+            ctid,
+            ct,
+            cfg,
+            transport,
+            Some(i),
+            parent,
+            &mut || Ok(()),
+        )?;
         bytes += n;
         let shrank = rounds
             .last()
@@ -247,12 +261,17 @@ pub(crate) fn move_online(
     }
 
     // The final dump: the CT stays here, frozen and mute.
-    let t = Instant::now();
-    *down = t;
-    freeze_here(ct, ctid, journal)?;
+    // Downtime and the dump phase start at the freeze, once the page
+    // server is up.
+    let mut frozen_at = Instant::now();
     // With a veth, the dump notes its host end (cove-net.json): DEST's
     // restore makes it there and puts it on DEST's bridge.
-    let (st, n) = dump_and_send(remote, ctid, ct, cfg, transport, None, parent)?;
+    let (st, n) = dump_and_send(remote, ctid, ct, cfg, transport, None, parent, &mut || {
+        frozen_at = Instant::now();
+        freeze_here(ct, ctid, journal)
+    })?;
+    let t = frozen_at;
+    *down = t;
     bytes += n;
     let dump_seconds = t.elapsed().as_secs_f64();
     progress.done(

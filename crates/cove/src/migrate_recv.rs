@@ -524,12 +524,14 @@ fn page_server(paths: &Paths, ctid: &Ctid, round: Option<u32>, parent: Option<u3
         let _ = pump(&mut from, &mut to);
         let _ = nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write);
     });
-    // CRIU's answers back, until it closes its end (it exits).
+    // CRIU's answers back, until it closes its end (it exits), after one
+    // byte that tells the source the session is up: it freezes its CT
+    // only then, so ssh's and CRIU's start-up stay out of the freeze.
     if let Ok(out) = std::io::stdout().as_fd().try_clone_to_owned() {
-        let _ = pump(
-            &mut std::fs::File::from(ours),
-            &mut std::fs::File::from(out),
-        );
+        let mut out = std::fs::File::from(out);
+        if std::io::Write::write_all(&mut out, &[PAGES_READY]).is_ok() {
+            let _ = pump(&mut std::fs::File::from(ours), &mut out);
+        }
     }
     let status = criu
         .wait()
@@ -544,6 +546,10 @@ fn page_server(paths: &Paths, ctid: &Ctid, round: Option<u32>, parent: Option<u3
         log.display()
     )))
 }
+
+/// What `migrate-recv pages` writes first on its stdout, before CRIU's
+/// stream: its page server is up.
+pub const PAGES_READY: u8 = 0x06;
 
 /// Copies `from` to `to` until end of file with read(2) and write(2).
 /// Not std::io::copy: between a pipe and a socket it splices, and a
