@@ -1060,18 +1060,22 @@ fn rollback(paths: &Paths, ctid: &Ctid, journal: &Journal, cause: Error) -> Erro
     match remote.run(&abort) {
         Ok(_) => {
             // DEST is clean: the CT is ours alone again.
-            if journal.frozen_here {
-                // The final dump left the CT's processes here, frozen.
+            if journal.online {
                 remove_dump(&ct);
-                match crate::migrate_online::thaw_here(&ct, ctid) {
-                    Ok(()) => remove_journal(&ct),
-                    Err(e) => left.push(format!("CT {ctid} not thawed here ({})", e.one_line())),
-                }
+            }
+            // The final dump left the CT's processes here, frozen and
+            // muted: they go on. A thaw that fails keeps the journal, so
+            // `--abort` tries again.
+            let thawed = if journal.frozen_here {
+                crate::migrate_online::thaw_here(&ct, ctid)
+                    .map_err(|e| left.push(format!("CT {ctid} not thawed here ({})", e.one_line())))
+                    .is_ok()
             } else {
+                true
+            };
+            if thawed {
                 remove_journal(&ct);
-                if journal.online {
-                    remove_dump(&ct);
-                }
+                // Stopped for the move (offline), or gone meanwhile.
                 if journal.was_running && !runstate::status(&ct, ctid).running() {
                     if let Err(e) = lifecycle::start(paths, ctid.as_str(), false) {
                         left.push(format!(
@@ -1085,8 +1089,13 @@ fn rollback(paths: &Paths, ctid: &Ctid, journal: &Journal, cause: Error) -> Erro
         // DEST may run the CT: starting it here too could put it twice on
         // the network. The journal stays for --abort.
         Err(e) => left.push(format!(
-            "DEST not cleaned ({}), so CT {ctid} is left stopped here",
-            e.one_line()
+            "DEST not cleaned ({}), so CT {ctid} is left {} here",
+            e.one_line(),
+            if journal.frozen_here {
+                "frozen"
+            } else {
+                "stopped"
+            }
         )),
     }
     let cause = cause.one_line();

@@ -172,13 +172,16 @@ fn freeze_here(ct: &CtPaths, ctid: &Ctid, journal: &mut Journal) -> Result<()> {
         .map_err(|e| Error::Tool(format!("freeze CT {ctid}: {e}")))
 }
 
-/// The frozen source copy back: thawed, then its veth unmuted.
+/// The frozen source copy back: thawed (if it still runs), then its veth
+/// unmuted.
 pub(crate) fn thaw_here(ct: &CtPaths, ctid: &Ctid) -> Result<()> {
-    let c = cove_engine::container::load(&ct.oci_root, ctid.as_str())
-        .map_err(|e| Error::Tool(format!("CT {ctid}: {e}")))?;
-    cove_cgroups::manager_from_paths(&c.saved.cgroup_paths)
-        .thaw()
-        .map_err(|e| Error::Tool(format!("thaw CT {ctid}: {e}")))?;
+    if let Ok(c) = cove_engine::container::load(&ct.oci_root, ctid.as_str()) {
+        if c.status != cove_engine::state::Status::Stopped {
+            cove_cgroups::manager_from_paths(&c.saved.cgroup_paths)
+                .thaw()
+                .map_err(|e| Error::Tool(format!("thaw CT {ctid}: {e}")))?;
+        }
+    }
     net::mute(ct, ctid, false)
 }
 
