@@ -776,6 +776,19 @@ fn assert_counting_on(env: &CoveEnv, ctid: &str) {
     }
 }
 
+/// After an online migration rolled back: the same processes run on the
+/// source, counting on, and no dump is left there.
+#[track_caller]
+fn assert_rolled_back_alive(h: &Hosts, ctid: &str, tree: &str) {
+    assert_eq!(
+        tree,
+        tree_of(h.src.ct_init_pid(ctid)),
+        "the pids inside changed"
+    );
+    assert_counting_on(&h.src, ctid);
+    assert!(!h.src.ct_dir(ctid).join("dump").exists(), "dump left");
+}
+
 /// A running CT with a counter going.
 fn counting_ct(h: &Hosts) -> (String, String) {
     let (ctid, hostname) = running_ct(h, &[]);
@@ -812,13 +825,7 @@ fn online_migration_keeps_the_ct_counting() {
     assert!(Hosts::running(&h.src, &ctid), "source not running");
     let st = h.src.status_json(&ctid);
     assert_eq!(st["status"], "running", "left frozen: {st}");
-    assert_eq!(
-        tree,
-        tree_of(h.src.ct_init_pid(&ctid)),
-        "the pids inside changed"
-    );
-    assert_counting_on(&h.src, &ctid);
-    assert!(!h.src.ct_dir(&ctid).join("dump").exists(), "dump left");
+    assert_rolled_back_alive(&h, &ctid, &tree);
     h.assert_source_as_before(&ctid, &hostname);
     h.assert_dest_clean(&ctid, false);
     h.fault("");
@@ -1190,13 +1197,7 @@ fn online_migration_moves_a_networked_ct_with_its_tcp_connection() {
         "after the rollback"
     );
     // The same processes here, counting on.
-    assert_eq!(
-        tree,
-        tree_of(h.src.ct_init_pid(&ctid)),
-        "the pids inside changed"
-    );
-    assert_counting_on(&h.src, &ctid);
-    assert!(!h.src.ct_dir(&ctid).join("dump").exists(), "dump left");
+    assert_rolled_back_alive(&h, &ctid, &tree);
     assert!(!h.src.ct_dir(&ctid).join("suspended.json").exists());
     assert_on_bridge(&h.src, &ctid, "source");
     assert_eq!(mute_tables(&h.src), Vec::<String>::new(), "still muted");

@@ -993,9 +993,8 @@ pub(crate) fn restore_failed(remote: &Remote, ct: &CtPaths, ctid: &Ctid, e: Erro
     Error::Migrate { code, msg }
 }
 
-/// Removes an online migration's dump here (and its suspend record).
+/// Removes an online migration's dump here.
 fn remove_dump(ct: &CtPaths) {
-    let _ = std::fs::remove_file(ct.dir.join(crate::migrate_online::SUSPENDED));
     let _ = std::fs::remove_dir_all(crate::migrate_online::dump_dir(ct));
 }
 

@@ -38,10 +38,6 @@ use crate::net;
 use crate::paths::CtPaths;
 use crate::suspend::{self, DumpRequest, PreDump};
 
-/// suspend.rs's record of a suspended CT (its `RECORD`): a CT holding one
-/// cannot move online.
-pub(crate) const SUSPENDED: &str = "suspended.json";
-
 /// One pre-copy round.
 #[derive(Debug, Serialize)]
 pub struct Round {
@@ -201,7 +197,7 @@ pub(crate) fn move_online(
     down: &mut Instant,
 ) -> Result<(u64, OnlineReport)> {
     let dump = dump_dir(ct);
-    if dump.join("inventory.img").exists() || ct.dir.join(SUSPENDED).exists() {
+    if dump.join("inventory.img").exists() || ct.dir.join(suspend::RECORD).exists() {
         return Err(Error::BadInput(format!(
             "CT {ctid} holds a suspend dump ({}): resume it or remove it first",
             dump.display()

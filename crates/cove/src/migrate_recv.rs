@@ -640,7 +640,7 @@ fn resume_received(paths: &Paths, ctid: &Ctid) -> Result<()> {
         pre_dumps: Vec::new(),
         made_dump_dir: true,
     };
-    let rec_path = ct.dir.join(crate::migrate_online::SUSPENDED);
+    let rec_path = ct.dir.join(crate::suspend::RECORD);
     let json = serde_json::to_vec_pretty(&rec).map_err(|e| Error::Tool(e.to_string()))?;
     cove_engine::state::write_atomic(&rec_path, &json)?;
     crate::suspend::resume(paths, ctid.as_str())

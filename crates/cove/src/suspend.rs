@@ -23,7 +23,8 @@ use crate::paths::{CtPaths, Paths};
 use crate::runstate::{self, MonitorRecord};
 use crate::template;
 
-const RECORD: &str = "suspended.json";
+/// The record that makes a CT "suspended" (for `resume`).
+pub(crate) const RECORD: &str = "suspended.json";
 
 /// What `suspend` prints (`--json`) and records.
 #[derive(Debug, Serialize, Deserialize)]
