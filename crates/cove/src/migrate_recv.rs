@@ -512,7 +512,9 @@ fn page_server(paths: &Paths, ctid: &Ctid, round: Option<u32>, parent: Option<u3
         }
     })?;
     drop(theirs);
-    let to_criu = ours.try_clone().map_err(|e| Error::io("dup", &log, e))?;
+    let to_criu = ours
+        .try_clone()
+        .map_err(|e| Error::Tool(format!("dup of the page-server socket: {e}")))?;
     // The source's side of the session into CRIU; never joined: it ends
     // with this process if the source keeps its end open.
     std::thread::spawn(move || {
